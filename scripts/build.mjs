@@ -1,0 +1,28 @@
+// Bundles each program into one file under dist/ so that starting it resolves no
+// node_modules at runtime (fast cold start, and packages ship dist/ + proto/ only).
+import { build } from 'esbuild';
+import { readFile } from 'node:fs/promises';
+
+const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
+
+// Entry points: output name -> source. Add new programs here.
+const entries = {
+  'mesh-harness': 'src/cli/main.ts',
+};
+
+await build({
+  entryPoints: entries,
+  outdir: 'dist',
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'esm',
+  sourcemap: 'linked',
+  legalComments: 'none',
+  logLevel: 'warning',
+  define: { MESH_HARNESS_VERSION: JSON.stringify(pkg.version) },
+  // Some CommonJS dependencies call require() for Node built-ins; give the ESM bundle one.
+  banner: {
+    js: "import { createRequire as __meshCreateRequire } from 'node:module'; const require = __meshCreateRequire(import.meta.url);",
+  },
+});

@@ -1,0 +1,53 @@
+import { loadConfig, type LoadedConfig } from '../../config/load.ts';
+import { envVarFor, schemaFields } from '../../config/schema.ts';
+import type { Origin } from '../../config/types.ts';
+import { formatDuration } from '../../util/duration.ts';
+import { CliError, EXIT } from '../exit-codes.ts';
+import { configOptions, parseCommandArgs, write, type Command } from '../command.ts';
+
+function describeOrigin(origin: Origin | undefined): string {
+  switch (origin?.source) {
+    case 'file': return `file ${origin.path}`;
+    case 'env': return `env ${origin.name}`;
+    case 'flag': return 'flag --set';
+    default: return 'default';
+  }
+}
+
+function displayValue(value: unknown, format: unknown): string {
+  if (format === 'duration' && typeof value === 'number') return formatDuration(value);
+  return JSON.stringify(value);
+}
+
+export const configCommand: Command = {
+  name: 'config',
+  summary: 'validate a configuration file, or show the effective configuration',
+  usage: 'mesh-harness config validate [PATH] | config show [--config PATH] [--set k=v] [--json]',
+  async run(args, io) {
+    const [sub, ...rest] = args;
+    if (sub === 'validate') {
+      const { values, positionals } = parseCommandArgs(this, rest, { ...configOptions }, true);
+      const path = positionals[0] ?? values.config;
+      const loaded = loadConfig({ ...(path ? { path } : {}), env: io.env, sets: values.set ?? [] });
+      write(io.stdout, `${loaded.file ?? 'defaults (no config file)'}: valid`);
+      return EXIT.OK;
+    }
+    if (sub === 'show') {
+      const { values } = parseCommandArgs(this, rest, { ...configOptions, json: { type: 'boolean' } });
+      const loaded: LoadedConfig = loadConfig({ ...(values.config ? { path: values.config } : {}), env: io.env, sets: values.set ?? [] });
+      const rows = schemaFields().map(([path, spec]) => {
+        const [section, key] = path.split('.') as [string, string];
+        const value = (loaded.config as unknown as Record<string, Record<string, unknown>>)[section]![key];
+        return { path, value, display: displayValue(value, spec.format), origin: describeOrigin(loaded.origins.get(path)), env: envVarFor(path) };
+      });
+      if (values.json) {
+        write(io.stdout, JSON.stringify(Object.fromEntries(rows.map((r) => [r.path, { value: r.value, source: r.origin }])), null, 2));
+      } else {
+        const width = Math.max(...rows.map((r) => r.path.length));
+        for (const r of rows) write(io.stdout, `${r.path.padEnd(width)}  ${r.display}  (${r.origin})`);
+      }
+      return EXIT.OK;
+    }
+    throw new CliError(`mesh-harness config: expected "validate" or "show"\nusage: ${this.usage}`, EXIT.USAGE);
+  },
+};

@@ -1,0 +1,55 @@
+import { HarnessMetrics } from '../../admin/metrics.ts';
+import { loadConfig } from '../../config/load.ts';
+import { requiredForRun } from '../../config/schema.ts';
+import { Harness } from '../../harness/daemon.ts';
+import { buildComponents } from '../../harness/wiring.ts';
+import { createLogger } from '../../log/logger.ts';
+import { harnessVersion } from '../../util/version.ts';
+import { EXIT } from '../exit-codes.ts';
+import { configOptions, parseCommandArgs, type Command } from '../command.ts';
+
+export const runCommand: Command = {
+  name: 'run',
+  summary: 'run the node agent (systemd ExecStart)',
+  usage: 'mesh-harness run [--config PATH] [--set section.key=value ...]',
+  async run(args, io) {
+    const { values } = parseCommandArgs(this, args, { ...configOptions });
+    const loaded = loadConfig({ ...(values.config ? { path: values.config } : {}), env: io.env, sets: values.set ?? [], require: requiredForRun, requiredBy: 'mesh-harness run' });
+    const { config } = loaded;
+    const log = createLogger({ level: config.log.level, format: config.log.format });
+    const metrics = new HarnessMetrics();
+    const components = await buildComponents({ config, log, metrics });
+    const harness = new Harness({ config, log, metrics, components, version: harnessVersion() });
+
+    let signals = 0;
+    const stopped = new Promise<number>((resolve) => {
+      const onSignal = (signal: NodeJS.Signals) => {
+        signals += 1;
+        if (signals > 1) {
+          log.warn({ signal }, 'second signal: exiting without finishing the shutdown');
+          process.exit(EXIT.FAILURE);
+        }
+        log.info({ signal }, 'shutting down');
+        harness.stop().then(
+          () => resolve(EXIT.OK),
+          (err: Error) => {
+            log.error({ err: err.message }, 'shutdown failed');
+            resolve(EXIT.FAILURE);
+          },
+        );
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+    });
+
+    log.info({ version: harnessVersion(), config: loaded.file ?? 'defaults' }, 'mesh-harness starting');
+    try {
+      await harness.start();
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'startup failed');
+      await harness.stop().catch(() => undefined);
+      return EXIT.UNAVAILABLE;
+    }
+    return stopped;
+  },
+};

@@ -1,0 +1,60 @@
+import { request } from 'node:http';
+import type { AdminStatus } from '../../admin/server.ts';
+import { loadConfig } from '../../config/load.ts';
+import { CliError, EXIT } from '../exit-codes.ts';
+import { configOptions, parseCommandArgs, write, type Command } from '../command.ts';
+
+function fetchStatus(host: string, port: number, timeoutMs: number): Promise<AdminStatus> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host, port, path: '/status', method: 'GET', timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(body) as AdminStatus);
+        } catch {
+          reject(new Error(`the admin API at ${host}:${port} answered something that is not mesh-harness status JSON`));
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer from ${host}:${port} within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function age(since: string): string {
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(since)) / 1000));
+  if (seconds < 120) return `${seconds}s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)}m`;
+  return `${Math.round(seconds / 3600)}h`;
+}
+
+export function renderStatusTable(status: AdminStatus): string {
+  const lines = [`mesh-harness ${status.version} (pid ${status.pid}): ${status.ready ? 'READY' : 'NOT READY'}`, `status: ${status.status}`, ''];
+  const rows = status.components.map((c) => [c.name, c.phase, age(c.since), c.message + (c.lastError && !c.ready ? ` (last error: ${c.lastError})` : '')]);
+  const header = ['COMPONENT', 'PHASE', 'SINCE', 'MESSAGE'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  for (const row of [header, ...rows]) lines.push(row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
+  return lines.join('\n');
+}
+
+export const statusCommand: Command = {
+  name: 'status',
+  summary: "show the running daemon's state",
+  usage: 'mesh-harness status [--json] [--config PATH]',
+  async run(args, io) {
+    const { values } = parseCommandArgs(this, args, { ...configOptions, json: { type: 'boolean' } });
+    const { config } = loadConfig({ ...(values.config ? { path: values.config } : {}), env: io.env, sets: values.set ?? [] });
+    const host = config.admin.address === '0.0.0.0' ? '127.0.0.1' : config.admin.address === '::' ? '::1' : config.admin.address;
+    let status: AdminStatus;
+    try {
+      status = await fetchStatus(host, config.admin.port, 3000);
+    } catch (err) {
+      throw new CliError(`no mesh-harness daemon answers on ${host}:${config.admin.port} (${(err as Error).message}); is it running? try: systemctl status mesh-harness`, EXIT.UNAVAILABLE);
+    }
+    write(io.stdout, values.json ? JSON.stringify(status, null, 2) : renderStatusTable(status));
+    return status.ready ? EXIT.OK : EXIT.FAILURE;
+  },
+};

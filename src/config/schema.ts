@@ -1,0 +1,115 @@
+/**
+ * The harness configuration schema: one place that defines every field, its default,
+ * its environment variable and its documentation. docs/configuration.md is generated
+ * from this file (npm run docs), and a test fails if the two disagree.
+ *
+ * Environment variables are derived, never written by hand:
+ * section.someKey -> MESH_HARNESS_SECTION_SOME_KEY.
+ */
+import { hostname } from 'node:os';
+
+export interface FieldSpec {
+  doc: string;
+  format: string | readonly string[];
+  default: unknown;
+  /** Shown in docs instead of the computed default (for defaults that depend on the host). */
+  docDefault?: string;
+  sensitive?: boolean;
+}
+
+type Section = Record<string, FieldSpec>;
+
+export const schemaSections = {
+  workload: {
+    group: { doc: 'Name of the ExternalGroup this machine joins (the registrar refuses unknown groups).', format: 'k8s-name-or-empty', default: '' },
+    namespace: { doc: 'Kubernetes namespace of the ExternalGroup and of the ExternalWorkload created for this machine.', format: 'k8s-name-or-empty', default: 'default' },
+    nodeName: { doc: 'Name of this machine as shown in the destination context and in the ExternalWorkload.', format: 'nonempty-string', default: hostname(), docDefault: 'the host name' },
+    name: { doc: 'ExternalWorkload name. Empty: the registrar assigns one.', format: 'k8s-name-or-empty', default: '' },
+    ips: { doc: 'Workload IPs announced to the mesh: at most one IPv4 and one IPv6. Empty: detected from the default route.', format: 'ip-list', default: [] },
+    ports: { doc: 'Ports the workload serves: numbers or {"port", "name", "protocol"} objects. Traffic to them is redirected to the proxy inbound port.', format: 'workload-ports', default: [] },
+  },
+  identity: {
+    spiffeId: { doc: 'SPIFFE ID this machine must hold, such as spiffe://root.linkerd.cluster.local/vm/web. Required by `run`.', format: 'spiffe-id-or-empty', default: '' },
+    serverName: { doc: 'DNS name the proxy presents for TLS (SNI); given to the proxy as LINKERD2_PROXY_IDENTITY_SERVER_NAME. Required by `run`.', format: 'dns-name-or-empty', default: '' },
+    trustAnchorsFile: { doc: 'PEM file of the mesh trust anchors (the Linkerd identity trust roots). SVID chains are verified against it.', format: 'nonempty-string', default: '/etc/mesh-harness/trust-anchors.pem' },
+    workloadApiSocket: { doc: 'SPIFFE Workload API socket of the SPIRE agent: unix:///path or a bare path.', format: 'nonempty-string', default: 'unix:///run/spire/agent/api.sock' },
+    expiryMargin: { doc: 'The harness is not ready when its SVID expires within this margin.', format: 'duration', default: 60_000 },
+  },
+  spire: {
+    mode: { doc: '`external`: use a SPIRE agent someone else runs. `managed`: the harness runs spire-agent as a child.', format: ['external', 'managed'], default: 'external' },
+    agentBinary: { doc: 'spire-agent executable (managed mode). A bare name is looked up on PATH.', format: 'nonempty-string', default: 'spire-agent' },
+    agentConfig: { doc: 'spire-agent configuration file (managed mode). Empty: rendered from the fields below.', format: 'optional-string', default: '' },
+    serverAddress: { doc: 'SPIRE server host name or IP (managed mode, rendered config).', format: 'optional-string', default: '' },
+    serverPort: { doc: 'SPIRE server port (managed mode, rendered config).', format: 'port-number', default: 8081 },
+    trustDomain: { doc: 'SPIRE trust domain (managed mode, rendered config).', format: 'nonempty-string', default: 'root.linkerd.cluster.local' },
+    trustBundleFile: { doc: 'Bootstrap trust bundle of the SPIRE server (managed mode, rendered config).', format: 'optional-string', default: '' },
+    joinTokenFile: { doc: 'File holding a join token for node attestation (managed mode). Must not be readable by group or others.', format: 'optional-string', default: '' },
+    dataDir: { doc: 'spire-agent data directory (managed mode).', format: 'nonempty-string', default: '/var/lib/mesh-harness/spire-agent' },
+    logLevel: { doc: 'spire-agent log level (managed mode).', format: ['debug', 'info', 'warn', 'error'], default: 'info' },
+  },
+  proxy: {
+    binary: { doc: 'linkerd2-proxy executable. A bare name is looked up on PATH.', format: 'nonempty-string', default: '/usr/lib/linkerd/linkerd2-proxy' },
+    user: { doc: 'User the proxy runs as; its traffic is never redirected.', format: 'nonempty-string', default: 'meshproxy' },
+    group: { doc: 'Group the proxy and the harness run with; its traffic is never redirected, and a SPIRE entry with selector unix:gid:<gid> identifies both.', format: 'nonempty-string', default: 'meshproxy' },
+    inboundPort: { doc: 'Proxy inbound listener port (LINKERD2_PROXY_INBOUND_LISTEN_ADDR).', format: 'port-number', default: 4143 },
+    outboundPort: { doc: 'Proxy outbound listener port (LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR).', format: 'port-number', default: 4140 },
+    adminPort: { doc: 'Proxy admin port (LINKERD2_PROXY_ADMIN_LISTEN_ADDR, on 127.0.0.1).', format: 'port-number', default: 4191 },
+    controlPort: { doc: 'Proxy control listener port (LINKERD2_PROXY_CONTROL_LISTEN_ADDR).', format: 'port-number', default: 4190 },
+    destinationAddr: { doc: 'Linkerd destination service address, host:port. Required by `run`.', format: 'host-port-or-empty', default: '' },
+    destinationName: { doc: 'Identity of the destination service.', format: 'nonempty-string', default: 'linkerd-destination.linkerd.serviceaccount.identity.linkerd.cluster.local' },
+    policyAddr: { doc: 'Linkerd policy service address, host:port. Empty: same as destinationAddr.', format: 'host-port-or-empty', default: '' },
+    policyName: { doc: 'Identity of the policy service.', format: 'nonempty-string', default: 'linkerd-destination.linkerd.serviceaccount.identity.linkerd.cluster.local' },
+    logLevel: { doc: 'LINKERD2_PROXY_LOG.', format: 'nonempty-string', default: 'warn,linkerd=info' },
+    logFormat: { doc: 'LINKERD2_PROXY_LOG_FORMAT.', format: ['plain', 'json'], default: 'json' },
+    shutdownGrace: { doc: 'How long the proxy may drain after SIGTERM before it is killed (LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD).', format: 'duration', default: 30_000 },
+    extraEnv: { doc: 'Additional environment for the proxy. Variables the harness renders itself cannot be overridden here.', format: 'env-map', default: {} },
+  },
+  iptables: {
+    enabled: { doc: 'Whether the harness installs and keeps the traffic redirection rules.', format: 'bool', default: true },
+    backend: { doc: 'iptables backend: `auto` detects whether the host uses nft or legacy.', format: ['auto', 'nft', 'legacy'], default: 'auto' },
+    ipv6: { doc: 'Manage ip6tables too: `auto` when the kernel has IPv6.', format: ['auto', 'on', 'off'], default: 'auto' },
+    portsToRedirect: { doc: 'Inbound ports to redirect. Empty: all TCP ports except the ignored ones.', format: 'port-spec-list', default: [] },
+    ignoreInboundPorts: { doc: 'Inbound ports or ranges never redirected (SSH and the proxy admin/control ports by default).', format: 'port-spec-list', default: [22, 4190, 4191] },
+    ignoreOutboundPorts: { doc: 'Outbound destination ports or ranges never redirected.', format: 'port-spec-list', default: [] },
+    ignoreInboundSubnets: { doc: 'Source subnets whose inbound connections are never redirected.', format: 'cidr-list', default: [] },
+    ignoreOutboundSubnets: { doc: 'Destination subnets never redirected outbound (for example 169.254.169.254/32, the cloud metadata service).', format: 'cidr-list', default: [] },
+    onStop: { doc: '`keep` leaves the rules when the harness stops (fail closed: no traffic bypasses the mesh); `clean` removes them.', format: ['keep', 'clean'], default: 'keep' },
+    resyncInterval: { doc: 'Full re-check of the rules even without a netfilter event.', format: 'duration', default: 30_000 },
+  },
+  control: {
+    registrarAddress: { doc: 'mesh-registrar address, host:port. Empty: no registration (the workload must be registered by hand).', format: 'host-port-or-empty', default: '' },
+    registrarIdentity: { doc: 'SPIFFE ID the registrar must present.', format: 'spiffe-id-or-empty', default: '' },
+    heartbeatInterval: { doc: 'Heartbeat interval until the registrar sends its own.', format: 'duration', default: 10_000 },
+  },
+  probes: {
+    workload: { doc: 'Local workload probes with Kubernetes probe fields (httpGet, tcpSocket, exec, periodSeconds, ...). The registrar may send more.', format: 'probe-list', default: [] },
+  },
+  admin: {
+    address: { doc: 'Admin server listen address.', format: 'nonempty-string', default: '127.0.0.1' },
+    port: { doc: 'Admin server port.', format: 'port-number', default: 4192 },
+    allowNonLoopback: { doc: 'Allow the admin server on a non-loopback address (it has no authentication).', format: 'bool', default: false },
+  },
+  log: {
+    level: { doc: 'Harness log level.', format: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], default: 'info' },
+    format: { doc: '`auto`: human-readable on a terminal, JSON otherwise (journald).', format: ['auto', 'json', 'pretty'], default: 'auto' },
+  },
+} satisfies Record<string, Section>;
+
+export type SectionName = keyof typeof schemaSections;
+
+/** section.someKey -> MESH_HARNESS_SECTION_SOME_KEY */
+export function envVarFor(path: string): string {
+  return `MESH_HARNESS_${path.split('.').map((p) => p.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()).join('_')}`;
+}
+
+/** Every field as [path, spec], in schema order. */
+export function schemaFields(): Array<[string, FieldSpec]> {
+  const fields: Array<[string, FieldSpec]> = [];
+  for (const [section, entries] of Object.entries(schemaSections)) {
+    for (const [key, spec] of Object.entries(entries as Section)) fields.push([`${section}.${key}`, spec]);
+  }
+  return fields;
+}
+
+/** Fields the daemon cannot run without; other commands (iptables, check) need fewer. */
+export const requiredForRun = ['identity.spiffeId', 'identity.serverName', 'proxy.destinationAddr'] as const;

@@ -1,0 +1,94 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from '../log/logger.ts';
+
+/**
+ * Phases every component reports the same way. `Ready` is the only healthy phase;
+ * `Degraded` means working but not good enough for traffic (for example an SVID about to
+ * expire), `CrashLoop` means a child keeps failing and is retried slowly.
+ */
+export type Phase = 'Pending' | 'Starting' | 'Ready' | 'Degraded' | 'Failed' | 'CrashLoop' | 'Stopping' | 'Stopped' | 'Disabled';
+
+export interface ComponentState {
+  name: string;
+  phase: Phase;
+  /** Whether this component lets the harness report ready. Disabled components count as ready. */
+  ready: boolean;
+  /** When the phase last changed. */
+  since: Date;
+  /** What the component is doing or waiting for, in a few words (systemd STATUS=). */
+  message: string;
+  lastError?: string;
+  /** Component-specific facts for /status (SVID expiry, child PID, drift counts, ...). */
+  detail?: Record<string, unknown>;
+}
+
+/** A reconciler the daemon starts in order and stops in reverse order. */
+export interface Component {
+  readonly name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  state(): ComponentState;
+  on(event: 'change', listener: (state: ComponentState) => void): this;
+  off(event: 'change', listener: (state: ComponentState) => void): this;
+}
+
+export interface StateUpdate {
+  message?: string;
+  lastError?: string | undefined;
+  detail?: Record<string, unknown>;
+}
+
+const READY_PHASES: ReadonlySet<Phase> = new Set(['Ready', 'Disabled']);
+
+/**
+ * Holds a component's observable state. `since` moves only when the phase changes, and a
+ * phase change is logged once (not on every retry), so logs stay readable at 3 a.m.
+ */
+export abstract class BaseComponent extends EventEmitter implements Component {
+  private current: ComponentState;
+
+  protected constructor(
+    readonly name: string,
+    protected readonly log: Logger,
+    protected readonly now: () => Date = () => new Date(),
+  ) {
+    super();
+    this.current = { name, phase: 'Pending', ready: false, since: now(), message: 'not started' };
+  }
+
+  abstract start(): Promise<void>;
+  abstract stop(): Promise<void>;
+
+  state(): ComponentState {
+    return { ...this.current, ...(this.current.detail ? { detail: { ...this.current.detail } } : {}) };
+  }
+
+  protected setState(phase: Phase, update: StateUpdate = {}): void {
+    const previous = this.current;
+    const phaseChanged = previous.phase !== phase;
+    const next: ComponentState = {
+      name: this.name,
+      phase,
+      ready: READY_PHASES.has(phase),
+      since: phaseChanged ? this.now() : previous.since,
+      message: update.message ?? previous.message,
+      ...('lastError' in update ? (update.lastError === undefined ? {} : { lastError: update.lastError }) : previous.lastError ? { lastError: previous.lastError } : {}),
+      ...(update.detail ? { detail: { ...previous.detail, ...update.detail } } : previous.detail ? { detail: previous.detail } : {}),
+    };
+    this.current = next;
+    if (phaseChanged) {
+      const fields = { phase, from: previous.phase, ...(next.lastError && phase !== 'Ready' ? { error: next.lastError } : {}) };
+      if (phase === 'Failed' || phase === 'CrashLoop') this.log.error(fields, `${this.name}: ${next.message}`);
+      else if (phase === 'Degraded') this.log.warn(fields, `${this.name}: ${next.message}`);
+      else this.log.info(fields, `${this.name}: ${next.message}`);
+    }
+    if (phaseChanged || previous.message !== next.message || previous.lastError !== next.lastError || update.detail) {
+      this.emit('change', this.state());
+    }
+  }
+}
+
+/** The harness is ready when every component is. */
+export function allReady(states: ComponentState[]): boolean {
+  return states.length > 0 && states.every((s) => s.ready);
+}

@@ -1,0 +1,37 @@
+import pino, { type Logger, type LevelWithSilent } from 'pino';
+import pretty from 'pino-pretty';
+
+export type { Logger } from 'pino';
+
+export interface LoggerOptions {
+  level: LevelWithSilent;
+  /** `auto`: pretty on a TTY, JSON otherwise (journald keeps JSON lines intact). */
+  format: 'auto' | 'json' | 'pretty';
+  /** Where lines go; stderr by default so command output on stdout stays clean. */
+  destination?: NodeJS.WritableStream & { fd?: number };
+  /** `component` of the root logger. */
+  component?: string;
+}
+
+/**
+ * The harness logger. Every line carries a `component` field: children are made with
+ * `logger.child({ component: 'iptables' })`. Pretty output is rendered in-process (no
+ * worker thread), so it works from the single-file bundle.
+ */
+export function createLogger(options: LoggerOptions): Logger {
+  const destination = options.destination ?? process.stderr;
+  const isTty = Boolean((destination as NodeJS.WriteStream).isTTY);
+  const usePretty = options.format === 'pretty' || (options.format === 'auto' && isTty);
+  const base = { component: options.component ?? 'harness' };
+  const opts = { level: options.level, base, timestamp: pino.stdTimeFunctions.isoTime };
+  if (usePretty) {
+    return pino(opts, pretty({ destination, sync: true, colorize: isTty, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', messageFormat: '[{component}] {msg}' }));
+  }
+  const fd = (destination as { fd?: number }).fd;
+  return pino(opts, typeof fd === 'number' ? pino.destination({ fd, sync: true }) : destination);
+}
+
+/** A logger that drops everything, for tests and one-shot commands that print themselves. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}
