@@ -1,0 +1,39 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface BenchRow {
+  /** What was measured, e.g. "apply default ruleset". */
+  name: string;
+  value: number;
+  unit: string;
+  /** Optional extra facts (samples, percentiles, environment). */
+  detail?: Record<string, unknown>;
+}
+
+const resultsDir = join(dirname(fileURLToPath(import.meta.url)), 'results');
+
+/** Writes bench/results/<suite>.json and prints a short table. */
+export function writeResults(suite: string, rows: BenchRow[]): void {
+  mkdirSync(resultsDir, { recursive: true });
+  const file = join(resultsDir, `${suite}.json`);
+  writeFileSync(file, `${JSON.stringify({ suite, measuredAt: new Date().toISOString(), node: process.versions.node, rows }, null, 2)}\n`);
+  const width = Math.max(...rows.map((r) => r.name.length), 10);
+  process.stdout.write(`\n${suite}\n`);
+  for (const r of rows) process.stdout.write(`  ${r.name.padEnd(width)}  ${formatValue(r.value)} ${r.unit}\n`);
+  process.stdout.write(`  -> ${file}\n`);
+}
+
+function formatValue(v: number): string {
+  return Number.isInteger(v) ? String(v) : v.toFixed(v < 10 ? 3 : 1);
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return sorted[Math.max(0, index)]!;
+}
+
+export function median(values: number[]): number {
+  return percentile([...values].sort((a, b) => a - b), 50);
+}
