@@ -31,7 +31,7 @@ function getent(database: 'passwd' | 'group', key: string): Promise<string[] | u
     execFile('getent', [database, key], { timeout: 5000 }, (err, stdout) => {
       if (err) {
         // getent exits 2 when the key is not found.
-        if ((err as NodeJS.ErrnoException & { code?: unknown }).code === 2) return resolve(undefined);
+        if ((err as { code?: unknown }).code === 2) return resolve(undefined);
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return reject(new Error('getent not found on PATH (package libc-bin); cannot resolve users and groups'));
         return reject(new Error(`getent ${database} ${key} failed: ${err.message}`));
       }
