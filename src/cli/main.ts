@@ -47,7 +47,7 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   }
 }
 
-const isEntryPoint = process.argv[1] !== undefined && /mesh-harness(\.js|\.ts)?$|cli[/\\]main\.ts$/.test(process.argv[1]);
+const isEntryPoint = process.argv[1] !== undefined && /mesh-harness(\.m?js|\.ts)?$|cli[/\\]main\.ts$/.test(process.argv[1]);
 if (isEntryPoint) {
   main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
     (code) => {

@@ -1,0 +1,83 @@
+import { envVarFor, requiredForRun, schemaFields, schemaSections } from './schema.ts';
+import { formatDuration } from '../util/duration.ts';
+
+const SECTION_INTRO: Record<string, string> = {
+  workload: 'What this machine is in the mesh: its group, namespace, name, addresses and ports.',
+  identity: 'The SPIFFE identity the machine must hold, and where the SVID comes from.',
+  spire: 'Whether the harness runs spire-agent itself (`managed`) or uses one that is already running (`external`).',
+  proxy: 'The linkerd2-proxy child: binary, user, ports, control plane addresses.',
+  iptables: 'Transparent redirection of the workload\'s TCP traffic through the proxy.',
+  control: 'Registration with mesh-registrar in the cluster.',
+  probes: 'Probes of the local workload; their results feed the ExternalWorkload Ready condition.',
+  admin: 'The harness admin API (`/live`, `/ready`, `/status`, `/metrics`).',
+  log: 'Harness logging.',
+};
+
+function formatDefault(value: unknown, format: unknown): string {
+  if (format === 'duration' && typeof value === 'number') return formatDuration(value);
+  return JSON.stringify(value);
+}
+
+const FORMAT_TEXT: Record<string, string> = {
+  'nonempty-string': 'non-empty text',
+  'optional-string': 'text, may be empty',
+  bool: '`true` or `false`',
+  'port-number': 'port 1-65535',
+  'positive-int': 'whole number >= 1',
+  duration: 'duration',
+  'spiffe-id-or-empty': '`spiffe://` ID',
+  'dns-name-or-empty': 'DNS name',
+  'k8s-name-or-empty': 'Kubernetes name',
+  'host-port-or-empty': '`host:port`',
+  'ip-list': 'list of IPs (one v4, one v6)',
+  'port-spec-list': 'list of ports or `low-high` ranges',
+  'cidr-list': 'list of CIDRs',
+  'workload-ports': 'list of ports',
+  'probe-list': 'list of probes',
+  'env-map': 'object of strings',
+};
+
+function formatAllowed(format: unknown): string {
+  if (Array.isArray(format)) return format.map((f) => `\`${f}\``).join(', ');
+  return FORMAT_TEXT[String(format)] ?? String(format);
+}
+
+function cell(text: string): string {
+  return text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+}
+
+/** docs/configuration.md, generated from the schema so the two can never drift. */
+export function renderConfigurationDoc(): string {
+  const lines = [
+    '<!-- Generated from src/config/schema.ts by `npm run docs`. Do not edit by hand. -->',
+    '# Configuration reference',
+    '',
+    'mesh-harness reads `/etc/mesh-harness/config.json` (or the file given with `--config`).',
+    'Each value is taken from the first of these that sets it:',
+    '',
+    '1. a flag: `--set section.key=value` (lists as `a,b` or JSON, objects as JSON);',
+    '2. an environment variable `MESH_HARNESS_<SECTION>_<KEY>` (named in the tables below);',
+    '3. the config file;',
+    '4. the default.',
+    '',
+    'Unknown keys are errors. Durations accept `100ms`, `10s`, `5m`, `1h` or a number of',
+    'milliseconds. `mesh-harness config validate [PATH]` checks a file and lists every',
+    'problem, one per line (exit code 78); `mesh-harness config show` prints the effective',
+    'value of every field and where it came from.',
+    '',
+    'Fields marked "required by run" may stay empty for `iptables`, `check` and `config`',
+    'commands; `mesh-harness run` refuses to start without them.',
+    '',
+  ];
+  const required = new Set<string>(requiredForRun);
+  for (const section of Object.keys(schemaSections)) {
+    lines.push(`## \`${section}\``, '', SECTION_INTRO[section] ?? '', '', '| key | default | allowed | environment | description |', '| --- | --- | --- | --- | --- |');
+    for (const [path, spec] of schemaFields().filter(([p]) => p.startsWith(`${section}.`))) {
+      const def = spec.docDefault ?? formatDefault(spec.default, spec.format);
+      const doc = required.has(path) ? `**Required by run.** ${spec.doc}` : spec.doc;
+      lines.push(`| \`${path}\` | ${cell(def.startsWith('"') || def.startsWith('[') || def.startsWith('{') || /^\d/.test(def) || def === 'true' || def === 'false' ? `\`${def}\`` : def)} | ${cell(formatAllowed(spec.format))} | \`${envVarFor(path)}\` | ${cell(doc)} |`);
+    }
+    lines.push('');
+  }
+  return `${lines.join('\n').replace(/\n{3,}/g, '\n\n').trimEnd()}\n`;
+}

@@ -1,0 +1,121 @@
+import t from 'tap';
+import { request } from 'node:http';
+import { cleanEnv, runCli, spawnCli } from '../helpers/cli.ts';
+import { freePort, tempDir, waitFor, writeJson } from '../helpers/tmp.ts';
+
+function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** A config `run` accepts, with nothing that touches the host (no iptables, a socket nobody serves). */
+function daemonConfig(dir: string, adminPort: number): Record<string, unknown> {
+  return {
+    workload: { group: 'web', namespace: 'default', ports: [8080] },
+    identity: { spiffeId: 'spiffe://root.linkerd.cluster.local/vm/web', serverName: 'web.vm.cluster.local', workloadApiSocket: `unix://${dir}/agent.sock`, trustAnchorsFile: `${dir}/anchors.pem` },
+    proxy: { destinationAddr: 'linkerd-dst-headless.linkerd.svc.cluster.local.:8086', user: 'nobody', group: 'nogroup', binary: '/nonexistent/linkerd2-proxy' },
+    iptables: { enabled: false },
+    admin: { port: adminPort },
+    log: { format: 'json' },
+  };
+}
+
+t.test('version prints the package version', async (t) => {
+  const res = await runCli(['version']);
+  t.equal(res.exitCode, 0);
+  t.match(res.stdout, /^mesh-harness \d+\.\d+\.\d+/);
+});
+
+t.test('usage errors exit 64 with a hint', async (t) => {
+  const unknown = await runCli(['frobnicate']);
+  t.equal(unknown.exitCode, 64);
+  t.match(unknown.stderr, /unknown command "frobnicate"/);
+  const badFlag = await runCli(['config', 'show', '--bogus']);
+  t.equal(badFlag.exitCode, 64);
+  t.match(badFlag.stderr, /usage: mesh-harness config/);
+});
+
+t.test('config validate: three mistakes give three lines and exit 78, no stack trace', async (t) => {
+  const dir = tempDir(t);
+  const path = writeJson(dir, 'config.json', { workload: { colour: 'blue' }, log: { level: 7 }, admin: { port: 99999 } });
+  const res = await runCli(['config', 'validate', path]);
+  t.equal(res.exitCode, 78);
+  const lines = res.stderr.split('\n').filter((l) => l.startsWith('  '));
+  t.equal(lines.length, 3, res.stderr);
+  t.match(res.stderr, /workload\.colour: unknown key/);
+  t.match(res.stderr, /log\.level: got 7; must be one of/);
+  t.match(res.stderr, /admin\.port: got 99999; must be a port number/);
+  t.notMatch(res.stderr, /\n\s+at /, 'no stack trace');
+});
+
+t.test('config validate accepts a good file; config show names each source', async (t) => {
+  const dir = tempDir(t);
+  const path = writeJson(dir, 'config.json', { proxy: { inboundPort: 5143 } });
+  const ok = await runCli(['config', 'validate', path]);
+  t.equal(ok.exitCode, 0, ok.stderr);
+  t.match(ok.stdout, /valid/);
+  const show = await runCli(['config', 'show', '--config', path, '--set', 'log.level=debug'], { env: cleanEnv({ MESH_HARNESS_PROXY_OUTBOUND_PORT: '5140' }) });
+  t.equal(show.exitCode, 0, show.stderr);
+  t.match(show.stdout, /proxy\.inboundPort\s+5143\s+\(file /);
+  t.match(show.stdout, /proxy\.outboundPort\s+5140\s+\(env MESH_HARNESS_PROXY_OUTBOUND_PORT\)/);
+  t.match(show.stdout, /log\.level\s+"debug"\s+\(flag --set\)/);
+  t.match(show.stdout, /proxy\.adminPort\s+4191\s+\(default\)/);
+  t.match(show.stdout, /proxy\.shutdownGrace\s+30s\s+\(default\)/);
+  const json = await runCli(['config', 'show', '--config', path, '--json']);
+  t.same(JSON.parse(json.stdout)['proxy.inboundPort'], { value: 5143, source: `file ${path}` });
+});
+
+t.test('run without the fields it needs exits 78 naming them', async (t) => {
+  const dir = tempDir(t);
+  const path = writeJson(dir, 'config.json', {});
+  const res = await runCli(['run', '--config', path]);
+  t.equal(res.exitCode, 78);
+  t.match(res.stderr, /identity\.spiffeId: not set; required by mesh-harness run/);
+});
+
+t.test('status with no daemon says so and exits 69', async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const res = await runCli(['status', '--config', writeJson(dir, 'c.json', { admin: { port } })]);
+  t.equal(res.exitCode, 69);
+  t.match(res.stderr, new RegExp(`no mesh-harness daemon answers on 127\\.0\\.0\\.1:${port}`));
+});
+
+t.test('run serves /live, /ready 503 with reasons, /metrics; status reads it; SIGTERM exits 0', async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const path = writeJson(dir, 'config.json', daemonConfig(dir, port));
+  const child = spawnCli(['run', '--config', path]);
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const live = await waitFor('/live', () => httpGet(port, '/live').catch(() => undefined));
+  t.equal(live.status, 200);
+  const ready = await httpGet(port, '/ready');
+  t.equal(ready.status, 503);
+  const body = JSON.parse(ready.body);
+  t.equal(body.ready, false);
+  t.ok(body.notReady.length > 0 || body.status.length > 0, 'the body says what is not ready');
+  const metrics = await httpGet(port, '/metrics');
+  t.equal(metrics.status, 200);
+  t.match(metrics.body, /^mesh_harness_process_resident_memory_bytes/m);
+  const status = await runCli(['status', '--config', path]);
+  t.equal(status.exitCode, 1, 'not ready yet');
+  t.match(status.stdout, /NOT READY/);
+  t.match(status.stdout, /COMPONENT\s+PHASE\s+SINCE\s+MESSAGE/);
+  const statusJson = await runCli(['status', '--json', '--config', path]);
+  t.equal(JSON.parse(statusJson.stdout).ready, false);
+  child.kill('SIGTERM');
+  const result = await child;
+  t.equal(result.exitCode, 0, String(result.stderr));
+  t.match(result.stderr, /"msg":"shutting down"/);
+  t.match(result.stderr, /"component":"harness"/);
+});

@@ -1,0 +1,136 @@
+import t from 'tap';
+import { ConfigError, loadConfig } from '../../../src/config/load.ts';
+import { requiredForRun } from '../../../src/config/schema.ts';
+import { tempDir, writeJson } from '../../helpers/tmp.ts';
+
+function problemsOf(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+t.test('defaults match the real linkerd2-proxy ports and the admin contract', async (t) => {
+  const dir = tempDir(t);
+  const { config, origins, file } = loadConfig({ defaultPath: `${dir}/absent.json`, env: {} });
+  t.equal(file, undefined, 'a missing default file is not an error');
+  t.equal(config.proxy.inboundPort, 4143);
+  t.equal(config.proxy.outboundPort, 4140);
+  t.equal(config.proxy.adminPort, 4191);
+  t.equal(config.admin.address, '127.0.0.1');
+  t.equal(config.admin.port, 4192);
+  t.same(config.iptables.ignoreInboundPorts, [22, 4190, 4191]);
+  t.equal(config.spire.mode, 'external');
+  t.same(origins.get('proxy.inboundPort'), { source: 'default' });
+});
+
+t.test('precedence: defaults < file < environment < flags, each layer overriding the one below', async (t) => {
+  const dir = tempDir(t);
+  const path = writeJson(dir, 'config.json', { log: { level: 'warn' }, proxy: { inboundPort: 5000, outboundPort: 5001, adminPort: 5002 } });
+  const env = { MESH_HARNESS_PROXY_OUTBOUND_PORT: '6001', MESH_HARNESS_PROXY_ADMIN_PORT: '6002' };
+  const { config, origins } = loadConfig({ path, env, sets: ['proxy.adminPort=7002'] });
+  t.equal(config.proxy.controlPort, 4190, 'default where nothing else sets it');
+  t.equal(config.proxy.inboundPort, 5000, 'file over default');
+  t.equal(config.proxy.outboundPort, 6001, 'env over file');
+  t.equal(config.proxy.adminPort, 7002, 'flag over env');
+  t.same(origins.get('proxy.controlPort'), { source: 'default' });
+  t.same(origins.get('proxy.inboundPort'), { source: 'file', path });
+  t.same(origins.get('proxy.outboundPort'), { source: 'env', name: 'MESH_HARNESS_PROXY_OUTBOUND_PORT' });
+  t.same(origins.get('proxy.adminPort'), { source: 'flag' });
+  t.equal(config.log.level, 'warn');
+});
+
+t.test('environment values are typed: lists, durations, booleans, JSON objects', async (t) => {
+  const dir = tempDir(t);
+  const { config } = loadConfig({
+    defaultPath: `${dir}/absent.json`,
+    env: {
+      MESH_HARNESS_IPTABLES_IGNORE_OUTBOUND_PORTS: '25,1000-2000',
+      MESH_HARNESS_IPTABLES_IGNORE_OUTBOUND_SUBNETS: '["169.254.169.254/32","fd00::/8"]',
+      MESH_HARNESS_IDENTITY_EXPIRY_MARGIN: '5m',
+      MESH_HARNESS_IPTABLES_ENABLED: 'false',
+      MESH_HARNESS_PROXY_EXTRA_ENV: '{"RUST_BACKTRACE":"1"}',
+      MESH_HARNESS_WORKLOAD_PORTS: '8080,9090',
+    },
+  });
+  t.same(config.iptables.ignoreOutboundPorts, [25, '1000-2000']);
+  t.same(config.iptables.ignoreOutboundSubnets, ['169.254.169.254/32', 'fd00::/8']);
+  t.equal(config.identity.expiryMargin, 300_000);
+  t.equal(config.iptables.enabled, false);
+  t.same(config.proxy.extraEnv, { RUST_BACKTRACE: '1' });
+  t.same(config.workload.ports, [8080, 9090]);
+});
+
+t.test('durations: 100ms, 10s, 5m, 1h and bare milliseconds', async (t) => {
+  const dir = tempDir(t);
+  for (const [text, ms] of [['100ms', 100], ['10s', 10_000], ['5m', 300_000], ['1h', 3_600_000], ['250', 250]] as const) {
+    const path = writeJson(dir, 'c.json', { proxy: { shutdownGrace: text } });
+    t.equal(loadConfig({ path, env: {} }).config.proxy.shutdownGrace, ms, text);
+  }
+});
+
+t.test('three mistakes give three lines, each naming path, value and what is allowed', async (t) => {
+  const dir = tempDir(t);
+  const path = writeJson(dir, 'c.json', { proxy: { inboundPort: 70000, logFormat: 42 }, workload: { colour: 'blue' } });
+  const problems = problemsOf(() => loadConfig({ path, env: {} }));
+  t.equal(problems.length, 3, problems.join('\n'));
+  t.match(problems.find((p) => p.startsWith('proxy.inboundPort')), /got 70000; must be a port number from 1 to 65535/);
+  t.match(problems.find((p) => p.startsWith('proxy.logFormat')), /got 42; must be one of \["plain","json"\]/);
+  t.match(problems.find((p) => p.startsWith('workload.colour')), /unknown key; workload accepts: group, namespace/);
+});
+
+t.test('every validation error class is reported', async (t) => {
+  const dir = tempDir(t);
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['unknown section', { bogus: {} }, /^bogus: unknown section; allowed sections: workload, identity/],
+    ['section not an object', { proxy: 5 }, /^proxy: got 5; must be an object/],
+    ['unknown key', { admin: { adress: 'x' } }, /^admin\.adress: unknown key; admin accepts: address, port, allowNonLoopback/],
+    ['wrong type', { iptables: { enabled: 'yes' } }, /^iptables\.enabled: got "yes"; must be true or false/],
+    ['bad port', { admin: { port: 0 } }, /^admin\.port: got 0; must be a port number/],
+    ['bad enum', { spire: { mode: 'auto' } }, /^spire\.mode: got "auto"; must be one of \["external","managed"\]/],
+    ['bad duration', { identity: { expiryMargin: '5 minutes' } }, /^identity\.expiryMargin: got "5 minutes"; must be a duration such as 100ms/],
+    ['bad SPIFFE ID', { identity: { spiffeId: 'https://x' } }, /^identity\.spiffeId: got "https:\/\/x"; must be a SPIFFE ID/],
+    ['bad CIDR', { iptables: { ignoreOutboundSubnets: ['10.0.0.0/33'] } }, /not valid: "10\.0\.0\.0\/33"/],
+    ['bad port range', { iptables: { ignoreInboundPorts: ['9000-8000'] } }, /not valid: "9000-8000"/],
+    ['too many IPv4 addresses', { workload: { ips: ['10.0.0.1', '10.0.0.2'] } }, /at most one IPv4 and one IPv6/],
+    ['bad probe', { probes: { workload: [{ httpGet: { port: 80 }, tcpSocket: { port: 80 } }] } }, /exactly one of httpGet, tcpSocket, exec/],
+    ['bad env name', { proxy: { extraEnv: { 'NOT-VALID': 'x' } } }, /"NOT-VALID" is not a valid environment variable name/],
+    ['port clash', { proxy: { inboundPort: 4140 } }, /^proxy\.outboundPort: got 4140; must differ from proxy\.inboundPort/],
+    ['non-loopback admin', { admin: { address: '0.0.0.0' } }, /binds loopback only; set admin\.allowNonLoopback/],
+  ];
+  for (const [name, content, expected] of cases) {
+    const path = writeJson(dir, 'c.json', content);
+    const problems = problemsOf(() => loadConfig({ path, env: {} }));
+    t.equal(problems.length, 1, `${name}: ${problems.join(' | ')}`);
+    t.match(problems[0], expected, name);
+  }
+  t.doesNotThrow(() => loadConfig({ path: writeJson(dir, 'ok.json', { admin: { address: '0.0.0.0', allowNonLoopback: true } }), env: {} }), 'explicitly allowed non-loopback admin');
+});
+
+t.test('file-level problems: missing explicit file, invalid JSON, not an object', async (t) => {
+  const dir = tempDir(t);
+  t.match(problemsOf(() => loadConfig({ path: `${dir}/nope.json`, env: {} }))[0], /does not exist/);
+  t.match(problemsOf(() => loadConfig({ path: writeJson(dir, 'bad.json', '{"log": '), env: {} }))[0], /not valid JSON/);
+  t.match(problemsOf(() => loadConfig({ path: writeJson(dir, 'arr.json', '[1]'), env: {} }))[0], /must hold a JSON object/);
+  t.same(loadConfig({ path: writeJson(dir, 'empty.json', ''), env: {} }).config.proxy.inboundPort, 4143, 'an empty file means defaults');
+});
+
+t.test('bad environment and flag values are reported with their path', async (t) => {
+  const dir = tempDir(t);
+  const problems = problemsOf(() => loadConfig({ defaultPath: `${dir}/absent.json`, env: { MESH_HARNESS_ADMIN_PORT: 'abc' }, sets: ['log.level=loud', 'nope', 'proxy.nothing=1'] }));
+  t.equal(problems.length, 4, problems.join('\n'));
+  t.ok(problems.some((p) => /^admin\.port: got "abc"/.test(p)));
+  t.ok(problems.some((p) => /^log\.level: got "loud"/.test(p)));
+  t.ok(problems.some((p) => /^--set nope: expected section\.key=value/.test(p)));
+  t.ok(problems.some((p) => /^--set proxy\.nothing: unknown key; proxy accepts/.test(p)));
+});
+
+t.test('fields required by run are named with the variable that sets them', async (t) => {
+  const dir = tempDir(t);
+  const problems = problemsOf(() => loadConfig({ defaultPath: `${dir}/absent.json`, env: {}, require: requiredForRun, requiredBy: 'mesh-harness run' }));
+  t.equal(problems.length, requiredForRun.length);
+  t.match(problems[0], /^identity\.spiffeId: not set; required by mesh-harness run: set it in .* or with MESH_HARNESS_IDENTITY_SPIFFE_ID/);
+});
