@@ -17,7 +17,12 @@ await build({
   platform: 'node',
   target: 'node20',
   format: 'esm',
+  // One chunk per command: a command loads only the code it needs.
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
   sourcemap: 'linked',
+  // koffi loads its native binary from its own package; it is imported lazily, only under systemd.
+  external: ['koffi'],
   legalComments: 'none',
   logLevel: 'warning',
   define: { MESH_HARNESS_VERSION: JSON.stringify(pkg.version) },

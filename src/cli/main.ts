@@ -1,12 +1,23 @@
-import { ConfigError } from '../config/load.ts';
 import { CliError, EXIT } from './exit-codes.ts';
 import { write, type Command, type CommandIo } from './command.ts';
-import { configCommand } from './commands/config.ts';
-import { runCommand } from './commands/run.ts';
-import { statusCommand } from './commands/status.ts';
-import { versionCommand } from './commands/version.ts';
 
-const commands: Command[] = [runCommand, statusCommand, configCommand, versionCommand];
+/**
+ * Commands are loaded on demand (the bundle is split per command), so `version` or
+ * `status` do not pay for gRPC, prom-client and the rest of the daemon at start-up.
+ */
+interface CommandEntry {
+  name: string;
+  summary: string;
+  load: () => Promise<Command>;
+}
+
+const commands: CommandEntry[] = [
+  { name: 'run', summary: 'run the node agent (systemd ExecStart)', load: async () => (await import('./commands/run.ts')).runCommand },
+  { name: 'status', summary: "show the running daemon's state", load: async () => (await import('./commands/status.ts')).statusCommand },
+  { name: 'config', summary: 'validate a configuration file, or show the effective configuration', load: async () => (await import('./commands/config.ts')).configCommand },
+  { name: 'iptables', summary: 'print, apply, diff or remove the traffic redirection rules', load: async () => (await import('./commands/iptables.ts')).iptablesCommand },
+  { name: 'version', summary: 'print the version', load: async () => (await import('./commands/version.ts')).versionCommand },
+];
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -19,12 +30,12 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
     write(name === undefined ? io.stderr : io.stdout, usage());
     return name === undefined ? EXIT.USAGE : EXIT.OK;
   }
-  if (name === '--version') return versionCommand.run([], io);
-  const command = commands.find((c) => c.name === name);
-  if (!command) {
+  const entry = commands.find((c) => c.name === (name === '--version' ? 'version' : name));
+  if (!entry) {
     write(io.stderr, `mesh-harness: unknown command "${name}"\n\n${usage()}`);
     return EXIT.USAGE;
   }
+  const command = await entry.load();
   if (args.includes('--help') || args.includes('-h')) {
     write(io.stdout, `${command.summary}\nusage: ${command.usage}`);
     return EXIT.OK;
@@ -32,9 +43,10 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   try {
     return await command.run(args, io);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      write(io.stderr, `mesh-harness ${name}: invalid configuration (${err.problems.length} problem${err.problems.length === 1 ? '' : 's'}):`);
-      for (const problem of err.problems) write(io.stderr, `  ${problem}`);
+    if (err instanceof Error && err.name === 'ConfigError' && Array.isArray((err as { problems?: unknown }).problems)) {
+      const { problems } = err as Error & { problems: string[] };
+      write(io.stderr, `mesh-harness ${name}: invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):`);
+      for (const problem of problems) write(io.stderr, `  ${problem}`);
       return EXIT.CONFIG;
     }
     if (err instanceof CliError) {
