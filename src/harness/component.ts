@@ -45,7 +45,7 @@ const READY_PHASES: ReadonlySet<Phase> = new Set(['Ready', 'Disabled']);
  * phase change is logged once (not on every retry), so logs stay readable at 3 a.m.
  */
 export abstract class BaseComponent extends EventEmitter implements Component {
-  private current: ComponentState;
+  private snapshot: ComponentState;
 
   protected constructor(
     readonly name: string,
@@ -53,18 +53,18 @@ export abstract class BaseComponent extends EventEmitter implements Component {
     protected readonly now: () => Date = () => new Date(),
   ) {
     super();
-    this.current = { name, phase: 'Pending', ready: false, since: now(), message: 'not started' };
+    this.snapshot = { name, phase: 'Pending', ready: false, since: now(), message: 'not started' };
   }
 
   abstract start(): Promise<void>;
   abstract stop(): Promise<void>;
 
   state(): ComponentState {
-    return { ...this.current, ...(this.current.detail ? { detail: { ...this.current.detail } } : {}) };
+    return { ...this.snapshot, ...(this.snapshot.detail ? { detail: { ...this.snapshot.detail } } : {}) };
   }
 
   protected setState(phase: Phase, update: StateUpdate = {}): void {
-    const previous = this.current;
+    const previous = this.snapshot;
     const phaseChanged = previous.phase !== phase;
     const next: ComponentState = {
       name: this.name,
@@ -75,7 +75,7 @@ export abstract class BaseComponent extends EventEmitter implements Component {
       ...('lastError' in update ? (update.lastError === undefined ? {} : { lastError: update.lastError }) : previous.lastError ? { lastError: previous.lastError } : {}),
       ...(update.detail ? { detail: { ...previous.detail, ...update.detail } } : previous.detail ? { detail: previous.detail } : {}),
     };
-    this.current = next;
+    this.snapshot = next;
     if (phaseChanged) {
       const fields = { phase, from: previous.phase, ...(next.lastError && phase !== 'Ready' ? { error: next.lastError } : {}) };
       if (phase === 'Failed' || phase === 'CrashLoop') this.log.error(fields, `${this.name}: ${next.message}`);
