@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { HarnessConfig } from '../config/types.ts';
 import type { Logger } from '../log/logger.ts';
 
 /**
@@ -28,6 +29,8 @@ export interface Component {
   start(): Promise<void>;
   stop(): Promise<void>;
   state(): ComponentState;
+  /** SIGHUP: apply a new, already validated configuration; only what changed. */
+  update?(config: HarnessConfig): Promise<void>;
   on(event: 'change', listener: (state: ComponentState) => void): this;
   off(event: 'change', listener: (state: ComponentState) => void): this;
 }

@@ -2,27 +2,43 @@ import { AdminServer, type AdminSource } from '../admin/server.ts';
 import type { HarnessMetrics } from '../admin/metrics.ts';
 import type { HarnessConfig } from '../config/types.ts';
 import type { Logger } from '../log/logger.ts';
+import type { Notifier } from '../systemd/notify.ts';
 import { allReady, type Component, type ComponentState } from './component.ts';
+import { ConfigState } from './config-state.ts';
 
 export interface HarnessOptions {
   config: HarnessConfig;
+  /** Where the configuration came from, for /status. */
+  configSource?: string;
   log: Logger;
   metrics: HarnessMetrics;
   /** In start order; stopped in reverse. */
   components: Component[];
   version: string;
   startedAt?: Date;
+  /** sd_notify; absent or disabled outside systemd. */
+  notifier?: Notifier;
+  /** Re-reads and validates the configuration for SIGHUP; throws a ConfigError on problems. */
+  reloadConfig?: () => HarnessConfig;
 }
 
 /**
  * The daemon's core: serves the admin API first (so /live answers while the rest comes
- * up), starts components in order, stops them in reverse order.
+ * up), starts components in order, stops them in reverse order, and tells systemd what
+ * it is doing (READY=1 only once every component is ready).
  */
 export class Harness implements AdminSource {
   private readonly admin: AdminServer;
+  private readonly configState: ConfigState;
   private stopping: Promise<void> | undefined;
+  private reloading: Promise<void> | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private lastStatus = '';
+  private readySent = false;
+  private readonly onChange = () => this.notifyState();
 
   constructor(private readonly options: HarnessOptions) {
+    this.configState = new ConfigState(options.config, options.configSource ?? 'defaults', options.log.child({ component: 'config' }));
     this.admin = new AdminServer({
       address: options.config.admin.address,
       port: options.config.admin.port,
@@ -34,8 +50,12 @@ export class Harness implements AdminSource {
     });
   }
 
+  get config(): HarnessConfig {
+    return this.configState.current;
+  }
+
   components(): ComponentState[] {
-    return this.options.components.map((c) => c.state());
+    return [this.configState, ...this.options.components].map((c) => c.state());
   }
 
   ready(): boolean {
@@ -46,15 +66,59 @@ export class Harness implements AdminSource {
   statusText(): string {
     if (this.stopping) return 'stopping';
     const waiting = this.components().find((s) => !s.ready);
-    if (!waiting) return this.options.components.length ? 'ready: all components converged' : 'no components configured';
+    if (!waiting) return 'ready: all components converged';
     return `${waiting.name}: ${waiting.message}`;
   }
 
   async start(): Promise<void> {
+    const notifier = this.options.notifier;
+    if (notifier?.watchdogIntervalMs) {
+      // Sent from the event loop: a blocked loop stops the pings and systemd restarts us.
+      this.watchdog = setInterval(() => notifier.notify({ WATCHDOG: 1 }), notifier.watchdogIntervalMs);
+      this.watchdog.unref();
+    }
+    for (const component of [this.configState, ...this.options.components]) component.on('change', this.onChange);
     const address = await this.admin.listen();
     this.options.log.info({ address: address.address, port: address.port }, 'admin server listening');
     for (const component of this.options.components) {
+      if (this.stopping) return;
       await component.start();
+    }
+    this.notifyState();
+  }
+
+  /** SIGHUP: validate the new configuration, keep the old one on error, apply only what changed. */
+  reload(): Promise<void> {
+    this.reloading ??= this.doReload().finally(() => {
+      this.reloading = undefined;
+    });
+    return this.reloading;
+  }
+
+  private async doReload(): Promise<void> {
+    const { notifier, reloadConfig, log } = this.options;
+    if (!reloadConfig || this.stopping) return;
+    notifier?.notify({ RELOADING: 1, MONOTONIC_USEC: (process.hrtime.bigint() / 1000n).toString() });
+    try {
+      let next: HarnessConfig;
+      try {
+        next = reloadConfig();
+      } catch (err) {
+        const problems = (err as { problems?: string[] }).problems ?? [(err as Error).message];
+        this.configState.rejected(problems);
+        return;
+      }
+      if (next.admin.address !== this.config.admin.address || next.admin.port !== this.config.admin.port) {
+        log.warn('admin address changes take effect at the next restart');
+      }
+      for (const component of this.options.components) {
+        if (component.update) await component.update(next);
+      }
+      this.configState.accepted(next);
+      log.info('configuration reloaded');
+    } finally {
+      // systemd waits for READY=1 to end the reload, whatever its outcome.
+      notifier?.notify({ READY: 1, STATUS: this.statusText() });
     }
   }
 
@@ -63,16 +127,34 @@ export class Harness implements AdminSource {
     return this.stopping;
   }
 
+  private notifyState(): void {
+    const notifier = this.options.notifier;
+    if (!notifier?.enabled || this.stopping) return;
+    const status = this.statusText();
+    const fields: Record<string, string | number> = {};
+    if (status !== this.lastStatus) fields.STATUS = status;
+    if (!this.readySent && this.ready()) {
+      fields.READY = 1;
+      this.readySent = true;
+      this.options.log.info('all components ready; told systemd READY=1');
+    }
+    this.lastStatus = status;
+    if (Object.keys(fields).length) notifier.notify(fields);
+  }
+
   private async doStop(): Promise<void> {
+    this.options.notifier?.notify({ STOPPING: 1, STATUS: 'stopping' });
+    if (this.watchdog) clearInterval(this.watchdog);
     const errors: string[] = [];
     for (const component of [...this.options.components].reverse()) {
       try {
         await component.stop();
       } catch (err) {
         errors.push(`${component.name}: ${(err as Error).message}`);
-        this.options.log.error({ err, component: component.name }, 'component failed to stop');
+        this.options.log.error({ err: (err as Error).message, failed: component.name }, 'component failed to stop');
       }
     }
+    for (const component of [this.configState, ...this.options.components]) component.off('change', this.onChange);
     await this.admin.close();
     if (errors.length) throw new Error(`shutdown incomplete: ${errors.join('; ')}`);
   }

@@ -4,6 +4,7 @@ import { requiredForRun } from '../../config/schema.ts';
 import { Harness } from '../../harness/daemon.ts';
 import { buildComponents } from '../../harness/wiring.ts';
 import { createLogger } from '../../log/logger.ts';
+import { createNotifier } from '../../systemd/notify.ts';
 import { harnessVersion } from '../../util/version.ts';
 import { EXIT } from '../exit-codes.ts';
 import { configOptions, parseCommandArgs, type Command } from '../command.ts';
@@ -14,12 +15,18 @@ export const runCommand: Command = {
   usage: 'mesh-harness run [--config PATH] [--set section.key=value ...]',
   async run(args, io) {
     const { values } = parseCommandArgs(this, args, { ...configOptions });
-    const loaded = loadConfig({ ...(values.config ? { path: values.config } : {}), env: io.env, sets: values.set ?? [], require: requiredForRun, requiredBy: 'mesh-harness run' });
+    const load = () => loadConfig({ ...(values.config ? { path: values.config } : {}), env: io.env, sets: values.set ?? [], require: requiredForRun, requiredBy: 'mesh-harness run' });
+    const loaded = load();
     const { config } = loaded;
     const log = createLogger({ level: config.log.level, format: config.log.format });
     const metrics = new HarnessMetrics();
     const components = await buildComponents({ config, log, metrics });
-    const harness = new Harness({ config, log, metrics, components, version: harnessVersion() });
+    const notifier = await createNotifier(io.env, log.child({ component: 'systemd' }));
+    const harness = new Harness({ config, configSource: loaded.file ?? 'defaults', log, metrics, components, version: harnessVersion(), notifier, reloadConfig: () => load().config });
+    process.on('SIGHUP', () => {
+      log.info({ signal: 'SIGHUP' }, 'reloading configuration');
+      harness.reload().catch((err: Error) => log.error({ err: err.message }, 'reload failed'));
+    });
 
     let signals = 0;
     const stopped = new Promise<number>((resolve) => {
@@ -48,8 +55,11 @@ export const runCommand: Command = {
     } catch (err) {
       log.error({ err: (err as Error).message }, 'startup failed');
       await harness.stop().catch(() => undefined);
+      notifier.close();
       return EXIT.UNAVAILABLE;
     }
-    return stopped;
+    const code = await stopped;
+    notifier.close();
+    return code;
   },
 };

@@ -80,10 +80,11 @@ t.test('/status lists every component with phase, since and lastError', async (t
   const status = JSON.parse(res.body);
   t.equal(status.version, '9.9.9');
   t.equal(status.ready, false);
-  t.equal(status.components[0].name, 'identity');
-  t.equal(status.components[0].phase, 'Failed');
-  t.equal(status.components[0].lastError, 'no trust anchor signed CN=evil');
-  t.ok(!Number.isNaN(Date.parse(status.components[0].since)), 'since is an ISO timestamp');
+  const entry = status.components.find((c: { name: string }) => c.name === 'identity');
+  t.equal(entry.phase, 'Failed');
+  t.equal(entry.lastError, 'no trust anchor signed CN=evil');
+  t.ok(!Number.isNaN(Date.parse(entry.since)), 'since is an ISO timestamp');
+  t.equal(status.components.find((c: { name: string }) => c.name === 'config').phase, 'Ready', 'the configuration in force is listed too');
 });
 
 t.test('/metrics is Prometheus text with the mesh_harness_ prefix and process metrics', async (t) => {
