@@ -1,0 +1,155 @@
+/**
+ * The desired ruleset as a pure function of configuration, following linkerd2-proxy-init's
+ * semantics: inbound TCP goes to the proxy inbound port, outbound TCP to the proxy
+ * outbound port, and a short list of RETURN rules in front says what is left alone.
+ *
+ * The renderer takes numeric ids; resolving the proxy user and group happens before (see
+ * desired.ts), so the same input always renders the same bytes.
+ */
+import { parsePortSpec } from '../config/formats.ts';
+import type { HarnessConfig, PortSpec } from '../config/types.ts';
+import { canonicalCidr } from './cidr.ts';
+import { COMMENT_TAG, INBOUND_CHAIN, OUTBOUND_CHAIN, type Family, type Rule, type Ruleset } from './ruleset.ts';
+
+export interface RenderInput {
+  /** uid of the proxy user: its connections are never redirected. */
+  proxyUid: number;
+  /** gid of the group the proxy and the harness run with: never redirected either. */
+  harnessGid: number;
+  inboundPort: number;
+  outboundPort: number;
+  /** Empty: every inbound TCP port except the ignored ones. */
+  portsToRedirect: PortSpec[];
+  ignoreInboundPorts: PortSpec[];
+  ignoreOutboundPorts: PortSpec[];
+  ignoreInboundSubnets: string[];
+  ignoreOutboundSubnets: string[];
+}
+
+/** The multiport match takes at most 15 ports, a range counting as two. */
+export const MULTIPORT_LIMIT = 15;
+
+interface PortRange {
+  from: number;
+  to: number;
+}
+
+function portRanges(specs: PortSpec[], field: string): PortRange[] {
+  const ranges = specs.map((spec) => {
+    const range = parsePortSpec(spec);
+    if (!range) throw new Error(`iptables.${field}: ${JSON.stringify(spec)} is not a port or a range "low-high"`);
+    return range;
+  });
+  ranges.sort((a, b) => a.from - b.from || a.to - b.to);
+  // Overlapping entries collapse so a port listed twice costs one slot, not two.
+  const merged: PortRange[] = [];
+  for (const range of ranges) {
+    const last = merged[merged.length - 1];
+    if (last && range.from <= last.to) last.to = Math.max(last.to, range.to);
+    else merged.push({ ...range });
+  }
+  return merged;
+}
+
+/** Comma lists for `--dports`, each within the multiport limit. */
+export function multiportLists(ranges: PortRange[]): string[] {
+  const lists: string[] = [];
+  let current: string[] = [];
+  let weight = 0;
+  for (const { from, to } of ranges) {
+    const cost = from === to ? 1 : 2;
+    if (weight + cost > MULTIPORT_LIMIT) {
+      lists.push(current.join(','));
+      current = [];
+      weight = 0;
+    }
+    current.push(from === to ? String(from) : `${from}:${to}`);
+    weight += cost;
+  }
+  if (current.length) lists.push(current.join(','));
+  return lists;
+}
+
+function subnetsFor(family: Family, subnets: string[], field: string): string[] {
+  const texts: string[] = [];
+  for (const subnet of subnets) {
+    const cidr = canonicalCidr(subnet);
+    if (!cidr) throw new Error(`iptables.${field}: ${JSON.stringify(subnet)} is not an IPv4 or IPv6 subnet`);
+    if (cidr.family === family && !texts.includes(cidr.text)) texts.push(cidr.text);
+  }
+  return texts;
+}
+
+function comment(why: string): string[] {
+  return ['-m', 'comment', '--comment', `${COMMENT_TAG}: ${why}`];
+}
+
+function inboundRules(input: RenderInput, family: Family): Rule[] {
+  const rule = (args: string[]): Rule => ({ chain: INBOUND_CHAIN, args });
+  const rules: Rule[] = [];
+  for (const ports of multiportLists(portRanges(input.ignoreInboundPorts, 'ignoreInboundPorts'))) {
+    rules.push(rule(['-p', 'tcp', '-m', 'multiport', '--dports', ports, ...comment('ignored inbound ports'), '-j', 'RETURN']));
+  }
+  for (const subnet of subnetsFor(family, input.ignoreInboundSubnets, 'ignoreInboundSubnets')) {
+    rules.push(rule(['-s', subnet, '-p', 'tcp', ...comment('ignored inbound source subnet'), '-j', 'RETURN']));
+  }
+  const redirect = ['-j', 'REDIRECT', '--to-ports', String(input.inboundPort)];
+  const why = comment(`inbound to proxy port ${input.inboundPort}`);
+  if (input.portsToRedirect.length === 0) {
+    rules.push(rule(['-p', 'tcp', ...why, ...redirect]));
+  } else {
+    for (const ports of multiportLists(portRanges(input.portsToRedirect, 'portsToRedirect'))) {
+      rules.push(rule(['-p', 'tcp', '-m', 'multiport', '--dports', ports, ...why, ...redirect]));
+    }
+  }
+  return rules;
+}
+
+function outboundRules(input: RenderInput, family: Family): Rule[] {
+  const rule = (args: string[]): Rule => ({ chain: OUTBOUND_CHAIN, args });
+  const rules: Rule[] = [
+    rule(['-m', 'owner', '--uid-owner', String(input.proxyUid), ...comment('proxy user'), '-j', 'RETURN']),
+    rule(['-m', 'owner', '--gid-owner', String(input.harnessGid), ...comment('proxy and harness group'), '-j', 'RETURN']),
+    // Everything leaving through lo stays local: 127.0.0.0/8, ::1 and the machine's own
+    // addresses. The connection never reaches PREROUTING's nat hook either, so it is not
+    // sent through the proxy in any direction.
+    rule(['-o', 'lo', ...comment('loopback'), '-j', 'RETURN']),
+  ];
+  for (const subnet of subnetsFor(family, input.ignoreOutboundSubnets, 'ignoreOutboundSubnets')) {
+    rules.push(rule(['-d', subnet, ...comment('ignored outbound destination subnet'), '-j', 'RETURN']));
+  }
+  for (const ports of multiportLists(portRanges(input.ignoreOutboundPorts, 'ignoreOutboundPorts'))) {
+    rules.push(rule(['-p', 'tcp', '-m', 'multiport', '--dports', ports, ...comment('ignored outbound ports'), '-j', 'RETURN']));
+  }
+  rules.push(rule(['-p', 'tcp', ...comment(`outbound to proxy port ${input.outboundPort}`), '-j', 'REDIRECT', '--to-ports', String(input.outboundPort)]));
+  return rules;
+}
+
+/** The desired table nat for one family. */
+export function renderRuleset(input: RenderInput, family: Family): Ruleset {
+  return {
+    family,
+    chains: [INBOUND_CHAIN, OUTBOUND_CHAIN],
+    rules: [...inboundRules(input, family), ...outboundRules(input, family)],
+    jumps: [
+      { chain: 'PREROUTING', args: ['-p', 'tcp', ...comment('inbound TCP through the proxy'), '-j', INBOUND_CHAIN] },
+      { chain: 'OUTPUT', args: ['-p', 'tcp', ...comment('outbound TCP through the proxy'), '-j', OUTBOUND_CHAIN] },
+    ],
+  };
+}
+
+/** The render input from configuration and the resolved proxy uid and harness gid. */
+export function renderInputFor(config: Pick<HarnessConfig, 'proxy' | 'iptables'>, ids: { proxyUid: number; harnessGid: number }): RenderInput {
+  const { iptables, proxy } = config;
+  return {
+    proxyUid: ids.proxyUid,
+    harnessGid: ids.harnessGid,
+    inboundPort: proxy.inboundPort,
+    outboundPort: proxy.outboundPort,
+    portsToRedirect: iptables.portsToRedirect,
+    ignoreInboundPorts: iptables.ignoreInboundPorts,
+    ignoreOutboundPorts: iptables.ignoreOutboundPorts,
+    ignoreInboundSubnets: iptables.ignoreInboundSubnets,
+    ignoreOutboundSubnets: iptables.ignoreOutboundSubnets,
+  };
+}
