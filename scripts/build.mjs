@@ -8,6 +8,10 @@ const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url
 // Entry points: output name -> source. Add new programs here.
 const entries = {
   'mesh-harness': 'src/cli/main.ts',
+  // The playground's Workload API server when no SPIRE is installed (mesh-harness demo spawns it).
+  'dev-workload-api': 'src/dev/workload-api/main.ts',
+  // The playground's and the tests' stand-in for linkerd2-proxy (never the production path).
+  'dev-proxy': 'src/dev/proxy/main.ts',
 };
 
 await build({
