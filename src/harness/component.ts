@@ -30,7 +30,7 @@ export interface Component {
   stop(): Promise<void>;
   state(): ComponentState;
   /** SIGHUP: apply a new, already validated configuration; only what changed. */
-  update?(config: HarnessConfig): Promise<void>;
+  update?(config: HarnessConfig): Promise<unknown>;
   on(event: 'change', listener: (state: ComponentState) => void): this;
   off(event: 'change', listener: (state: ComponentState) => void): this;
 }

@@ -111,10 +111,11 @@ export class Harness implements AdminSource {
       if (next.admin.address !== this.config.admin.address || next.admin.port !== this.config.admin.port) {
         log.warn('admin address changes take effect at the next restart');
       }
+      // Accepted first: components read the configuration in force while they apply it.
+      this.configState.accepted(next);
       for (const component of this.options.components) {
         if (component.update) await component.update(next);
       }
-      this.configState.accepted(next);
       log.info('configuration reloaded');
     } finally {
       // systemd waits for READY=1 to end the reload, whatever its outcome.

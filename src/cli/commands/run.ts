@@ -6,7 +6,7 @@ import { buildComponents } from '../../harness/wiring.ts';
 import { createLogger } from '../../log/logger.ts';
 import { createNotifier } from '../../systemd/notify.ts';
 import { harnessVersion } from '../../util/version.ts';
-import { EXIT } from '../exit-codes.ts';
+import { CliError, EXIT } from '../exit-codes.ts';
 import { configOptions, parseCommandArgs, type Command } from '../command.ts';
 
 export const runCommand: Command = {
@@ -20,9 +20,16 @@ export const runCommand: Command = {
     const { config } = loaded;
     const log = createLogger({ level: config.log.level, format: config.log.format });
     const metrics = new HarnessMetrics();
-    const components = await buildComponents({ config, log, metrics });
+    let harness: Harness | undefined;
+    let components;
+    try {
+      components = await buildComponents({ config, log, metrics, currentConfig: () => harness?.config ?? config });
+    } catch (err) {
+      if ((err as Error).name === 'ConfigError') throw err;
+      throw new CliError(`mesh-harness run: ${(err as Error).message}`, EXIT.UNAVAILABLE);
+    }
     const notifier = await createNotifier(io.env, log.child({ component: 'systemd' }));
-    const harness = new Harness({ config, configSource: loaded.file ?? 'defaults', log, metrics, components, version: harnessVersion(), notifier, reloadConfig: () => load().config });
+    harness = new Harness({ config, configSource: loaded.file ?? 'defaults', log, metrics, components, version: harnessVersion(), notifier, reloadConfig: () => load().config });
     process.on('SIGHUP', () => {
       log.info({ signal: 'SIGHUP' }, 'reloading configuration');
       harness.reload().catch((err: Error) => log.error({ err: err.message }, 'reload failed'));
@@ -56,7 +63,9 @@ export const runCommand: Command = {
       log.error({ err: (err as Error).message }, 'startup failed');
       await harness.stop().catch(() => undefined);
       notifier.close();
-      return EXIT.UNAVAILABLE;
+      // A component that found a configuration problem (an unknown proxy user, say) is 78.
+      if ((err as Error).name === 'ConfigError') throw err;
+      throw new CliError(`mesh-harness run: ${(err as Error).message}`, EXIT.UNAVAILABLE);
     }
     const code = await stopped;
     notifier.close();
