@@ -16,6 +16,7 @@ const commands: CommandEntry[] = [
   { name: 'status', summary: "show the running daemon's state", load: async () => (await import('./commands/status.ts')).statusCommand },
   { name: 'config', summary: 'validate a configuration file, or show the effective configuration', load: async () => (await import('./commands/config.ts')).configCommand },
   { name: 'iptables', summary: 'print, apply, diff or remove the traffic redirection rules', load: async () => (await import('./commands/iptables.ts')).iptablesCommand },
+  { name: 'demo', summary: 'run the embedded playground (root; network namespaces, no cluster)', load: async () => (await import('./commands/demo.ts')).demoCommand },
   { name: 'version', summary: 'print the version', load: async () => (await import('./commands/version.ts')).versionCommand },
 ];
 

@@ -1,0 +1,248 @@
+/**
+ * The embedded playground behind `mesh-harness demo`: the whole node-agent flow on one
+ * host, as root, with no cluster and no Docker. A "vm" network namespace runs a sample
+ * HTTP workload and the harness itself (real iptables, the development proxy as its
+ * child); a "client" namespace plays the rest of the network; the development Workload
+ * API server issues real X.509 SVIDs from a throwaway CA. Everything is removed on exit,
+ * on failure and on Ctrl-C.
+ */
+import { execa, type ResultPromise } from 'execa';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CliError, EXIT } from '../cli/exit-codes.ts';
+import { packageRoot } from '../util/paths.ts';
+
+const SPIFFE_ID = 'spiffe://root.linkerd.cluster.local/demo/web';
+const VM_IP = '198.18.99.2';
+const CLIENT_IP = '198.18.99.1';
+const WORKLOAD_PORT = 8080;
+const ADMIN_PORT = 4192;
+
+const WORKLOAD = `
+require('node:http').createServer((req, res) => {
+  res.end('hello from the VM workload; your connection came from ' + req.socket.remoteAddress + '\\n');
+}).listen(${WORKLOAD_PORT}, '0.0.0.0', () => console.log('ready'));
+`;
+
+interface Say {
+  step(text: string): void;
+  detail(text: string): void;
+}
+
+interface ComponentView {
+  name: string;
+  phase: string;
+  ready: boolean;
+  message: string;
+  detail?: Record<string, unknown>;
+}
+
+export interface PlaygroundOptions {
+  out: NodeJS.WritableStream;
+  /** How long to wait for the harness to become ready. */
+  readyTimeoutMs?: number;
+}
+
+function plainEnv(): Record<string, string> {
+  return { PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
+}
+
+async function waitUntil<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+export class Playground {
+  private readonly id = randomBytes(3).toString('hex');
+  private readonly vm = `mh-demo-vm-${this.id}`;
+  private readonly client = `mh-demo-client-${this.id}`;
+  private readonly children: ResultPromise[] = [];
+  private dir: string | undefined;
+  private harness: ResultPromise | undefined;
+  private cleaned = false;
+  private readonly say: Say;
+  private readonly root = packageRoot();
+
+  constructor(private readonly options: PlaygroundOptions) {
+    this.say = {
+      step: (text) => options.out.write(`\n==> ${text}\n`),
+      detail: (text) => options.out.write(`    ${text}\n`),
+    };
+  }
+
+  private async preflight(): Promise<void> {
+    if (process.getuid?.() !== 0) throw new CliError('mesh-harness demo needs root: it creates network namespaces and iptables rules in them (sudo mesh-harness demo)', EXIT.UNAVAILABLE);
+    for (const [tool, pkg] of [['ip', 'iproute2'], ['iptables-restore', 'iptables'], ['setpriv', 'util-linux']] as const) {
+      const found = await execa('sh', ['-c', `command -v ${tool}`], { reject: false, env: plainEnv(), extendEnv: false });
+      if (found.exitCode !== 0) throw new CliError(`mesh-harness demo needs ${tool}: apt-get install ${pkg}`, EXIT.UNAVAILABLE);
+    }
+    for (const bundle of ['mesh-harness.js', 'dev-proxy.js', 'dev-workload-api.js']) {
+      if (!existsSync(join(this.root, 'dist', bundle))) throw new CliError(`dist/${bundle} is missing: run npm run build first`, EXIT.UNAVAILABLE);
+    }
+  }
+
+  private inNs(ns: string, argv: string[], extra: { input?: string } = {}) {
+    return execa('ip', ['netns', 'exec', ns, ...argv], { env: plainEnv(), extendEnv: false, reject: false, ...extra });
+  }
+
+  private async ip(args: string[]): Promise<void> {
+    const result = await execa('ip', args, { env: plainEnv(), extendEnv: false, reject: false });
+    if (result.exitCode !== 0) throw new Error(`ip ${args.join(' ')}: ${result.stderr}`);
+  }
+
+  private spawn(argv: string[], logFile?: string): ResultPromise {
+    const child = execa(argv[0]!, argv.slice(1), { env: plainEnv(), extendEnv: false, reject: false, buffer: false, ...(logFile ? { stdout: { file: logFile }, stderr: { file: logFile } } : {}) });
+    this.children.push(child);
+    return child;
+  }
+
+  private async status(): Promise<{ ready: boolean; components: ComponentView[] }> {
+    const res = await this.inNs(this.vm, [process.execPath, join(this.root, 'bin', 'mesh-harness.mjs'), 'status', '--json', '--config', join(this.dir!, 'config.json')]);
+    if (!res.stdout) throw new Error('no status yet');
+    return JSON.parse(String(res.stdout)) as { ready: boolean; components: ComponentView[] };
+  }
+
+  async run(): Promise<number> {
+    await this.preflight();
+    const started = Date.now();
+    const summary: Array<[string, string]> = [];
+    try {
+      this.dir = mkdtempSync(join(tmpdir(), 'mh-demo-'));
+      chmodSync(this.dir, 0o755);
+      const dir = this.dir;
+
+      this.say.step('Creating a "vm" and a "client" network namespace joined by a virtual cable');
+      for (const ns of [this.vm, this.client]) {
+        await this.ip(['netns', 'add', ns]);
+        await this.ip(['-n', ns, 'link', 'set', 'lo', 'up']);
+      }
+      await this.ip(['link', 'add', `mhd${this.id}v`, 'netns', this.vm, 'type', 'veth', 'peer', 'name', `mhd${this.id}c`, 'netns', this.client]);
+      await this.ip(['-n', this.vm, 'addr', 'add', `${VM_IP}/24`, 'dev', `mhd${this.id}v`]);
+      await this.ip(['-n', this.client, 'addr', 'add', `${CLIENT_IP}/24`, 'dev', `mhd${this.id}c`]);
+      await this.ip(['-n', this.vm, 'link', 'set', `mhd${this.id}v`, 'up']);
+      await this.ip(['-n', this.client, 'link', 'set', `mhd${this.id}c`, 'up']);
+      this.say.detail(`${this.vm} (${VM_IP})  <->  ${this.client} (${CLIENT_IP})`);
+
+      this.say.step('Starting a Workload API server that issues real X.509 SVIDs from a throwaway CA');
+      const socket = join(dir, 'agent.sock');
+      const anchors = join(dir, 'trust-anchors.pem');
+      this.spawn([process.execPath, join(this.root, 'dist', 'dev-workload-api.js'), '--socket', socket, '--spiffe-id', SPIFFE_ID, '--ttl', '10m', '--trust-anchors-out', anchors, '--log-level', 'warn'], join(dir, 'workload-api.log'));
+      await waitUntil('the Workload API socket', async () => (existsSync(socket) && existsSync(anchors) ? true : undefined), 15_000);
+      this.say.detail(`socket ${socket}, trust anchors ${anchors}`);
+      this.say.detail('(a development stand-in for spire-agent; production uses SPIRE)');
+
+      this.say.step(`Starting the sample HTTP workload in the vm on port ${WORKLOAD_PORT}`);
+      this.spawn(['ip', 'netns', 'exec', this.vm, process.execPath, '-e', WORKLOAD], join(dir, 'workload.log'));
+      const direct = await waitUntil('the workload', async () => {
+        const res = await this.inNs(this.client, [process.execPath, '-e', `fetch('http://${VM_IP}:${WORKLOAD_PORT}/').then(r => r.text()).then(t => process.stdout.write(t))`]);
+        return res.exitCode === 0 && String(res.stdout) ? String(res.stdout).trim() : undefined;
+      }, 15_000);
+      this.say.detail(`client -> ${VM_IP}:${WORKLOAD_PORT} before the mesh: ${direct}`);
+
+      const proxyBinary = join(dir, 'linkerd2-proxy');
+      writeFileSync(proxyBinary, `#!/bin/sh\nexec ${process.execPath} ${join(this.root, 'dist', 'dev-proxy.js')} "$@"\n`, { mode: 0o755 });
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({
+        workload: { group: 'web', namespace: 'demo', name: 'web-demo', ports: [WORKLOAD_PORT], ips: [VM_IP] },
+        identity: { spiffeId: SPIFFE_ID, serverName: 'web.demo.vm.cluster.local', workloadApiSocket: `unix://${socket}`, trustAnchorsFile: anchors },
+        proxy: { binary: proxyBinary, user: 'nobody', group: 'nogroup', destinationAddr: '127.0.0.1:8086', shutdownGrace: '2s' },
+        iptables: { onStop: 'clean' },
+        admin: { port: ADMIN_PORT },
+        log: { format: 'json' },
+      }, null, 2));
+
+      this.say.step('Starting mesh-harness in the vm (identity -> iptables -> proxy)');
+      const harnessStart = Date.now();
+      this.harness = this.spawn(['ip', 'netns', 'exec', this.vm, process.execPath, join(this.root, 'bin', 'mesh-harness.mjs'), 'run', '--config', join(dir, 'config.json')], join(dir, 'harness.log'));
+      this.say.detail(`config ${join(dir, 'config.json')}, log ${join(dir, 'harness.log')}`);
+      const seen = new Map<string, string>();
+      const ready = await waitUntil('the harness to be ready', async () => {
+        const s = await this.status();
+        for (const c of s.components) {
+          const line = `${c.phase}: ${c.message}`;
+          if (seen.get(c.name) !== line) {
+            seen.set(c.name, line);
+            this.say.detail(`${c.name.padEnd(9)} ${line}`);
+          }
+        }
+        return s.ready ? s : undefined;
+      }, this.options.readyTimeoutMs ?? 60_000);
+      const readyMs = Date.now() - harnessStart;
+      summary.push(['harness ready', `${(readyMs / 1000).toFixed(1)} s after start`]);
+      const identity = ready.components.find((c) => c.name === 'identity');
+      summary.push(['SVID', `${SPIFFE_ID}${identity?.detail?.notAfter ? `, valid until ${String(identity.detail.notAfter)}` : ''}`]);
+
+      this.say.step('Traffic from the client to the workload now passes through the proxy');
+      const viaMesh = await this.inNs(this.client, [process.execPath, '-e', `fetch('http://${VM_IP}:${WORKLOAD_PORT}/').then(r => r.text()).then(t => process.stdout.write(t))`]);
+      const inbound = String(viaMesh.stdout).trim() || `failed: ${String(viaMesh.stderr).trim()}`;
+      this.say.detail(`client -> ${VM_IP}:${WORKLOAD_PORT}: ${inbound}`);
+      this.say.detail('(the workload sees 127.0.0.1: iptables sent the connection to the proxy, which forwarded it)');
+      summary.push(['inbound redirect', /came from 127\.0\.0\.1/.test(inbound) ? 'yes, through the proxy' : `NO (${inbound})`]);
+      const outbound = await this.inNs(this.vm, ['setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', process.execPath, '-e', `const s=require('net').connect(9, '${CLIENT_IP}');let d='';s.on('data',c=>d+=c);s.on('end',()=>process.stdout.write(d));s.on('error',e=>process.stdout.write('error '+e.code))`]);
+      this.say.detail(`workload -> ${CLIENT_IP}:9: ${String(outbound.stdout).trim()}`);
+      summary.push(['outbound redirect', /mesh-dev-proxy outbound/.test(String(outbound.stdout)) ? 'yes, through the proxy' : `NO (${String(outbound.stdout).trim()})`]);
+
+      this.say.step('Killing the proxy (SIGKILL): the harness restarts it');
+      const before = ready.components.find((c) => c.name === 'proxy')?.detail?.pid as number | undefined;
+      if (before) {
+        const killedAt = Date.now();
+        process.kill(before, 'SIGKILL');
+        const after = await waitUntil('the proxy to come back', async () => {
+          const s = await this.status();
+          const pid = s.components.find((c) => c.name === 'proxy')?.detail?.pid;
+          return s.ready && pid !== before ? (pid as number) : undefined;
+        }, 60_000);
+        const back = Date.now() - killedAt;
+        this.say.detail(`proxy pid ${before} killed; pid ${after} ready again after ${(back / 1000).toFixed(1)} s`);
+        summary.push(['proxy crash', `restarted and ready in ${(back / 1000).toFixed(1)} s`]);
+      }
+
+      this.say.step('Stopping the harness (SIGTERM): it drains the proxy and removes its rules');
+      this.harness.kill('SIGTERM');
+      const stopped = await this.harness;
+      summary.push(['clean stop', `exit code ${stopped.exitCode}`]);
+      const rules = await this.inNs(this.vm, ['iptables-save', '-t', 'nat']);
+      summary.push(['rules left in the vm', String(rules.stdout).includes('MESH_HARNESS') ? 'some (unexpected)' : 'none']);
+
+      this.options.out.write('\nSummary\n');
+      for (const [key, value] of summary) this.options.out.write(`  ${key.padEnd(22)} ${value}\n`);
+      this.options.out.write(`  ${'total time'.padEnd(22)} ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+      const ok = summary.every(([, value]) => !/^NO|unexpected|exit code [^0]/.test(value));
+      return ok ? EXIT.OK : EXIT.FAILURE;
+    } finally {
+      await this.cleanup();
+    }
+  }
+
+  /** Removes everything the playground made; safe to call more than once. */
+  async cleanup(): Promise<void> {
+    if (this.cleaned) return;
+    this.cleaned = true;
+    this.say.step('Cleaning up');
+    if (this.harness && this.harness.exitCode === undefined) {
+      this.harness.kill('SIGTERM');
+      await Promise.race([this.harness, new Promise((r) => setTimeout(r, 10_000))]);
+    }
+    for (const child of this.children) child.kill('SIGKILL');
+    await Promise.allSettled(this.children);
+    for (const ns of [this.vm, this.client]) {
+      const pids = await execa('ip', ['netns', 'pids', ns], { reject: false, env: plainEnv(), extendEnv: false });
+      for (const pid of String(pids.stdout).split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      await execa('ip', ['netns', 'del', ns], { reject: false, env: plainEnv(), extendEnv: false });
+    }
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+    this.say.detail('namespaces, processes and files removed');
+  }
+}
