@@ -1,0 +1,181 @@
+import { request } from 'node:http';
+import type { Registry } from 'prom-client';
+import type { HarnessConfig } from '../config/types.ts';
+import { BaseComponent, type ComponentState } from '../harness/component.ts';
+import type { Logger } from '../log/logger.ts';
+import type { ChildSpec } from '../supervisor/child.ts';
+import { ChildSupervisor, type ChildSupervisorOptions } from '../supervisor/supervisor.ts';
+import { findExecutable } from '../supervisor/which.ts';
+import { resolveGroup, resolveUser, type ResolvedGroup, type ResolvedUser } from '../util/users.ts';
+import { extraEnvProblems, ProxyEnvError, renderProxyEnv } from './env.ts';
+
+export interface UserResolver {
+  resolveUser(user: string): Promise<ResolvedUser>;
+  resolveGroup(group: string): Promise<ResolvedGroup>;
+}
+
+export interface ProxyComponentOptions {
+  config: HarnessConfig;
+  log: Logger;
+  registry: Registry;
+  /** Resolves once the identity component holds a valid SVID; the proxy never starts before. */
+  identity: { waitForSvid(signal?: AbortSignal): Promise<unknown> };
+  /** The ExternalWorkload name as known right now (registrar-assigned or configured; empty if neither). */
+  workloadName: () => string;
+  trustAnchorsPem: () => Promise<string> | string;
+  users?: UserResolver;
+  /** Restart and readiness tuning; the defaults suit production. */
+  supervision?: Pick<ChildSupervisorOptions, 'backoff' | 'readyPollMs' | 'stableAfterMs' | 'crashLoopThreshold'>;
+}
+
+const READY_TIMEOUT_MS = 1000;
+
+/** GET /ready on the proxy admin server: 200 once its certificate is installed. */
+export function proxyAdminReady(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = request({ host: '127.0.0.1', port, path: '/ready', method: 'GET', agent: false, timeout: READY_TIMEOUT_MS }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+    req.end();
+  });
+}
+
+/**
+ * linkerd2-proxy as a harness component: waits for the identity component's SVID (the
+ * real proxy panics its identity task when the Workload API is not serving yet), then
+ * keeps the proxy running as the unprivileged proxy user under a ChildSupervisor whose
+ * readiness is the proxy's own admin `/ready`.
+ */
+export class ProxyComponent extends BaseComponent {
+  private config: HarnessConfig;
+  private readonly users: UserResolver;
+  private supervisor: ChildSupervisor | undefined;
+  private spec: ChildSpec | undefined;
+  /** Aborts a start() that is still resolving the user or waiting for the SVID. */
+  private starting: AbortController | undefined;
+  private facts: Record<string, unknown> = {};
+
+  constructor(private readonly options: ProxyComponentOptions) {
+    super('proxy', options.log.child({ component: 'proxy' }));
+    this.config = options.config;
+    this.users = options.users ?? { resolveUser, resolveGroup };
+  }
+
+  /** Until the proxy is first spawned this component's own state; from then on the supervisor's, with the proxy facts added. */
+  override state(): ComponentState {
+    const base = super.state();
+    if (!this.supervisor) return base;
+    const child = this.supervisor.state();
+    return { ...child, name: this.name, detail: { ...child.detail, ...this.facts } };
+  }
+
+  async start(): Promise<void> {
+    const abort = new AbortController();
+    this.starting = abort;
+    // Configuration errors fail the start before waiting for anything: an unknown user,
+    // an extraEnv that fights the rendered environment.
+    await this.childSpec(this.config);
+    const problems = extraEnvProblems(this.config);
+    if (problems.length) {
+      this.setState('Failed', { message: 'proxy.extraEnv overrides variables the harness renders', lastError: problems.join('; ') });
+      throw new ProxyEnvError(problems);
+    }
+    if (abort.signal.aborted) return;
+    this.setState('Pending', { message: 'waiting for a valid SVID before starting the proxy' });
+    try {
+      await this.options.identity.waitForSvid(abort.signal);
+    } catch (err) {
+      if (abort.signal.aborted) return;
+      throw err;
+    }
+    const svidReadyAt = new Date().toISOString();
+    // Built now, not before the wait: a reload or the workload name may have arrived meanwhile.
+    const spec = await this.childSpec(this.config);
+    spec.env = await this.render(this.config);
+    if (abort.signal.aborted) return;
+    this.starting = undefined;
+    this.spec = spec;
+    this.facts = { binary: spec.command, user: this.config.proxy.user, group: this.config.proxy.group, svidReadyAt };
+
+    const supervisor = new ChildSupervisor({
+      spec: this.spec,
+      log: this.options.log,
+      registry: this.options.registry,
+      isReady: () => proxyAdminReady(this.config.proxy.adminPort),
+      ...this.options.supervision,
+    });
+    supervisor.on('change', () => this.emit('change', this.state()));
+    supervisor.on('spawn', (pid: number) => {
+      this.log.info({ event: 'proxy-spawned', pid, binary: this.spec?.command, uid: this.spec?.uid, gid: this.spec?.gid, svidReadyAt }, `started linkerd2-proxy (pid ${pid}) after the SVID was validated at ${svidReadyAt}`);
+    });
+    this.supervisor = supervisor;
+    await supervisor.start();
+  }
+
+  /** Applies a reloaded configuration; restarts the proxy only when what it would be started with changed. */
+  async update(config: HarnessConfig): Promise<void> {
+    this.config = config;
+    if (!this.supervisor || !this.spec) return;
+    const next = await this.childSpec(config);
+    next.env = await this.render(config);
+    if (sameSpec(this.spec, next)) {
+      this.log.debug('proxy environment unchanged; not restarting the proxy');
+      return;
+    }
+    this.log.info({ event: 'proxy-restart', changed: changedKeys(this.spec, next) }, 'proxy configuration changed; restarting the proxy');
+    this.spec = next;
+    this.facts = { ...this.facts, binary: next.command, user: config.proxy.user, group: config.proxy.group };
+    await this.supervisor.restart(next);
+  }
+
+  async stop(): Promise<void> {
+    this.starting?.abort();
+    this.starting = undefined;
+    if (this.supervisor) await this.supervisor.stop();
+    else this.setState('Stopped', { message: 'stopped' });
+  }
+
+  /** The running proxy's PID, if any. */
+  pid(): number | undefined {
+    return this.supervisor?.pid();
+  }
+
+  private async render(config: HarnessConfig): Promise<Record<string, string>> {
+    return renderProxyEnv(config, { workloadName: this.options.workloadName(), trustAnchorsPem: await this.options.trustAnchorsPem() });
+  }
+
+  private async childSpec(config: HarnessConfig): Promise<ChildSpec> {
+    let user: ResolvedUser;
+    let group: ResolvedGroup;
+    try {
+      [user, group] = await Promise.all([this.users.resolveUser(config.proxy.user), this.users.resolveGroup(config.proxy.group)]);
+    } catch (err) {
+      this.setState('Failed', { message: 'cannot resolve the proxy user', lastError: (err as Error).message });
+      throw err;
+    }
+    return {
+      name: 'proxy',
+      // A bare name is looked up now; a missing binary still starts (and fails with exit
+      // 127 and a clear message) so installing it later heals without a harness restart.
+      command: findExecutable(config.proxy.binary) ?? config.proxy.binary,
+      args: [],
+      env: {},
+      uid: user.uid,
+      gid: group.gid,
+      stopGraceMs: config.proxy.shutdownGrace,
+    };
+  }
+}
+
+function sameSpec(a: ChildSpec, b: ChildSpec): boolean {
+  return a.command === b.command && a.uid === b.uid && a.gid === b.gid && a.stopGraceMs === b.stopGraceMs && changedKeys(a, b).length === 0;
+}
+
+/** Names of environment variables that differ (values stay out of the log: trust anchors are long). */
+function changedKeys(a: ChildSpec, b: ChildSpec): string[] {
+  const keys = new Set([...Object.keys(a.env), ...Object.keys(b.env)]);
+  return [...keys].filter((k) => a.env[k] !== b.env[k]).sort();
+}

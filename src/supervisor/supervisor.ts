@@ -1,0 +1,357 @@
+import { execa } from 'execa';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Readable } from 'node:stream';
+import { METRIC_PREFIX } from '../admin/metrics.ts';
+import { BaseComponent } from '../harness/component.ts';
+import type { Logger } from '../log/logger.ts';
+import { Backoff } from '../util/backoff.ts';
+import { formatDuration } from '../util/duration.ts';
+import { describeExit, launchArgv, type ChildSpec, type LaunchPaths } from './child.ts';
+import { parseChildLine } from './child-log.ts';
+import { LineSplitter } from './lines.ts';
+import { findExecutable } from './which.ts';
+
+export interface ChildExit {
+  code: number | null;
+  signal: string | null;
+}
+
+export interface ChildSupervisorOptions {
+  spec: ChildSpec;
+  log: Logger;
+  registry: Registry;
+  /** Whether the running child serves; polled every `readyPollMs`. Without it a spawned child counts as ready. */
+  isReady?: () => Promise<boolean>;
+  readyPollMs?: number;
+  /** Delay before restarting a child that exited. */
+  backoff?: { baseMs: number; maxMs: number };
+  /** A child that ran this long was healthy: its next exit starts the backoff over. */
+  stableAfterMs?: number;
+  /** Exits in a row that each came within `stableAfterMs` of the start, before the phase turns CrashLoop. */
+  crashLoopThreshold?: number;
+  random?: () => number;
+}
+
+/** One spawned child process. */
+interface Run {
+  spec: ChildSpec;
+  pid: number;
+  spawnedAt: number;
+  exited: Promise<ChildExit>;
+  done: boolean;
+  /** Ran for `stableAfterMs`; its exit is not a quick failure. */
+  stable: boolean;
+  /** The harness asked it to go (stop or restart): its exit is not a crash. */
+  stopping: boolean;
+  /** Cancels the readiness poll and the stability timer. */
+  abort: AbortController;
+}
+
+const DEFAULTS = {
+  readyPollMs: 500,
+  backoff: { baseMs: 500, maxMs: 30_000 },
+  stableAfterMs: 30_000,
+  crashLoopThreshold: 5,
+};
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`;
+}
+
+/** Metrics are shared by every supervisor on a registry (one series per child). */
+function sharedCounter(registry: Registry, name: string, help: string): Counter<'child'> {
+  return (registry.getSingleMetric(name) as Counter<'child'> | undefined) ?? new Counter({ name, help, labelNames: ['child'], registers: [registry] });
+}
+
+function sharedGauge(registry: Registry, name: string, help: string): Gauge<'child'> {
+  return (registry.getSingleMetric(name) as Gauge<'child'> | undefined) ?? new Gauge({ name, help, labelNames: ['child'], registers: [registry] });
+}
+
+/**
+ * Keeps one child process running: spawns it (as the configured user, in its own process
+ * group, armed to die with the harness), pipes its output into the harness log, polls its
+ * readiness, restarts it with backoff when it exits, and stops it with SIGTERM then
+ * SIGKILL after the grace period.
+ *
+ * Events: 'spawn' (pid), 'exit' ({ code, signal }), and 'change' from BaseComponent.
+ */
+export class ChildSupervisor extends BaseComponent {
+  private spec: ChildSpec;
+  private readonly isReady: (() => Promise<boolean>) | undefined;
+  private readonly readyPollMs: number;
+  private readonly stableAfterMs: number;
+  private readonly crashLoopThreshold: number;
+  private readonly backoff: Backoff;
+  /** Once in a crash loop, retries come at the maximum delay (still jittered). */
+  private readonly crashLoopBackoff: Backoff;
+  private readonly restartsTotal: Counter<'child'>;
+  private readonly up: Gauge<'child'>;
+
+  private run: Run | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  /** Whether the child should be running (false before start and after stop). */
+  private wanted = false;
+  private quickFailures = 0;
+  private restarts = 0;
+  /** start/stop/restart run one at a time, in call order. */
+  private operations: Promise<void> = Promise.resolve();
+  private paths: LaunchPaths | undefined;
+
+  constructor(options: ChildSupervisorOptions) {
+    super(options.spec.name, options.log.child({ component: options.spec.name }));
+    this.spec = options.spec;
+    this.isReady = options.isReady;
+    this.readyPollMs = options.readyPollMs ?? DEFAULTS.readyPollMs;
+    this.stableAfterMs = options.stableAfterMs ?? DEFAULTS.stableAfterMs;
+    this.crashLoopThreshold = options.crashLoopThreshold ?? DEFAULTS.crashLoopThreshold;
+    const { baseMs, maxMs } = options.backoff ?? DEFAULTS.backoff;
+    this.backoff = new Backoff({ baseMs, maxMs, ...(options.random ? { random: options.random } : {}) });
+    this.crashLoopBackoff = new Backoff({ baseMs: maxMs, maxMs, ...(options.random ? { random: options.random } : {}) });
+    this.restartsTotal = sharedCounter(options.registry, `${METRIC_PREFIX}child_restarts_total`, 'Times a supervised child was restarted after it exited on its own.');
+    this.up = sharedGauge(options.registry, `${METRIC_PREFIX}child_up`, 'Whether a supervised child process is running (1) or not (0).');
+    this.restartsTotal.inc({ child: this.name }, 0);
+    this.up.set({ child: this.name }, 0);
+  }
+
+  /** Spawns the child; resolves once it is spawned, not once it is ready. */
+  start(): Promise<void> {
+    return this.serially(async () => {
+      if (this.wanted) return;
+      this.wanted = true;
+      this.backoff.reset();
+      this.crashLoopBackoff.reset();
+      this.quickFailures = 0;
+      this.spawn();
+    });
+  }
+
+  /** SIGTERM, up to `stopGraceMs` to exit, then SIGKILL; resolves when the child is gone. No restart follows. */
+  stop(): Promise<void> {
+    return this.serially(async () => {
+      this.wanted = false;
+      this.cancelRestart();
+      const run = this.run;
+      if (run) {
+        this.setState('Stopping', { message: `stopping pid ${run.pid} (SIGTERM, up to ${formatDuration(run.spec.stopGraceMs)} to exit)` });
+        await this.terminate(run);
+      }
+      this.setState('Stopped', { message: 'stopped', detail: { pid: undefined } });
+    });
+  }
+
+  /** Graceful stop, then start with `spec` (or the current one): how a configuration reload applies. */
+  restart(spec?: ChildSpec): Promise<void> {
+    return this.serially(async () => {
+      this.cancelRestart();
+      if (spec) this.spec = spec;
+      const run = this.run;
+      if (run) {
+        this.setState('Stopping', { message: `restarting: stopping pid ${run.pid}` });
+        await this.terminate(run);
+      }
+      this.backoff.reset();
+      this.crashLoopBackoff.reset();
+      this.quickFailures = 0;
+      this.wanted = true;
+      this.spawn();
+    });
+  }
+
+  pid(): number | undefined {
+    return this.run?.pid;
+  }
+
+  private serially(operation: () => Promise<void>): Promise<void> {
+    const next = this.operations.then(operation);
+    this.operations = next.catch(() => undefined);
+    return next;
+  }
+
+  private cancelRestart(): void {
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    this.restartTimer = undefined;
+  }
+
+  private launchPaths(): LaunchPaths | undefined {
+    if (this.paths) return this.paths;
+    const setpriv = findExecutable('setpriv');
+    if (!setpriv) return undefined;
+    this.paths = { setpriv, sh: findExecutable('sh') ?? '/bin/sh' };
+    return this.paths;
+  }
+
+  private spawn(): void {
+    const spec = this.spec;
+    const paths = this.launchPaths();
+    if (!paths) {
+      this.failed('setpriv not found on PATH (package util-linux); it starts children so they cannot outlive the harness');
+      return;
+    }
+    const argv = launchArgv(spec, process.pid, paths);
+    const subprocess = execa(argv.file, argv.args, {
+      env: spec.env,
+      extendEnv: false,
+      cwd: spec.cwd ?? '/',
+      detached: true,
+      stdin: 'ignore',
+      stdout: 'pipe',
+      stderr: 'pipe',
+      buffer: false,
+      reject: false,
+      cleanup: false,
+      forceKillAfterDelay: false,
+    });
+    const pid = subprocess.pid;
+    if (pid === undefined) {
+      // The result promise never rejects (reject: false); a failed spawn resolves with the reason.
+      void subprocess.then((result) => this.failed(`cannot start ${spec.command}: ${result.shortMessage ?? 'spawn failed'}`));
+      return;
+    }
+    const exited = new Promise<ChildExit>((resolve) => subprocess.once('exit', (code, signal) => resolve({ code, signal })));
+
+    const run: Run = { spec, pid, spawnedAt: Date.now(), exited, done: false, stable: false, stopping: false, abort: new AbortController() };
+    this.run = run;
+    if (subprocess.stdout) this.pipeLines(subprocess.stdout, 'stdout', pid);
+    if (subprocess.stderr) this.pipeLines(subprocess.stderr, 'stderr', pid);
+    void exited.then((exit) => this.onExit(run, exit));
+
+    this.up.set({ child: this.name }, 1);
+    const startedAt = new Date(run.spawnedAt).toISOString();
+    const detail = { pid, startedAt, restarts: this.restarts, command: spec.command };
+    const crashLooping = this.quickFailures >= this.crashLoopThreshold;
+    if (crashLooping) {
+      this.setState('CrashLoop', { message: `retrying after ${this.quickFailures} quick failures in a row: started pid ${pid}`, detail });
+    } else if (this.isReady) {
+      this.setState('Starting', { message: `started pid ${pid}, waiting for it to become ready`, detail });
+    } else {
+      this.setState('Ready', { message: `running (pid ${pid})`, detail });
+    }
+    this.log.info({ event: 'child-spawned', pid, command: spec.command, args: spec.args, uid: spec.uid, gid: spec.gid }, `${this.name}: spawned pid ${pid}`);
+    this.emit('spawn', pid);
+
+    void sleep(this.stableAfterMs, undefined, { signal: run.abort.signal }).then(
+      () => this.onStable(run),
+      () => undefined,
+    );
+    if (this.isReady) void this.pollReadiness(run, this.isReady);
+  }
+
+  private onStable(run: Run): void {
+    if (run.done) return;
+    run.stable = true;
+    this.backoff.reset();
+    this.crashLoopBackoff.reset();
+    this.quickFailures = 0;
+    if (!this.isReady && this.state().phase === 'CrashLoop') this.setState('Ready', { message: `running (pid ${run.pid})` });
+  }
+
+  private async pollReadiness(run: Run, isReady: () => Promise<boolean>): Promise<void> {
+    while (!run.done && !run.stopping) {
+      let ready: boolean;
+      try {
+        ready = await isReady();
+      } catch {
+        ready = false;
+      }
+      if (run.done || run.stopping || this.run !== run) return;
+      const phase = this.state().phase;
+      if (ready && phase !== 'Ready') this.setState('Ready', { message: `running and ready (pid ${run.pid})` });
+      else if (!ready && phase === 'Ready') this.setState('Degraded', { message: `pid ${run.pid} is running but no longer ready` });
+      try {
+        await sleep(this.readyPollMs, undefined, { signal: run.abort.signal });
+      } catch {
+        return;
+      }
+    }
+  }
+
+  private pipeLines(stream: Readable, name: 'stdout' | 'stderr', pid: number): void {
+    const splitter = new LineSplitter((line) => {
+      const record = parseChildLine(line, name);
+      const fields = { stream: name, pid, ...(record.fields ? { child: record.fields } : {}), ...(line.truncated ? { truncated: true } : {}) };
+      this.log[record.level](fields, record.message);
+    });
+    stream.on('data', (chunk: Buffer) => splitter.push(chunk));
+    stream.on('end', () => splitter.end());
+    stream.on('error', () => undefined);
+  }
+
+  /**
+   * Signals the child's process group, so helpers it started go with it; the child alone
+   * when it left its group. `groupOnly` once the child has been reaped: its PID may
+   * already belong to someone else, while a process group ID is not reused while members
+   * remain.
+   */
+  private signal(pid: number, signal: NodeJS.Signals, groupOnly = false): void {
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      if (groupOnly) return;
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+
+  private async terminate(run: Run): Promise<void> {
+    run.stopping = true;
+    run.abort.abort();
+    if (run.done) return;
+    this.signal(run.pid, 'SIGTERM');
+    const graceTimer = new AbortController();
+    const grace = sleep(run.spec.stopGraceMs, 'grace-expired' as const, { signal: graceTimer.signal });
+    const outcome = await Promise.race([run.exited.then(() => 'exited' as const), grace]);
+    graceTimer.abort();
+    grace.catch(() => undefined);
+    if (outcome === 'grace-expired') {
+      this.log.warn({ pid: run.pid, graceMs: run.spec.stopGraceMs }, `${this.name}: pid ${run.pid} did not exit within ${formatDuration(run.spec.stopGraceMs)} of SIGTERM; sending SIGKILL`);
+      if (!run.done) this.signal(run.pid, 'SIGKILL');
+      await run.exited;
+    }
+  }
+
+  private onExit(run: Run, exit: ChildExit): void {
+    run.done = true;
+    run.abort.abort();
+    if (this.run === run) this.run = undefined;
+    // Whatever the child left behind in its group goes too: a restarted agent must not
+    // race its own leftovers.
+    this.signal(run.pid, 'SIGKILL', true);
+    this.up.set({ child: this.name }, 0);
+    const reason = describeExit(exit, run.spec.command);
+    const uptimeMs = Date.now() - run.spawnedAt;
+    this.log.info({ event: 'child-exited', pid: run.pid, code: exit.code, signal: exit.signal, uptimeMs, requested: run.stopping }, `${this.name}: pid ${run.pid} ${reason}`);
+    this.emit('exit', { code: exit.code, signal: exit.signal });
+    if (run.stopping || !this.wanted) return;
+    if (!run.stable) this.quickFailures += 1;
+    this.scheduleRestart(reason, { pid: run.pid, code: exit.code, signal: exit.signal, uptimeMs, at: new Date().toISOString() });
+  }
+
+  /** A start attempt that did not even produce a process. */
+  private failed(reason: string): void {
+    if (!this.wanted) return;
+    this.quickFailures += 1;
+    this.scheduleRestart(reason, { at: new Date().toISOString() });
+  }
+
+  private scheduleRestart(reason: string, lastExit: Record<string, unknown>): void {
+    const crashLoop = this.quickFailures >= this.crashLoopThreshold;
+    const delay = crashLoop ? this.crashLoopBackoff.next() : this.backoff.next();
+    const detail = { pid: undefined, lastExit: { ...lastExit, reason } };
+    if (crashLoop) {
+      this.setState('CrashLoop', { message: `${reason}; ${this.quickFailures} quick failures in a row, restarting in ${seconds(delay)}`, lastError: reason, detail });
+    } else {
+      this.setState('Failed', { message: `${reason}, restarting in ${seconds(delay)}`, lastError: reason, detail });
+    }
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (!this.wanted) return;
+      this.restarts += 1;
+      this.restartsTotal.inc({ child: this.name });
+      this.spawn();
+    }, delay);
+  }
+}
