@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { allReady, type ComponentState } from '../harness/component.ts';
+import type { ComponentState } from '../harness/component.ts';
 import type { Logger } from '../log/logger.ts';
 import type { HarnessMetrics } from './metrics.ts';
 
@@ -16,6 +16,8 @@ export interface AdminStatus {
 
 export interface AdminSource {
   components(): ComponentState[];
+  /** Whether the harness is ready; false while components are still loading. */
+  ready(): boolean;
   statusText(): string;
 }
 
@@ -33,7 +35,7 @@ export interface AdminServerOptions {
 export function statusBody(options: Pick<AdminServerOptions, 'version' | 'startedAt' | 'source'>): AdminStatus {
   const states = options.source.components();
   return {
-    ready: allReady(states),
+    ready: options.source.ready(),
     version: options.version,
     pid: process.pid,
     startedAt: options.startedAt.toISOString(),

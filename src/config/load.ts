@@ -1,6 +1,7 @@
 import convict from 'convict';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { extraEnvProblems } from '../proxy/env.ts';
 import { registerFormats } from './formats.ts';
 import { envVarFor, schemaFields, schemaSections, type FieldSpec } from './schema.ts';
 import type { HarnessConfig, Origin } from './types.ts';
@@ -161,6 +162,7 @@ function crossFieldProblems(config: HarnessConfig): string[] {
   } else if (!loopback && !admin.allowNonLoopback) {
     problems.push(`admin.address: got ${show(admin.address)}; the admin API has no authentication, so it binds loopback only; set admin.allowNonLoopback to true to expose it`);
   }
+  problems.push(...extraEnvProblems(config));
   return problems;
 }
 

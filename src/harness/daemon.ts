@@ -12,8 +12,11 @@ export interface HarnessOptions {
   configSource?: string;
   log: Logger;
   metrics: HarnessMetrics;
-  /** In start order; stopped in reverse. */
-  components: Component[];
+  /**
+   * In start order; stopped in reverse. A function is called after the admin server
+   * listens, so /live answers before the component modules (gRPC, ...) are loaded.
+   */
+  components: Component[] | (() => Promise<Component[]>);
   version: string;
   startedAt?: Date;
   /** sd_notify; absent or disabled outside systemd. */
@@ -36,8 +39,10 @@ export class Harness implements AdminSource {
   private lastStatus = '';
   private readySent = false;
   private readonly onChange = () => this.notifyState();
+  private parts: Component[] = [];
 
   constructor(private readonly options: HarnessOptions) {
+    if (Array.isArray(options.components)) this.parts = options.components;
     this.configState = new ConfigState(options.config, options.configSource ?? 'defaults', options.log.child({ component: 'config' }));
     this.admin = new AdminServer({
       address: options.config.admin.address,
@@ -55,18 +60,18 @@ export class Harness implements AdminSource {
   }
 
   components(): ComponentState[] {
-    return [this.configState, ...this.options.components].map((c) => c.state());
+    return [this.configState, ...this.parts].map((c) => c.state());
   }
 
   ready(): boolean {
-    return allReady(this.components());
+    return this.parts.length > 0 && allReady(this.components());
   }
 
   /** What the harness waits for, from the first component that is not ready. */
   statusText(): string {
     if (this.stopping) return 'stopping';
     const waiting = this.components().find((s) => !s.ready);
-    if (!waiting) return 'ready: all components converged';
+    if (!waiting) return this.parts.length ? 'ready: all components converged' : 'starting: loading components';
     return `${waiting.name}: ${waiting.message}`;
   }
 
@@ -77,10 +82,11 @@ export class Harness implements AdminSource {
       this.watchdog = setInterval(() => notifier.notify({ WATCHDOG: 1 }), notifier.watchdogIntervalMs);
       this.watchdog.unref();
     }
-    for (const component of [this.configState, ...this.options.components]) component.on('change', this.onChange);
     const address = await this.admin.listen();
     this.options.log.info({ address: address.address, port: address.port }, 'admin server listening');
-    for (const component of this.options.components) {
+    if (typeof this.options.components === 'function') this.parts = await this.options.components();
+    for (const component of [this.configState, ...this.parts]) component.on('change', this.onChange);
+    for (const component of this.parts) {
       if (this.stopping) return;
       await component.start();
     }
@@ -113,7 +119,7 @@ export class Harness implements AdminSource {
       }
       // Accepted first: components read the configuration in force while they apply it.
       this.configState.accepted(next);
-      for (const component of this.options.components) {
+      for (const component of this.parts) {
         if (component.update) await component.update(next);
       }
       log.info('configuration reloaded');
@@ -147,7 +153,7 @@ export class Harness implements AdminSource {
     this.options.notifier?.notify({ STOPPING: 1, STATUS: 'stopping' });
     if (this.watchdog) clearInterval(this.watchdog);
     const errors: string[] = [];
-    for (const component of [...this.options.components].reverse()) {
+    for (const component of [...this.parts].reverse()) {
       try {
         await component.stop();
       } catch (err) {
@@ -155,7 +161,7 @@ export class Harness implements AdminSource {
         this.options.log.error({ err: (err as Error).message, failed: component.name }, 'component failed to stop');
       }
     }
-    for (const component of [this.configState, ...this.options.components]) component.off('change', this.onChange);
+    for (const component of [this.configState, ...this.parts]) component.off('change', this.onChange);
     await this.admin.close();
     if (errors.length) throw new Error(`shutdown incomplete: ${errors.join('; ')}`);
   }

@@ -22,8 +22,15 @@ export function createLogger(options: LoggerOptions): Logger {
   const destination = options.destination ?? process.stderr;
   const isTty = Boolean((destination as NodeJS.WriteStream).isTTY);
   const usePretty = options.format === 'pretty' || (options.format === 'auto' && isTty);
-  const base = { component: options.component ?? 'harness' };
-  const opts = { level: options.level, base, timestamp: pino.stdTimeFunctions.isoTime };
+  const rootComponent = options.component ?? 'harness';
+  // `component` comes from the child's bindings when it has one; a base field would be
+  // written as well, giving lines with the key twice.
+  const opts = {
+    level: options.level,
+    base: undefined,
+    timestamp: pino.stdTimeFunctions.isoTime,
+    mixin: (_merge: object, _level: number, logger: Logger) => ('component' in logger.bindings() ? {} : { component: rootComponent }),
+  };
   if (usePretty) {
     return pino(opts, pretty({ destination, sync: true, colorize: isTty, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', messageFormat: '[{component}] {msg}' }));
   }

@@ -24,6 +24,12 @@ export interface ChildSupervisorOptions {
   /** Whether the running child serves; polled every `readyPollMs`. Without it a spawned child counts as ready. */
   isReady?: () => Promise<boolean>;
   readyPollMs?: number;
+  /**
+   * Poll interval once the child is ready. A crash is seen at once through the exit event,
+   * so this only has to catch a child that hangs while alive; polling it as fast as during
+   * start-up would cost CPU all day for nothing.
+   */
+  steadyPollMs?: number;
   /** Delay before restarting a child that exited. */
   backoff?: { baseMs: number; maxMs: number };
   /** A child that ran this long was healthy: its next exit starts the backoff over. */
@@ -50,6 +56,7 @@ interface Run {
 
 const DEFAULTS = {
   readyPollMs: 500,
+  steadyPollMs: 5000,
   backoff: { baseMs: 500, maxMs: 30_000 },
   stableAfterMs: 30_000,
   crashLoopThreshold: 5,
@@ -80,6 +87,7 @@ export class ChildSupervisor extends BaseComponent {
   private spec: ChildSpec;
   private readonly isReady: (() => Promise<boolean>) | undefined;
   private readonly readyPollMs: number;
+  private readonly steadyPollMs: number;
   private readonly stableAfterMs: number;
   private readonly crashLoopThreshold: number;
   private readonly backoff: Backoff;
@@ -103,6 +111,7 @@ export class ChildSupervisor extends BaseComponent {
     this.spec = options.spec;
     this.isReady = options.isReady;
     this.readyPollMs = options.readyPollMs ?? DEFAULTS.readyPollMs;
+    this.steadyPollMs = Math.max(this.readyPollMs, options.steadyPollMs ?? DEFAULTS.steadyPollMs);
     this.stableAfterMs = options.stableAfterMs ?? DEFAULTS.stableAfterMs;
     this.crashLoopThreshold = options.crashLoopThreshold ?? DEFAULTS.crashLoopThreshold;
     const { baseMs, maxMs } = options.backoff ?? DEFAULTS.backoff;
@@ -259,7 +268,7 @@ export class ChildSupervisor extends BaseComponent {
       if (ready && phase !== 'Ready') this.setState('Ready', { message: `running and ready (pid ${run.pid})` });
       else if (!ready && phase === 'Ready') this.setState('Degraded', { message: `pid ${run.pid} is running but no longer ready` });
       try {
-        await sleep(this.readyPollMs, undefined, { signal: run.abort.signal });
+        await sleep(this.state().phase === 'Ready' ? this.steadyPollMs : this.readyPollMs, undefined, { signal: run.abort.signal });
       } catch {
         return;
       }

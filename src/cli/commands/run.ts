@@ -2,7 +2,6 @@ import { HarnessMetrics } from '../../admin/metrics.ts';
 import { loadConfig } from '../../config/load.ts';
 import { requiredForRun } from '../../config/schema.ts';
 import { Harness } from '../../harness/daemon.ts';
-import { buildComponents } from '../../harness/wiring.ts';
 import { createLogger } from '../../log/logger.ts';
 import { createNotifier } from '../../systemd/notify.ts';
 import { harnessVersion } from '../../util/version.ts';
@@ -21,13 +20,11 @@ export const runCommand: Command = {
     const log = createLogger({ level: config.log.level, format: config.log.format });
     const metrics = new HarnessMetrics();
     let harness: Harness | undefined;
-    let components;
-    try {
-      components = await buildComponents({ config, log, metrics, currentConfig: () => harness?.config ?? config });
-    } catch (err) {
-      if ((err as Error).name === 'ConfigError') throw err;
-      throw new CliError(`mesh-harness run: ${(err as Error).message}`, EXIT.UNAVAILABLE);
-    }
+    // Loaded after the admin server listens: the component modules are most of start-up.
+    const components = async () => {
+      const { buildComponents } = await import('../../harness/wiring.ts');
+      return buildComponents({ config, log, metrics, currentConfig: () => harness?.config ?? config });
+    };
     const notifier = await createNotifier(io.env, log.child({ component: 'systemd' }));
     harness = new Harness({ config, configSource: loaded.file ?? 'defaults', log, metrics, components, version: harnessVersion(), notifier, reloadConfig: () => load().config });
     process.on('SIGHUP', () => {

@@ -126,10 +126,12 @@ t.test('stop during the wait for the SVID returns promptly and spawns nothing', 
 });
 
 t.test('an extraEnv that overrides a rendered variable fails the start before any waiting', async (t) => {
-  const config = await proxyConfig(t, {
+  // Config validation refuses this (exit 78); the component refuses it too when handed such a config in code.
+  const valid = await proxyConfig(t, {
     socketPath: '/run/unused/api.sock',
-    extra: { proxy: { binary: executable, user: 'nobody', group: 'nogroup', extraEnv: { LINKERD2_PROXY_ADMIN_LISTEN_ADDR: '0.0.0.0:4191' } } },
+    extra: { proxy: { binary: executable, user: 'nobody', group: 'nogroup' } },
   });
+  const config = { ...valid, proxy: { ...valid.proxy, extraEnv: { LINKERD2_PROXY_ADMIN_LISTEN_ADDR: '0.0.0.0:4191' } } };
   let waited = false;
   const proxy = new ProxyComponent({
     config,

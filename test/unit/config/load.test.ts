@@ -99,6 +99,7 @@ t.test('every validation error class is reported', async (t) => {
     ['bad probe', { probes: { workload: [{ httpGet: { port: 80 }, tcpSocket: { port: 80 } }] } }, /exactly one of httpGet, tcpSocket, exec/],
     ['bad env name', { proxy: { extraEnv: { 'NOT-VALID': 'x' } } }, /"NOT-VALID" is not a valid environment variable name/],
     ['port clash', { proxy: { inboundPort: 4140 } }, /^proxy\.outboundPort: got 4140; must differ from proxy\.inboundPort/],
+    ['extraEnv overriding a rendered variable', { proxy: { extraEnv: { LINKERD2_PROXY_ADMIN_LISTEN_ADDR: '0.0.0.0:4191' } } }, /^proxy\.extraEnv\.LINKERD2_PROXY_ADMIN_LISTEN_ADDR: the harness renders this variable itself; remove it and set proxy\.adminPort/],
     ['non-loopback admin', { admin: { address: '0.0.0.0' } }, /binds loopback only; set admin\.allowNonLoopback/],
   ];
   for (const [name, content, expected] of cases) {

@@ -1,0 +1,155 @@
+/**
+ * The daemon with its children, against a real SPIRE agent, in a network namespace:
+ * - `run` to ready, split from the harness's own event log into time spent waiting on
+ *   SPIRE (identity start -> SVID validated), on the proxy (spawn -> proxy ready), and
+ *   the harness's own overhead (everything else);
+ * - idle CPU and RSS of the harness with the proxy running;
+ * - restart latency after the proxy is SIGKILLed (kill -> ready again).
+ */
+import { execa } from 'execa';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { SpireServer } from '../test/helpers/spire.ts';
+import { median, percentile, writeResults } from './lib.ts';
+
+const root = join(fileURLToPath(new URL('.', import.meta.url)), '..');
+const SPIFFE_ID = 'spiffe://root.linkerd.cluster.local/vm/bench';
+const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C' };
+const teardowns: Array<() => unknown> = [];
+const t = { teardown: (fn: () => unknown) => teardowns.push(fn) };
+
+interface LogLine { time: string; component: string; msg: string; phase?: string; event?: string }
+
+const clockTicks = 100;
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+}
+function rssMb(pid: number): number {
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+  return Number(line?.replace(/\D+/g, '') ?? 0) / 1024;
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function main(): Promise<void> {
+  const ns = `mh-bench-${process.pid}`;
+  const dir = mkdtempSync(join(tmpdir(), 'mh-bench-'));
+  chmodSync(dir, 0o755);
+  await execa('ip', ['netns', 'add', ns]);
+  teardowns.push(() => execa('ip', ['netns', 'del', ns], { reject: false }));
+  teardowns.push(() => rmSync(dir, { recursive: true, force: true }));
+  await execa('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+
+  const server = await SpireServer.start(t, { defaultSvidTtl: '10m' });
+  const agent = await server.startAgent('bench');
+  chmodSync(server.dir, 0o755);
+  chmodSync(agent.dir, 0o755);
+  for (const gid of [0, 65534]) await server.createEntry({ parentId: agent.spiffeId, spiffeId: SPIFFE_ID, selector: `unix:gid:${gid}`, x509SvidTtl: 600 });
+  // The agent syncs new entries every few seconds; wait so the first run measures the harness, not the sync.
+  await sleep(7000);
+
+  const proxyBinary = join(dir, 'linkerd2-proxy');
+  writeFileSync(proxyBinary, `#!/bin/sh\nexec ${process.execPath} ${join(root, 'dist', 'dev-proxy.js')} "$@"\n`, { mode: 0o755 });
+  const config = join(dir, 'config.json');
+  writeFileSync(config, JSON.stringify({
+    workload: { name: 'bench', ports: [8080] },
+    identity: { spiffeId: SPIFFE_ID, serverName: 'bench.vm.cluster.local', workloadApiSocket: `unix://${agent.socketPath}`, trustAnchorsFile: server.anchorsFile },
+    proxy: { binary: proxyBinary, user: 'nobody', group: 'nogroup', destinationAddr: '127.0.0.1:8086', shutdownGrace: '2s' },
+    iptables: { onStop: 'clean' },
+    log: { format: 'json', level: 'info' },
+  }));
+
+  const totals: number[] = [];
+  const spireWaits: number[] = [];
+  const proxyWaits: number[] = [];
+  const overheads: number[] = [];
+  let idle: { cpuPerHour: number; rss: number; proxyRss: number } | undefined;
+  const restarts: number[] = [];
+
+  for (let run = 0; run < 5; run++) {
+    const spawnedAt = Date.now();
+    const child = execa('ip', ['netns', 'exec', ns, process.execPath, join(root, 'bin', 'mesh-harness.mjs'), 'run', '--config', config], { env, extendEnv: false, reject: false, buffer: false });
+    const log: LogLine[] = [];
+    createInterface({ input: child.stderr! }).on('line', (line) => {
+      try {
+        log.push(JSON.parse(line) as LogLine);
+      } catch {
+        // not a log line
+      }
+    });
+    const at = (pred: (l: LogLine) => boolean) => {
+      const line = log.find(pred);
+      return line ? Date.parse(line.time) : undefined;
+    };
+    const readyAt = async () => {
+      for (;;) {
+        const times = ['identity', 'iptables', 'proxy'].map((c) => at((l) => l.component === c && l.phase === 'Ready'));
+        if (times.every((x) => x !== undefined)) return Math.max(...(times as number[]));
+        if (child.exitCode !== undefined && child.exitCode !== null) throw new Error(`harness exited ${child.exitCode}: ${JSON.stringify(log.slice(-5))}`);
+        await sleep(20);
+      }
+    };
+    const ready = await readyAt();
+    const identityStart = at((l) => l.component === 'identity' && l.phase === 'Starting')!;
+    const svid = at((l) => l.component === 'identity' && l.phase === 'Ready')!;
+    const proxySpawn = at((l) => l.event === 'proxy-spawned')!;
+    const proxyReady = at((l) => l.component === 'proxy' && l.phase === 'Ready')!;
+    const total = ready - spawnedAt;
+    totals.push(total);
+    spireWaits.push(svid - identityStart);
+    proxyWaits.push(proxyReady - proxySpawn);
+    overheads.push(total - (svid - identityStart) - (proxyReady - proxySpawn));
+
+    if (run === 0) {
+      const pid = child.pid!;
+      const proxyPid = Number((await execa('pgrep', ['-f', 'dev-proxy.js'])).stdout.split('\n')[0]);
+      await sleep(3000);
+      const cpu0 = cpuSeconds(pid);
+      const windowMs = 30_000;
+      await sleep(windowMs);
+      const cpu = cpuSeconds(pid) - cpu0;
+      idle = { cpuPerHour: (cpu * 3_600_000) / windowMs, rss: rssMb(pid), proxyRss: rssMb(proxyPid) };
+
+      // Each kill comes after the supervisor's 30 s stable period, so each measures a first
+      // restart (base backoff), the case an operator sees after an occasional crash.
+      for (let i = 0; i < 3; i++) {
+        const victim = Number((await execa('pgrep', ['-f', 'dev-proxy.js'])).stdout.split('\n')[0]);
+        const seen = log.length;
+        const killedAt = Date.now();
+        process.kill(victim, 'SIGKILL');
+        for (;;) {
+          const line = log.slice(seen).find((l) => l.component === 'proxy' && l.phase === 'Ready');
+          if (line) {
+            restarts.push(Date.parse(line.time) - killedAt);
+            break;
+          }
+          await sleep(10);
+        }
+        await sleep(32_000);
+      }
+    }
+    child.kill('SIGTERM');
+    await child;
+  }
+
+  const sorted = (v: number[]) => [...v].sort((a, b) => a - b);
+  writeResults('harness', [
+    { name: 'run to ready, total (median)', value: median(totals), unit: 'ms', detail: { samples: totals } },
+    { name: '  waiting on SPIRE (median)', value: median(spireWaits), unit: 'ms', detail: { samples: spireWaits } },
+    { name: '  waiting on the proxy (median)', value: median(proxyWaits), unit: 'ms', detail: { samples: proxyWaits } },
+    { name: '  harness overhead (median)', value: median(overheads), unit: 'ms', detail: { samples: overheads, note: 'process start, config, admin, iptables apply, user lookup, spawning' } },
+    { name: 'idle harness CPU with proxy running', value: idle!.cpuPerHour, unit: 'CPU-s/h', detail: { windowSeconds: 30 } },
+    { name: 'idle harness RSS with proxy running', value: idle!.rss, unit: 'MB' },
+    { name: 'idle dev proxy RSS', value: idle!.proxyRss, unit: 'MB' },
+    { name: 'proxy SIGKILL to ready again (median)', value: median(restarts), unit: 'ms', detail: { samples: restarts, p99: percentile(sorted(restarts), 99) } },
+  ]);
+}
+
+try {
+  await main();
+} finally {
+  for (const fn of teardowns.reverse()) await fn();
+}
