@@ -12,8 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { writeDevProxyLauncher } from '../src/dev/proxy/launcher.ts';
 import { SpireServer } from '../test/helpers/spire.ts';
-import { median, percentile, writeResults } from './lib.ts';
+import { median, percentile, rssMb, writeResults } from './lib.ts';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..');
 const SPIFFE_ID = 'spiffe://root.linkerd.cluster.local/vm/bench';
@@ -27,10 +28,6 @@ const clockTicks = 100;
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return (Number(fields[11]) + Number(fields[12])) / clockTicks;
-}
-function rssMb(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
-  return Number(line?.replace(/\D+/g, '') ?? 0) / 1024;
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -51,8 +48,7 @@ async function main(): Promise<void> {
   // The agent syncs new entries every few seconds; wait so the first run measures the harness, not the sync.
   await sleep(7000);
 
-  const proxyBinary = join(dir, 'linkerd2-proxy');
-  writeFileSync(proxyBinary, `#!/bin/sh\nexec ${process.execPath} ${join(root, 'dist', 'dev-proxy.js')} "$@"\n`, { mode: 0o755 });
+  const proxyBinary = writeDevProxyLauncher(dir);
   const config = join(dir, 'config.json');
   writeFileSync(config, JSON.stringify({
     workload: { name: 'bench', ports: [8080] },

@@ -5,24 +5,16 @@
  * - resident memory of an idle `run` (no children: the identity socket does not exist).
  */
 import { execa } from 'execa';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { median, percentile, writeResults, type BenchRow } from './lib.ts';
+import { freePort } from '../test/helpers/tmp.ts';
+import { median, percentile, rssMb, writeResults, type BenchRow } from './lib.ts';
 
 const bin = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'bin', 'mesh-harness.mjs');
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function live(port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -36,10 +28,6 @@ function live(port: number): Promise<boolean> {
   });
 }
 
-function rssMb(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
-  return Number(line?.replace(/\D+/g, '') ?? 0) / 1024;
-}
 
 const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MESH_HARNESS_') && k !== 'NOTIFY_SOCKET' && k !== 'NODE_OPTIONS')) as Record<string, string>;
 

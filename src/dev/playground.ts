@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CliError, EXIT } from '../cli/exit-codes.ts';
 import { packageRoot } from '../util/paths.ts';
+import { writeDevProxyLauncher } from './proxy/launcher.ts';
 
 const SPIFFE_ID = 'spiffe://root.linkerd.cluster.local/demo/web';
 const VM_IP = '198.18.99.2';
@@ -146,8 +147,7 @@ export class Playground {
       }, 15_000);
       this.say.detail(`client -> ${VM_IP}:${WORKLOAD_PORT} before the mesh: ${direct}`);
 
-      const proxyBinary = join(dir, 'linkerd2-proxy');
-      writeFileSync(proxyBinary, `#!/bin/sh\nexec ${process.execPath} ${join(this.root, 'dist', 'dev-proxy.js')} "$@"\n`, { mode: 0o755 });
+      const proxyBinary = writeDevProxyLauncher(dir);
       writeFileSync(join(dir, 'config.json'), JSON.stringify({
         workload: { group: 'web', namespace: 'demo', name: 'web-demo', ports: [WORKLOAD_PORT], ips: [VM_IP] },
         identity: { spiffeId: SPIFFE_ID, serverName: 'web.demo.vm.cluster.local', workloadApiSocket: `unix://${socket}`, trustAnchorsFile: anchors },

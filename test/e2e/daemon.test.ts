@@ -5,10 +5,11 @@
  */
 import t from 'tap';
 import { execa, type ResultPromise } from 'execa';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { harnessBin, repoRoot } from '../helpers/cli.ts';
+import { writeDevProxyLauncher } from '../../src/dev/proxy/launcher.ts';
+import { harnessBin } from '../helpers/cli.ts';
 import { childEnv, connectFrom, createNetns, linkNetns, startListeners } from '../helpers/netns.ts';
 import { startNotifyReceiver } from '../helpers/notify.ts';
 import { SKIP_WITHOUT_SPIRE, SpireServer } from '../helpers/spire.ts';
@@ -45,9 +46,7 @@ function alive(pid: number): boolean {
 t.test('the harness brings the VM into the mesh and keeps it there', { skip: SKIP_WITHOUT_SPIRE, timeout: 240_000 }, async (t) => {
   const dir = tempDir(t, 'mh-e2e-');
   chmodSync(dir, 0o755);
-  // proxy.binary names an executable, as for the real linkerd2-proxy; this one runs the built dev proxy.
-  const devProxyBin = join(dir, 'linkerd2-proxy');
-  writeFileSync(devProxyBin, `#!/bin/sh\nexec ${process.execPath} ${join(repoRoot, 'dist', 'dev-proxy.js')} "$@"\n`, { mode: 0o755 });
+  const devProxyBin = writeDevProxyLauncher(dir);
   const server = await SpireServer.start(t, { defaultSvidTtl: '1m' });
   const agent = await server.startAgent('vm');
   // The proxy runs as nobody and must reach the agent socket.
@@ -195,8 +194,16 @@ t.test('the harness brings the VM into the mesh and keeps it there', { skip: SKI
     const rules = await iptablesSave();
     t.equal(rules.split('\n').filter((l) => /-A PREROUTING .*-j MESH_HARNESS_INBOUND/.test(l)).length, 1, 'one inbound jump');
     t.equal(rules.split('\n').filter((l) => /-A OUTPUT .*-j MESH_HARNESS_OUTBOUND/.test(l)).length, 1, 'one outbound jump');
-    const devProxies = (await execa('pgrep', ['-f', 'dev-proxy'], { reject: false })).stdout.split('\n').filter(Boolean);
-    t.equal(devProxies.length, 1, `exactly one proxy process (${devProxies.join(',')})`);
+    // Only this namespace's processes: other harnesses (a benchmark, another test) may run on the host.
+    const pids = String((await execa('ip', ['netns', 'pids', vm.name], { env: childEnv(), extendEnv: false })).stdout).split('\n').filter(Boolean);
+    const devProxies = pids.filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('dev-proxy.js');
+      } catch {
+        return false;
+      }
+    });
+    t.equal(devProxies.length, 1, `exactly one proxy process in the vm (${devProxies.join(',')})`);
   });
 
   await t.test('SIGTERM: STOPPING=1, the proxy drains, rules are removed (onStop clean), exit 0', async (t) => {
