@@ -35,3 +35,4 @@ export function parseCommandArgs<T extends Options>(command: Pick<Command, 'name
 export function write(stream: NodeJS.WritableStream, text: string): void {
   stream.write(text.endsWith('\n') ? text : `${text}\n`);
 }
+

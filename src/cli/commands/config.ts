@@ -1,9 +1,10 @@
-import { loadConfig, type LoadedConfig } from '../../config/load.ts';
+import type { LoadedConfig } from '../../config/load.ts';
 import { envVarFor, schemaFields } from '../../config/schema.ts';
 import type { Origin } from '../../config/types.ts';
 import { formatDuration } from '../../util/duration.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import { configOptions, parseCommandArgs, write, type Command } from '../command.ts';
+import { loadCommandConfig } from '../command-config.ts';
 
 function describeOrigin(origin: Origin | undefined): string {
   switch (origin?.source) {
@@ -28,13 +29,13 @@ export const configCommand: Command = {
     if (sub === 'validate') {
       const { values, positionals } = parseCommandArgs(this, rest, { ...configOptions }, true);
       const path = positionals[0] ?? values.config;
-      const loaded = loadConfig({ ...(path ? { path } : {}), env: io.env, sets: values.set ?? [] });
+      const loaded = loadCommandConfig({ ...values, config: path }, io);
       write(io.stdout, `${loaded.file ?? 'defaults (no config file)'}: valid`);
       return EXIT.OK;
     }
     if (sub === 'show') {
       const { values } = parseCommandArgs(this, rest, { ...configOptions, json: { type: 'boolean' } });
-      const loaded: LoadedConfig = loadConfig({ ...(values.config ? { path: values.config } : {}), env: io.env, sets: values.set ?? [] });
+      const loaded: LoadedConfig = loadCommandConfig(values, io);
       const rows = schemaFields().map(([path, spec]) => {
         const [section, key] = path.split('.') as [string, string];
         const value = (loaded.config as unknown as Record<string, Record<string, unknown>>)[section]![key];

@@ -1,4 +1,3 @@
-import { loadConfig } from '../../config/load.ts';
 import type { HarnessConfig } from '../../config/types.ts';
 import { managedFamilies, resolveBackend } from '../../iptables/backend.ts';
 import { cleanInstalled } from '../../iptables/clean.ts';
@@ -10,6 +9,7 @@ import { execRunner, type CommandRunner } from '../../iptables/runner.ts';
 import { renderRestore } from '../../iptables/ruleset.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import { configOptions, parseCommandArgs, write, type Command, type CommandIo } from '../command.ts';
+import { loadCommandConfig } from '../command-config.ts';
 
 const SUBCOMMANDS = ['render', 'apply', 'diff', 'clean'] as const;
 type Subcommand = (typeof SUBCOMMANDS)[number];
@@ -79,7 +79,7 @@ export const iptablesCommand: Command = {
     }
     const { values } = parseCommandArgs(this, rest, { ...configOptions });
     // Only the iptables and proxy settings matter here, so nothing is required: `{}` works.
-    const { config } = loadConfig({ ...(values.config ? { path: values.config } : {}), env: io.env, sets: values.set ?? [] });
+    const { config } = loadCommandConfig(values, io);
     const runner = execRunner({ env: io.env });
     const action = { render, apply, diff, clean }[sub as Subcommand];
     try {

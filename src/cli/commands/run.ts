@@ -1,5 +1,4 @@
 import { HarnessMetrics } from '../../admin/metrics.ts';
-import { loadConfig } from '../../config/load.ts';
 import { requiredForRun } from '../../config/schema.ts';
 import { Harness } from '../../harness/daemon.ts';
 import { createLogger } from '../../log/logger.ts';
@@ -7,6 +6,7 @@ import { createNotifier } from '../../systemd/notify.ts';
 import { harnessVersion } from '../../util/version.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import { configOptions, parseCommandArgs, type Command } from '../command.ts';
+import { loadCommandConfig } from '../command-config.ts';
 
 export const runCommand: Command = {
   name: 'run',
@@ -14,7 +14,7 @@ export const runCommand: Command = {
   usage: 'mesh-harness run [--config PATH] [--set section.key=value ...]',
   async run(args, io) {
     const { values } = parseCommandArgs(this, args, { ...configOptions });
-    const load = () => loadConfig({ ...(values.config ? { path: values.config } : {}), env: io.env, sets: values.set ?? [], require: requiredForRun, requiredBy: 'mesh-harness run' });
+    const load = () => loadCommandConfig(values, io, { require: requiredForRun, requiredBy: 'mesh-harness run' });
     const loaded = load();
     const { config } = loaded;
     const log = createLogger({ level: config.log.level, format: config.log.format });

@@ -1,8 +1,8 @@
 import { request } from 'node:http';
 import type { AdminStatus } from '../../admin/server.ts';
-import { loadConfig } from '../../config/load.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import { configOptions, parseCommandArgs, write, type Command } from '../command.ts';
+import { loadCommandConfig } from '../command-config.ts';
 
 function fetchStatus(host: string, port: number, timeoutMs: number): Promise<AdminStatus> {
   return new Promise((resolve, reject) => {
@@ -46,7 +46,7 @@ export const statusCommand: Command = {
   usage: 'mesh-harness status [--json] [--config PATH]',
   async run(args, io) {
     const { values } = parseCommandArgs(this, args, { ...configOptions, json: { type: 'boolean' } });
-    const { config } = loadConfig({ ...(values.config ? { path: values.config } : {}), env: io.env, sets: values.set ?? [] });
+    const { config } = loadCommandConfig(values, io);
     const host = config.admin.address === '0.0.0.0' ? '127.0.0.1' : config.admin.address === '::' ? '::1' : config.admin.address;
     let status: AdminStatus;
     try {

@@ -4,6 +4,7 @@ import type { HarnessConfig } from '../../config/types.ts';
 import { findExecutable } from '../../supervisor/which.ts';
 import { harnessVersion } from '../../util/version.ts';
 import { configOptions, parseCommandArgs, write, type Command } from '../command.ts';
+import { loadCommandConfig } from '../command-config.ts';
 
 export interface BinaryVersion {
   /** As configured. */
@@ -49,7 +50,7 @@ export const versionCommand: Command = {
     let config: HarnessConfig;
     let configProblem: string | undefined;
     try {
-      config = loadConfig({ ...(values.config ? { path: values.config } : {}), env: io.env, sets: values.set ?? [] }).config;
+      config = loadCommandConfig(values, io).config;
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       configProblem = `configuration not usable (${err.problems[0]}${err.problems.length > 1 ? ', ...' : ''}); showing default binary paths`;
