@@ -14,7 +14,10 @@ export class HarnessMetrics {
   private readonly lastPhase = new Map<string, string>();
 
   constructor(options: { processMetrics?: boolean } = {}) {
-    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
+    // The event-loop-lag histogram samples on a libuv timer; at prom-client's 10 ms default
+    // that timer alone woke the idle daemon ~100 times a second. 100 ms resolution is plenty
+    // for a node agent (a blocked loop is caught by the systemd watchdog).
+    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX, eventLoopMonitoringPrecision: 100 });
     this.componentReady = new Gauge({
       name: `${METRIC_PREFIX}component_ready`,
       help: 'Whether a harness component is ready (1) or not (0).',
