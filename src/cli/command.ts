@@ -10,7 +10,6 @@ export interface CommandIo {
 /** A subcommand: `run` returns the exit code. */
 export interface Command {
   name: string;
-  summary: string;
   usage: string;
   run(args: string[], io: CommandIo): Promise<number>;
 }

@@ -17,7 +17,7 @@ const commands: CommandEntry[] = [
   { name: 'config', summary: 'validate a configuration file, or show the effective configuration', load: async () => (await import('./commands/config.ts')).configCommand },
   { name: 'iptables', summary: 'print, apply, diff or remove the traffic redirection rules', load: async () => (await import('./commands/iptables.ts')).iptablesCommand },
   { name: 'demo', summary: 'run the embedded playground (root; network namespaces, no cluster)', load: async () => (await import('./commands/demo.ts')).demoCommand },
-  { name: 'version', summary: 'print the version', load: async () => (await import('./commands/version.ts')).versionCommand },
+  { name: 'version', summary: 'print the version, and those of the proxy and spire-agent binaries found', load: async () => (await import('./commands/version.ts')).versionCommand },
 ];
 
 function usage(): string {
@@ -38,7 +38,7 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   }
   const command = await entry.load();
   if (args.includes('--help') || args.includes('-h')) {
-    write(io.stdout, `${command.summary}\nusage: ${command.usage}`);
+    write(io.stdout, `${entry.summary}\nusage: ${command.usage}`);
     return EXIT.OK;
   }
   try {

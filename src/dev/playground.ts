@@ -12,6 +12,7 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CliError, EXIT } from '../cli/exit-codes.ts';
+import { minimalEnv, removeNetns } from '../util/netns.ts';
 import { packageRoot } from '../util/paths.ts';
 import { writeDevProxyLauncher } from './proxy/launcher.ts';
 
@@ -46,10 +47,6 @@ export interface PlaygroundOptions {
   readyTimeoutMs?: number;
 }
 
-function plainEnv(): Record<string, string> {
-  return { PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
-}
-
 async function waitUntil<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -81,7 +78,7 @@ export class Playground {
   private async preflight(): Promise<void> {
     if (process.getuid?.() !== 0) throw new CliError('mesh-harness demo needs root: it creates network namespaces and iptables rules in them (sudo mesh-harness demo)', EXIT.UNAVAILABLE);
     for (const [tool, pkg] of [['ip', 'iproute2'], ['iptables-restore', 'iptables'], ['setpriv', 'util-linux']] as const) {
-      const found = await execa('sh', ['-c', `command -v ${tool}`], { reject: false, env: plainEnv(), extendEnv: false });
+      const found = await execa('sh', ['-c', `command -v ${tool}`], { reject: false, env: minimalEnv(), extendEnv: false });
       if (found.exitCode !== 0) throw new CliError(`mesh-harness demo needs ${tool}: apt-get install ${pkg}`, EXIT.UNAVAILABLE);
     }
     for (const bundle of ['mesh-harness.js', 'dev-proxy.js', 'dev-workload-api.js']) {
@@ -90,16 +87,16 @@ export class Playground {
   }
 
   private inNs(ns: string, argv: string[], extra: { input?: string } = {}) {
-    return execa('ip', ['netns', 'exec', ns, ...argv], { env: plainEnv(), extendEnv: false, reject: false, ...extra });
+    return execa('ip', ['netns', 'exec', ns, ...argv], { env: minimalEnv(), extendEnv: false, reject: false, ...extra });
   }
 
   private async ip(args: string[]): Promise<void> {
-    const result = await execa('ip', args, { env: plainEnv(), extendEnv: false, reject: false });
+    const result = await execa('ip', args, { env: minimalEnv(), extendEnv: false, reject: false });
     if (result.exitCode !== 0) throw new Error(`ip ${args.join(' ')}: ${result.stderr}`);
   }
 
   private spawn(argv: string[], logFile?: string): ResultPromise {
-    const child = execa(argv[0]!, argv.slice(1), { env: plainEnv(), extendEnv: false, reject: false, buffer: false, ...(logFile ? { stdout: { file: logFile }, stderr: { file: logFile } } : {}) });
+    const child = execa(argv[0]!, argv.slice(1), { env: minimalEnv(), extendEnv: false, reject: false, buffer: false, ...(logFile ? { stdout: { file: logFile }, stderr: { file: logFile } } : {}) });
     this.children.push(child);
     return child;
   }
@@ -231,17 +228,7 @@ export class Playground {
     }
     for (const child of this.children) child.kill('SIGKILL');
     await Promise.allSettled(this.children);
-    for (const ns of [this.vm, this.client]) {
-      const pids = await execa('ip', ['netns', 'pids', ns], { reject: false, env: plainEnv(), extendEnv: false });
-      for (const pid of String(pids.stdout).split('\n').filter(Boolean)) {
-        try {
-          process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
-      await execa('ip', ['netns', 'del', ns], { reject: false, env: plainEnv(), extendEnv: false });
-    }
+    for (const ns of [this.vm, this.client]) await removeNetns(ns);
     if (this.dir) rmSync(this.dir, { recursive: true, force: true });
     this.say.detail('namespaces, processes and files removed');
   }

@@ -7,6 +7,7 @@ import { execa, type ResultPromise } from 'execa';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { execRunner, type CommandRunner } from '../../src/iptables/runner.ts';
+import { minimalEnv, removeNetns } from '../../src/util/netns.ts';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -23,9 +24,7 @@ export interface Netns {
 }
 
 /** Environment for programs started in a namespace: none of the test runner's loader hooks. */
-export function childEnv(): Record<string, string> {
-  return { PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' };
-}
+export const childEnv = minimalEnv;
 
 async function ip(args: string[]): Promise<void> {
   await execa('ip', args, { env: childEnv(), extendEnv: false });
@@ -50,17 +49,7 @@ export async function createNetns(t: Teardown, label: string): Promise<Netns> {
 }
 
 /** Kills what still runs in the namespace, then removes it. */
-export async function destroyNetns(name: string): Promise<void> {
-  const pids = await execa('ip', ['netns', 'pids', name], { reject: false, env: childEnv(), extendEnv: false });
-  for (const pid of String(pids.stdout).split('\n').filter(Boolean)) {
-    try {
-      process.kill(Number(pid), 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  await execa('ip', ['netns', 'del', name], { reject: false, env: childEnv(), extendEnv: false });
-}
+export const destroyNetns = removeNetns;
 
 export interface LinkAddresses {
   /** CIDR addresses for the first namespace's end, such as ['198.18.0.1/24', '2001:db8::1/64']. */

@@ -22,7 +22,6 @@ function displayValue(value: unknown, format: unknown): string {
 
 export const configCommand: Command = {
   name: 'config',
-  summary: 'validate a configuration file, or show the effective configuration',
   usage: 'mesh-harness config validate [PATH] | config show [--config PATH] [--set k=v] [--json]',
   async run(args, io) {
     const [sub, ...rest] = args;

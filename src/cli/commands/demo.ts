@@ -3,7 +3,6 @@ import { parseCommandArgs, type Command } from '../command.ts';
 
 export const demoCommand: Command = {
   name: 'demo',
-  summary: 'run the embedded playground (root; network namespaces, no cluster)',
   usage: 'mesh-harness demo',
   async run(args, io) {
     parseCommandArgs(this, args, {});

@@ -70,7 +70,6 @@ async function clean(config: HarnessConfig, runner: CommandRunner, io: CommandIo
 
 export const iptablesCommand: Command = {
   name: 'iptables',
-  summary: 'print, apply, diff or remove the traffic redirection rules',
   usage: 'mesh-harness iptables render|apply|diff|clean [--config PATH] [--set section.key=value ...]',
   async run(args, io) {
     const [sub, ...rest] = args;

@@ -10,7 +10,6 @@ import { loadCommandConfig } from '../command-config.ts';
 
 export const runCommand: Command = {
   name: 'run',
-  summary: 'run the node agent (systemd ExecStart)',
   usage: 'mesh-harness run [--config PATH] [--set section.key=value ...]',
   async run(args, io) {
     const { values } = parseCommandArgs(this, args, { ...configOptions });

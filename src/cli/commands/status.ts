@@ -42,7 +42,6 @@ export function renderStatusTable(status: AdminStatus): string {
 
 export const statusCommand: Command = {
   name: 'status',
-  summary: "show the running daemon's state",
   usage: 'mesh-harness status [--json] [--config PATH]',
   async run(args, io) {
     const { values } = parseCommandArgs(this, args, { ...configOptions, json: { type: 'boolean' } });

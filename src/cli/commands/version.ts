@@ -41,7 +41,6 @@ function describe(name: string, binary: BinaryVersion): string {
 
 export const versionCommand: Command = {
   name: 'version',
-  summary: 'print the version, and those of the proxy and spire-agent binaries found',
   usage: 'mesh-harness version [--json] [--config PATH]',
   async run(args, io) {
     const { values } = parseCommandArgs(versionCommand, args, { ...configOptions, json: { type: 'boolean' } });
