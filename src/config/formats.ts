@@ -6,6 +6,7 @@
  */
 import convict from 'convict';
 import { isIP } from 'node:net';
+import { probeListProblems } from '../probes/spec.ts';
 import { parseDuration } from '../util/duration.ts';
 
 function fail(message: string): never {
@@ -60,45 +61,6 @@ export function parseCidr(value: unknown): { address: string; prefix: number; fa
   const prefix = prefixText === undefined ? max : Number(prefixText);
   if (prefix > max) return undefined;
   return { address, prefix, family };
-}
-
-const PROBE_KEYS = new Set([
-  'name', 'httpGet', 'tcpSocket', 'exec', 'initialDelaySeconds', 'periodSeconds',
-  'timeoutSeconds', 'successThreshold', 'failureThreshold',
-]);
-
-function validateProbe(probe: unknown, index: number): void {
-  const at = `entry ${index}`;
-  if (typeof probe !== 'object' || probe === null || Array.isArray(probe)) fail(`${at} must be an object`);
-  const p = probe as Record<string, unknown>;
-  for (const key of Object.keys(p)) {
-    if (!PROBE_KEYS.has(key)) fail(`${at} has unknown key "${key}"; allowed: ${[...PROBE_KEYS].join(', ')}`);
-  }
-  const handlers = ['httpGet', 'tcpSocket', 'exec'].filter((k) => p[k] !== undefined);
-  if (handlers.length !== 1) fail(`${at} needs exactly one of httpGet, tcpSocket, exec`);
-  const handler = p[handlers[0]!] as Record<string, unknown>;
-  if (typeof handler !== 'object' || handler === null) fail(`${at}.${handlers[0]} must be an object`);
-  if (handlers[0] === 'exec') {
-    const command = handler.command;
-    if (!Array.isArray(command) || command.length === 0 || !command.every((c) => typeof c === 'string')) {
-      fail(`${at}.exec.command must be a non-empty list of strings`);
-    }
-  } else {
-    if (!isPort(handler.port)) fail(`${at}.${handlers[0]}.port must be a port number 1-65535`);
-    if (handlers[0] === 'httpGet') {
-      if (handler.path !== undefined && (typeof handler.path !== 'string' || !handler.path.startsWith('/'))) {
-        fail(`${at}.httpGet.path must start with "/"`);
-      }
-      if (handler.scheme !== undefined && handler.scheme !== 'HTTP' && handler.scheme !== 'HTTPS') {
-        fail(`${at}.httpGet.scheme must be HTTP or HTTPS`);
-      }
-    }
-  }
-  for (const key of ['initialDelaySeconds', 'periodSeconds', 'timeoutSeconds', 'successThreshold', 'failureThreshold']) {
-    const v = p[key];
-    const min = key === 'initialDelaySeconds' ? 0 : 1;
-    if (v !== undefined && !(Number.isInteger(v) && (v as number) >= min)) fail(`${at}.${key} must be an integer >= ${min}`);
-  }
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -223,8 +185,9 @@ export function registerFormats(): void {
     },
     'probe-list': {
       validate: (v: unknown) => {
-        if (!Array.isArray(v)) fail('must be a list of probes with Kubernetes probe fields (httpGet, tcpSocket or exec)');
-        v.forEach(validateProbe);
+        // Paths relative to the field: convict names the field itself.
+        const problems = probeListProblems(v, '');
+        if (problems.length) fail(problems.join('; '));
       },
       coerce: jsonFromText,
     },

@@ -1,21 +1,13 @@
 /** The validated harness configuration. Durations are milliseconds. */
+import type { ProbeSpec } from '../probes/spec.ts';
+
 export interface WorkloadPort {
   port: number;
   name?: string;
   protocol?: 'TCP';
 }
 
-export interface ProbeSpec {
-  name?: string;
-  httpGet?: { port: number; path?: string; scheme?: 'HTTP' | 'HTTPS' };
-  tcpSocket?: { port: number };
-  exec?: { command: string[] };
-  initialDelaySeconds?: number;
-  periodSeconds?: number;
-  timeoutSeconds?: number;
-  successThreshold?: number;
-  failureThreshold?: number;
-}
+export type { ProbeSpec } from '../probes/spec.ts';
 
 export type PortSpec = number | string;
 
@@ -83,6 +75,8 @@ export interface HarnessConfig {
   };
   probes: {
     workload: ProbeSpec[];
+    allowClusterExec: boolean;
+    execUser: string;
   };
   admin: {
     address: string;

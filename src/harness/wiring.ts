@@ -5,6 +5,7 @@ import { IdentityComponent } from '../identity/component.ts';
 import { prepareSpireAgent, spireAgentSupervisor } from '../identity/spire-agent.ts';
 import { IptablesComponent } from '../iptables/component.ts';
 import type { Logger } from '../log/logger.ts';
+import { ProbesComponent } from '../probes/component.ts';
 import { ProxyComponent } from '../proxy/component.ts';
 import type { Component } from './component.ts';
 
@@ -18,8 +19,9 @@ export interface WiringContext {
 
 /**
  * The daemon's components in start order (the architecture's startup sequence):
- * spire-agent (managed mode) → identity → iptables → proxy. Identity and iptables start
- * without waiting; the proxy's start waits for a validated SVID.
+ * spire-agent (managed mode) → identity → iptables → proxy → probes. Identity and
+ * iptables start without waiting; the proxy's start waits for a validated SVID. Probes
+ * run when there is a local probe or a registrar that may send the group's probes.
  */
 export async function buildComponents({ config, log, metrics, currentConfig }: WiringContext): Promise<Component[]> {
   const registry = metrics.registry;
@@ -48,5 +50,9 @@ export async function buildComponents({ config, log, metrics, currentConfig }: W
     workloadName: () => currentConfig().workload.name,
     trustAnchorsPem: () => readFile(currentConfig().identity.trustAnchorsFile, 'utf8'),
   }));
+
+  if (config.probes.workload.length > 0 || config.control.registrarAddress !== '') {
+    components.push(new ProbesComponent({ config, log, registry }));
+  }
   return components;
 }

@@ -3,6 +3,8 @@ import { execFile } from 'node:child_process';
 export interface ResolvedUser {
   name: string;
   uid: number;
+  /** The user's primary group. */
+  gid: number;
 }
 
 export interface ResolvedGroup {
@@ -15,11 +17,13 @@ export class UnknownAccountError extends Error {
   constructor(
     readonly kind: 'user' | 'group',
     readonly account: string,
+    /** The setting that names the account, for the fix in the message. */
+    readonly setting: string = kind === 'user' ? 'proxy.user' : 'proxy.group',
   ) {
     super(
-      kind === 'user'
-        ? `user "${account}" does not exist on this host; create it (the package does: useradd --system meshproxy) or set proxy.user`
-        : `group "${account}" does not exist on this host; create it (the package does: groupadd --system meshproxy) or set proxy.group`,
+      setting.startsWith('proxy.')
+        ? `${kind} "${account}" does not exist on this host; create it (the package does: ${kind === 'user' ? 'useradd' : 'groupadd'} --system meshproxy) or set ${setting}`
+        : `${kind} "${account}" does not exist on this host; create it or set ${setting}`,
     );
     this.name = 'UnknownAccountError';
   }
@@ -41,11 +45,11 @@ function getent(database: 'passwd' | 'group', key: string): Promise<string[] | u
   });
 }
 
-/** Resolves a user name or numeric uid. */
-export async function resolveUser(user: string): Promise<ResolvedUser> {
+/** Resolves a user name or numeric uid; `setting` names the configuration field in the error. */
+export async function resolveUser(user: string, setting?: string): Promise<ResolvedUser> {
   const fields = await getent('passwd', user);
-  if (!fields || fields[2] === undefined) throw new UnknownAccountError('user', user);
-  return { name: fields[0]!, uid: Number(fields[2]) };
+  if (!fields || fields[2] === undefined || fields[3] === undefined) throw new UnknownAccountError('user', user, setting);
+  return { name: fields[0]!, uid: Number(fields[2]), gid: Number(fields[3]) };
 }
 
 /** Resolves a group name or numeric gid. */
