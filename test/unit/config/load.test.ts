@@ -96,7 +96,7 @@ t.test('every validation error class is reported', async (t) => {
     ['bad CIDR', { iptables: { ignoreOutboundSubnets: ['10.0.0.0/33'] } }, /not valid: "10\.0\.0\.0\/33"/],
     ['bad port range', { iptables: { ignoreInboundPorts: ['9000-8000'] } }, /not valid: "9000-8000"/],
     ['too many IPv4 addresses', { workload: { ips: ['10.0.0.1', '10.0.0.2'] } }, /at most one IPv4 and one IPv6/],
-    ['bad probe', { probes: { workload: [{ httpGet: { port: 80 }, tcpSocket: { port: 80 } }] } }, /exactly one of httpGet, tcpSocket, exec/],
+    ['bad probe', { probes: { workload: [{ httpGet: { port: 80 }, tcpSocket: { port: 80 } }] } }, /needs exactly one of httpGet, tcpSocket, grpc, exec/],
     ['bad env name', { proxy: { extraEnv: { 'NOT-VALID': 'x' } } }, /"NOT-VALID" is not a valid environment variable name/],
     ['port clash', { proxy: { inboundPort: 4140 } }, /^proxy\.outboundPort: got 4140; must differ from proxy\.inboundPort/],
     ['extraEnv overriding a rendered variable', { proxy: { extraEnv: { LINKERD2_PROXY_ADMIN_LISTEN_ADDR: '0.0.0.0:4191' } } }, /^proxy\.extraEnv\.LINKERD2_PROXY_ADMIN_LISTEN_ADDR: the harness renders this variable itself; remove it and set proxy\.adminPort/],
