@@ -19,8 +19,8 @@ export interface WiringContext {
 
 /**
  * The daemon's components in start order (the architecture's startup sequence):
- * spire-agent (managed mode) → identity → iptables → proxy → probes. Identity and
- * iptables start without waiting; the proxy's start waits for a validated SVID. Probes
+ * spire-agent (managed mode) → identity → iptables → probes → proxy. Identity, iptables
+ * and probes start without waiting; the proxy's start waits for a validated SVID. Probes
  * run when there is a local probe or a registrar that may send the group's probes.
  */
 export async function buildComponents({ config, log, metrics, currentConfig }: WiringContext): Promise<Component[]> {
@@ -40,6 +40,11 @@ export async function buildComponents({ config, log, metrics, currentConfig }: W
   const identity = new IdentityComponent({ config, log, registry });
   components.push(identity);
   components.push(new IptablesComponent({ config, log, registry }));
+  // Before the proxy, whose start waits for the SVID: the workload's health needs nothing
+  // from the data plane, and is known by the time the proxy and registration are up.
+  if (config.probes.workload.length > 0 || config.control.registrarAddress !== '') {
+    components.push(new ProbesComponent({ config, log, registry }));
+  }
 
   components.push(new ProxyComponent({
     config,
@@ -50,9 +55,5 @@ export async function buildComponents({ config, log, metrics, currentConfig }: W
     workloadName: () => currentConfig().workload.name,
     trustAnchorsPem: () => readFile(currentConfig().identity.trustAnchorsFile, 'utf8'),
   }));
-
-  if (config.probes.workload.length > 0 || config.control.registrarAddress !== '') {
-    components.push(new ProbesComponent({ config, log, registry }));
-  }
   return components;
 }
