@@ -129,6 +129,18 @@ export class ProbesComponent extends BaseComponent {
     return this.gate.readiness();
   }
 
+  /**
+   * Every probe's verdict in the shape the registration protocol reports (WorkloadState
+   * probes): refused cluster probes included, as failing with the refusal as message.
+   */
+  reportedProbes(): Array<{ name: string; success: boolean; message: string; observedUnixMs: number }> {
+    const now = Date.now();
+    return [
+      ...this.probeStatuses().map((s) => ({ name: s.name, success: s.passing, message: s.message, observedUnixMs: s.lastProbeAt ? Date.parse(s.lastProbeAt) : now })),
+      ...this.clusterRefusals.map((r) => ({ name: r.probe, success: false, message: r.message, observedUnixMs: now })),
+    ];
+  }
+
   probeStatuses(): ProbeStatus[] {
     return [...this.workers.values()].map(({ worker }) => worker.status());
   }
@@ -137,6 +149,12 @@ export class ProbesComponent extends BaseComponent {
   override on(event: 'readiness', listener: (readiness: Readiness) => void): this;
   override on(event: string, listener: (...args: any[]) => void): this {
     return super.on(event, listener);
+  }
+
+  override off(event: 'change', listener: (state: ComponentState) => void): this;
+  override off(event: 'readiness', listener: (readiness: Readiness) => void): this;
+  override off(event: string, listener: (...args: any[]) => void): this {
+    return super.off(event, listener);
   }
 
   private desiredCluster(): { probes: Probe[]; refusals: ProbeRefusal[] } {

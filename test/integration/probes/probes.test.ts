@@ -156,6 +156,7 @@ t.test('exec probes from the cluster never run on a VM that does not allow them;
   t.match(state.message, /refused/);
   t.same((state.detail?.refusals as Array<{ probe: string }>).map((r) => r.probe), ['touch']);
   t.same(probes.probeStatuses().map((s) => s.name), ['db'], 'the local probe keeps running; the refused one is not scheduled');
+  t.same(probes.reportedProbes().map((p) => [p.name, p.success]), [['db', true], ['touch', false]], 'what the registration side reports carries the refusal');
 
   // The same group on a VM that allows it: the marker appears (so the check above could fail).
   const beforeUpdate = transitions.length;
