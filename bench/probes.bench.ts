@@ -94,6 +94,24 @@ async function detectionLatency(samples: number): Promise<number[]> {
   return latencies;
 }
 
+/**
+ * CPU of 10 probes of one kind at 1 s, in this process (so the target's side of each
+ * check is counted too: an upper bound of the probing side's share).
+ */
+async function handlerCost(dir: string, probe: Record<string, unknown>, windowMs: number): Promise<number> {
+  const path = join(dir, 'handler.json');
+  writeFileSync(path, JSON.stringify({ probes: { workload: Array.from({ length: 10 }, (_, i) => ({ name: `p${i}`, ...probe, periodSeconds: 1 })) } }));
+  const { config } = loadConfig({ path, env: {} });
+  const probes = new ProbesComponent({ config, log: silentLogger(), registry: new Registry() });
+  await probes.start();
+  await sleep(2000);
+  const before = process.cpuUsage();
+  await sleep(windowMs);
+  const used = process.cpuUsage(before);
+  await probes.stop();
+  return ((used.user + used.system) / 1e6) * (3_600_000 / windowMs);
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mh-probes-bench-'));
   teardowns.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -111,12 +129,18 @@ async function main(): Promise<void> {
   const loaded = await daemonCpu(dir, probes, windowMs);
   const httpChecks = web.served.get(200) ?? 0;
 
+  const perHandler: Record<string, number> = {};
+  for (const [kind, probe] of [['tcpSocket', { tcpSocket: { port: db.port } }], ['httpGet', { httpGet: { port: web.port } }], ['grpc', { grpc: { port: grpc.port } }], ['exec', { exec: { command: ['true'] } }]] as const) {
+    perHandler[kind] = await handlerCost(dir, probe, 15_000);
+  }
+
   const latencies = await detectionLatency(40);
   const sorted = [...latencies].sort((a, b) => a - b);
   writeResults('probes', [
     { name: 'daemon CPU, no probes', value: baseline.cpuPerHour, unit: 'CPU-s/h', detail: { windowSeconds: windowMs / 1000, rssMb: baseline.rssMb } },
     { name: 'daemon CPU, 10 probes at 1 s', value: loaded.cpuPerHour, unit: 'CPU-s/h', detail: { windowSeconds: windowMs / 1000, rssMb: loaded.rssMb, mix: '4 httpGet, 3 tcpSocket, 2 grpc, 1 exec', httpChecksServed: httpChecks } },
     { name: '  cost of the 10 probes', value: loaded.cpuPerHour - baseline.cpuPerHour, unit: 'CPU-s/h', detail: { percentOfOneCore: ((loaded.cpuPerHour - baseline.cpuPerHour) / 3600) * 100 } },
+    ...Object.entries(perHandler).map(([kind, cpu]) => ({ name: `  10 ${kind} probes at 1 s, in-process incl. target`, value: cpu, unit: 'CPU-s/h', detail: { msPerCheck: cpu / 36 } })),
     { name: 'detection latency (median)', value: median(latencies), unit: 'ms', detail: { periodSeconds: 1, failureThreshold: 1, samples: sorted.map((v) => Math.round(v)) } },
     { name: 'detection latency (p99)', value: percentile(sorted, 99), unit: 'ms', detail: { note: 'failure injected at a random moment -> readiness transition emitted; floor is the wait for the next check (uniform over one period)' } },
   ]);

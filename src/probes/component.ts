@@ -79,9 +79,23 @@ export class ProbesComponent extends BaseComponent {
 
   override state(): ComponentState {
     const base = super.state();
-    // Ready for the harness once probing (see the module comment); the workload's own
-    // readiness is detail.workload and the phase.
-    return { ...base, ready: this.running && (base.phase === 'Ready' || base.phase === 'Degraded' || base.phase === 'Starting') };
+    const readiness = this.gate.readiness();
+    return {
+      ...base,
+      // Ready for the harness once probing (see the module comment); the workload's own
+      // readiness is detail.workload and the phase.
+      ready: this.running && (base.phase === 'Ready' || base.phase === 'Degraded' || base.phase === 'Starting'),
+      detail: {
+        workload: { ...readiness, since: readiness.since.toISOString() },
+        probes: this.probeStatuses(),
+        refusals: this.refusals(),
+        allowClusterExec: this.config.probes.allowClusterExec,
+        execUser: this.config.probes.execUser,
+        transitions: this.transitions,
+        flaps: this.gate.flapCount(),
+        ...(this.gate.heldForMs() ? { readyHeldForMs: this.gate.heldForMs() } : {}),
+      },
+    };
   }
 
   async start(): Promise<void> {
@@ -293,20 +307,9 @@ export class ProbesComponent extends BaseComponent {
     const pending = readiness.reason === 'ProbePending';
     const phase = readiness.ready ? 'Ready' : pending ? 'Starting' : 'Degraded';
     const message = readiness.ready ? `workload ready: ${readiness.message}` : `workload not ready: ${readiness.message}`;
-    this.setState(phase, {
-      message,
-      lastError: readiness.ready || pending ? undefined : readiness.message,
-      detail: {
-        workload: { ...readiness, since: readiness.since.toISOString() },
-        probes: this.probeStatuses(),
-        refusals: this.refusals(),
-        allowClusterExec: this.config.probes.allowClusterExec,
-        execUser: this.config.probes.execUser,
-        transitions: this.transitions,
-        flaps: this.gate.flapCount(),
-        ...(this.gate.heldForMs() ? { readyHeldForMs: this.gate.heldForMs() } : {}),
-      },
-    });
+    // Probe results go into the state when it is read (state()), not on every check: a
+    // change event per check would wake the daemon's status machinery for nothing.
+    this.setState(phase, { message, lastError: readiness.ready || pending ? undefined : readiness.message });
   }
 
   private onTransition(readiness: Readiness): void {
