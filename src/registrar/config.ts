@@ -53,7 +53,7 @@ const INBOUND_POLICIES = ['all-unauthenticated', 'all-authenticated', 'cluster-u
 
 export const REGISTRAR_DEFAULTS = {
   listen: '0.0.0.0:8443',
-  adminListen: '0.0.0.0:9090',
+  adminListen: '0.0.0.0:9990',
   certFile: '/var/run/mesh-registrar/tls/tls.crt',
   keyFile: '/var/run/mesh-registrar/tls/tls.key',
   caFile: '/var/run/mesh-registrar/tls/ca.crt',
