@@ -37,3 +37,14 @@ export function workloadName({ namespace, group, nodeName, spiffeId }: WorkloadN
   const prefix = [sanitize(group), sanitize(nodeName)].filter(Boolean).join('-').slice(0, room).replace(/-+$/, '');
   return prefix ? `${prefix}-${hash}` : `w-${hash}`;
 }
+
+/**
+ * The name a harness uses: `workload.name` when configured, otherwise derived. Empty only
+ * when there is no SPIFFE ID to derive it from (then the registrar cannot register the
+ * machine either).
+ */
+export function configuredWorkloadName(config: { workload: { name: string; namespace: string; group: string; nodeName: string }; identity: { spiffeId: string } }): string {
+  if (config.workload.name) return config.workload.name;
+  if (!config.identity.spiffeId) return '';
+  return workloadName({ namespace: config.workload.namespace, group: config.workload.group, nodeName: config.workload.nodeName, spiffeId: config.identity.spiffeId });
+}
