@@ -12,6 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
@@ -162,7 +163,10 @@ export class RegistrationComponent extends BaseComponent {
       return { phase: 'dropped', message: `cannot build TLS credentials: ${(err as Error).message}` };
     }
     const Service = registrationService();
+    const host = this.config.control.registrarAddress.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
     const client = new Service(this.config.control.registrarAddress, credentials, {
+      // TLS sends no IP address as SNI (RFC 6066); the registrar is checked by SPIFFE ID, not by name.
+      ...(isIP(host) ? { 'grpc.ssl_target_name_override': 'mesh-registrar' } : {}),
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       // One stream per harness; a failed connection is retried by our backoff, not grpc's.
@@ -202,16 +206,16 @@ export class RegistrationComponent extends BaseComponent {
           refused = { reason: r.reason || 'Refused', message: r.message, retryAfterMs: r.retry_after_seconds * 1000 };
           this.refusals.inc({ reason: refused.reason });
           this.log.warn({ reason: refused.reason }, `the registrar refused this machine: ${r.message}`);
+          call.end();
         } else if ('update' in message && message.update) this.applySettings(message.update.settings);
         // Messages from a newer registrar that this harness does not know are ignored.
       });
       call.on('error', (err: grpc.ServiceError) => {
         lastError = err.details || err.message;
       });
+      // 'status' comes exactly once, when the call is over in both directions.
       call.on('status', (status: grpc.StatusObject) => {
         if (status.code !== grpc.status.OK && status.details) lastError = status.details;
-      });
-      call.on('close', () => {
         signal.removeEventListener('abort', onAbort);
         clearInterval(this.heartbeat);
         this.heartbeat = undefined;
@@ -224,6 +228,7 @@ export class RegistrationComponent extends BaseComponent {
         if (wasAccepted && !refused) this.log.warn({ err: lastError }, 'the registrar stream dropped; reconnecting');
         resolve(refused ? { phase: 'refused', ...refused } : { phase: 'dropped', message: lastError });
       });
+      call.on('error', () => undefined);
     });
   }
 
@@ -283,7 +288,7 @@ export class RegistrationComponent extends BaseComponent {
         call.cancel();
         resolve();
       }, GOODBYE_WAIT_MS);
-      call.once('close', () => {
+      call.once('status', () => {
         clearTimeout(timer);
         resolve();
       });
