@@ -1,0 +1,126 @@
+/**
+ * Acceptance on a real kube-apiserver: the probes component and the real registration
+ * component (mutual TLS with a dev-CA SVID) against a real mesh-registrar process
+ * (dist/), probing real listeners on loopback; the ExternalWorkload's Ready condition is
+ * read back from the API server. The proxy is the one stand-in (always ready).
+ */
+import t from 'tap';
+import { X509Certificate } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import { silentLogger } from '../../../src/log/logger.ts';
+import { ProbesComponent } from '../../../src/probes/component.ts';
+import { workloadName } from '../../../src/protocol/workload-name.ts';
+import type { ExternalWorkload } from '../../../src/registrar/store.ts';
+import { RegistrationComponent, type RegistrarSettings } from '../../../src/registration/component.ts';
+import { ProbedReadiness } from '../../../src/registration/readiness.ts';
+import { KubeCluster, SKIP_WITHOUT_KUBE } from '../../helpers/kube.ts';
+import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, TRUST_DOMAIN, type GroupSpec } from '../../helpers/registrar.ts';
+import { tempDir, waitFor } from '../../helpers/tmp.ts';
+import { grpcHealthServer, httpWorkload, TcpWorkload } from '../../helpers/workloads.ts';
+import { probesConfig } from './helpers.ts';
+
+const VM_ID = `spiffe://${TRUST_DOMAIN}/vm/web`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** linkerd2-proxy is the one stand-in: a proxy component that is always ready. */
+class ReadyProxy extends EventEmitter {
+  state() {
+    return { name: 'proxy', phase: 'Ready' as const, ready: true, since: new Date(), message: 'running and ready' };
+  }
+}
+
+t.test('probe results reach the ExternalWorkload Ready condition in a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE, timeout: 300_000 }, async (t) => {
+  const cluster = await KubeCluster.start(t);
+  const pki = await makePki(t);
+  const ns = 'mh-probes';
+  await cluster.kubectl(['create', 'namespace', ns]);
+  const applyGroup = (group: Omit<GroupSpec, 'name' | 'namespace' | 'allowedIdentities'>) =>
+    cluster.kubectl(['apply', '-f', '-'], { input: groupManifest({ name: 'web', namespace: ns, allowedIdentities: [VM_ID], ...group }) });
+  const name = workloadName({ namespace: ns, group: 'web', nodeName: 'vm-1', spiffeId: VM_ID });
+  const condition = async () => {
+    const { status, body } = await cluster.request('GET', `/apis/workload.linkerd.io/v1beta1/namespaces/${ns}/externalworkloads/${name}`);
+    if (status !== 200) return undefined;
+    return (body as ExternalWorkload).status?.conditions?.find((c) => c.type === 'Ready');
+  };
+  const waitForReady = (status: 'True' | 'False', timeoutMs: number, message?: RegExp) =>
+    waitFor(`${name} Ready=${status}`, async () => {
+      const c = await condition();
+      return c?.status === status && (!message || message.test(c.message ?? '')) ? c : undefined;
+    }, timeoutMs, 50);
+
+  const web = await httpWorkload(t);
+  const db = await TcpWorkload.start(t);
+  const grpc = await grpcHealthServer(t);
+  const dir = tempDir(t, 'mh-probes-');
+  chmodSync(dir, 0o755);
+  mkdirSync(join(dir, 'out'), { mode: 0o777 });
+  chmodSync(join(dir, 'out'), 0o777);
+  const marker = join(dir, 'out', 'marker');
+  const httpProbe = { name: 'web', httpGet: { port: web.port, path: '/healthz' }, periodSeconds: 1, failureThreshold: 2, successThreshold: 2 };
+  const tcpProbe = { name: 'db', tcpSocket: { port: db.port }, periodSeconds: 1, failureThreshold: 2 };
+  const grpcProbe = { name: 'api', grpc: { port: grpc.port }, periodSeconds: 1, failureThreshold: 2 };
+  // The group starts with an exec probe this VM does not allow.
+  await applyGroup({ probes: [httpProbe, { name: 'touch', exec: { command: ['touch', marker] }, periodSeconds: 1 }] });
+
+  const replica = await ReplicaProcess.start(t, { replica: 'reg-probes', pki, kubeconfig: cluster.registrarKubeconfig });
+  const config = probesConfig(t, {
+    workload: { group: 'web', namespace: ns, nodeName: 'vm-1', ips: ['192.0.2.10'] },
+    identity: { spiffeId: VM_ID, serverName: 'vm-1.vm.example', trustAnchorsFile: pki.anchorsFile },
+    control: { registrarAddress: replica.grpcAddress, registrarIdentity: REGISTRAR_ID, heartbeatInterval: '1s' },
+  });
+  const probes = new ProbesComponent({ config, log: silentLogger(), registry: new Registry() });
+  const svid = await pki.svid(VM_ID);
+  const validated = { spiffeId: svid.spiffeId, svid: { spiffeId: svid.spiffeId, chain: svid.chain.map((pem) => new X509Certificate(pem)), keyPem: svid.keyPem, bundle: [], hint: '' } };
+  const registration = new RegistrationComponent({
+    config,
+    log: silentLogger(),
+    registry: new Registry(),
+    identity: { current: () => validated, waitForSvid: async () => validated },
+    readiness: new ProbedReadiness(new ReadyProxy() as never, probes),
+    trustAnchorsPem: () => pki.anchorsPem,
+    machineId: 'machine-vm-1',
+    backoff: { baseMs: 100, maxMs: 1000 },
+  });
+  // As src/harness/wiring.ts does.
+  registration.on('settings', (settings: RegistrarSettings) => probes.setClusterProbes({ probes: settings.probes, group: `${ns}/web` }));
+  t.teardown(async () => {
+    await registration.stop();
+    await probes.stop();
+  });
+  await probes.start();
+  await registration.start();
+
+  const refused = await waitForReady('False', 30_000, /refused/);
+  t.equal(refused.reason, 'ProbeFailed');
+  t.match(refused.message, /exec probe touch of ExternalGroup mh-probes\/web refused: this VM does not run exec probes from the cluster \(set probes\.allowClusterExec/);
+  await sleep(2500);
+  t.notOk(existsSync(marker), 'the exec probe from the group never ran');
+  t.same(probes.refusals().map((r) => r.reason), ['ExecNotAllowed'], 'and the harness status shows the refusal');
+
+  // The group drops the exec probe and adds tcpSocket and grpc probes: the change arrives live.
+  await applyGroup({ probes: [httpProbe, tcpProbe, grpcProbe] });
+  await waitForReady('True', 30_000);
+  t.same(probes.probeStatuses().map((s) => s.name).sort(), ['api', 'db', 'web']);
+
+  // Each failure: Ready=False within periodSeconds x failureThreshold (+1 s), naming the probe and what it saw.
+  const bound = 1 * 2 * 1000 + 1000;
+  const cases: Array<[string, () => Promise<void> | void, () => Promise<void> | void, RegExp]> = [
+    ['http 503', () => void (web.status = 503), () => void (web.status = 200), /^GET http:\/\/127\.0\.0\.1:\d+\/healthz: 503 after \d+ ms \(probe web\)$/],
+    ['tcp listener closed', () => db.close(), () => db.reopen(t), /^TCP 127\.0\.0\.1:\d+: connection refused after \d+ ms \(probe db\)$/],
+    ['grpc NOT_SERVING', () => void grpc.statuses.set('', 'NOT_SERVING'), () => void grpc.statuses.set('', 'SERVING'), /^gRPC health 127\.0\.0\.1:\d+: NOT_SERVING after \d+ ms \(probe api\)$/],
+  ];
+  for (const [what, fail, heal, message] of cases) {
+    const injected = performance.now();
+    await fail();
+    const down = await waitForReady('False', bound);
+    t.pass(`${what}: Ready=False on the API server after ${Math.round(performance.now() - injected)} ms`);
+    t.equal(down.reason, 'ProbeFailed', what);
+    t.match(down.message, message, what);
+    await heal();
+    await waitForReady('True', 10_000);
+  }
+  t.match(await replica.metrics(), /\S/, 'the registrar stayed up throughout');
+});
