@@ -63,6 +63,7 @@ export async function registrarMain(argv: string[], io: CommandIo, signals: Node
     await registrar.start();
   } catch (err) {
     write(io.stderr, `mesh-registrar run: ${(err as Error).message}`);
+    if (io.env.MESH_REGISTRAR_DEBUG) write(io.stderr, (err as Error).stack ?? '');
     await registrar.stop(0).catch(() => undefined);
     return EXIT.UNAVAILABLE;
   }

@@ -62,6 +62,8 @@ export class Reflector<T extends KubeObject> {
   private stopped = true;
   private abort: AbortController | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Ends the current backoff sleep early (on stop). */
+  private wake: (() => void) | undefined;
   private readonly backoff: Backoff;
   /** Relists after the first, i.e. after a 410 Gone. */
   relists = 0;
@@ -107,6 +109,7 @@ export class Reflector<T extends KubeObject> {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    this.wake?.();
     this.abort?.abort();
   }
 
@@ -114,6 +117,7 @@ export class Reflector<T extends KubeObject> {
     this.lastError = describe(err);
     this.options.log.warn({ err: this.lastError, retryInMs: ms }, `${this.options.what}: list/watch failed; retrying`);
     return new Promise((resolve) => {
+      this.wake = resolve;
       this.timer = setTimeout(resolve, ms);
     });
   }

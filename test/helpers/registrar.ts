@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { X509Certificate } from 'node:crypto';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import type { HarnessConfig } from '../../src/config/types.ts';
@@ -177,15 +178,15 @@ export interface HarnessOptions {
 }
 
 /** A harness's registration component, with a real SVID and mutual TLS, and the rest of the harness left out. */
-export async function startHarness(t: Teardown, options: HarnessOptions): Promise<{ component: RegistrationComponent; readiness: ManualReadiness }> {
-  const svid = options.svid ?? (await options.pki.svid(options.spiffeId));
+export function registrationComponent(options: Omit<HarnessOptions, 'pki' | 'svid'> & { anchorsFile: string; anchorsPem: string; svid: { spiffeId: string; chain: string[]; keyPem: string } }): { component: RegistrationComponent; readiness: ManualReadiness } {
+  const { svid } = options;
   const validated = {
     spiffeId: svid.spiffeId,
     svid: { spiffeId: svid.spiffeId, chain: svid.chain.map((pem) => new X509Certificate(pem)), keyPem: svid.keyPem, bundle: [], hint: '' },
   };
   const config = {
     workload: { group: options.group, namespace: options.namespace ?? 'default', nodeName: options.nodeName, name: '', ips: options.ips ?? ['192.0.2.10'], ports: [] },
-    identity: { spiffeId: options.spiffeId, serverName: `${options.nodeName}.vm.example`, trustAnchorsFile: options.pki.anchorsFile, workloadApiSocket: '/nonexistent', expiryMargin: 60_000 },
+    identity: { spiffeId: options.spiffeId, serverName: `${options.nodeName}.vm.example`, trustAnchorsFile: options.anchorsFile, workloadApiSocket: '/nonexistent', expiryMargin: 60_000 },
     control: { registrarAddress: options.registrarAddress, registrarIdentity: options.registrarIdentity ?? REGISTRAR_ID, heartbeatInterval: 1000 },
   } as unknown as HarnessConfig;
   const readiness = new ManualReadiness();
@@ -195,10 +196,17 @@ export async function startHarness(t: Teardown, options: HarnessOptions): Promis
     registry: new Registry(),
     identity: { current: () => validated, waitForSvid: async () => validated },
     readiness,
-    trustAnchorsPem: () => options.pki.anchorsPem,
+    trustAnchorsPem: () => options.anchorsPem,
     machineId: options.machineId ?? `machine-${options.nodeName}`,
     backoff: { baseMs: 100, maxMs: 1000 },
   });
+  return { component, readiness };
+}
+
+export async function startHarness(t: Teardown, options: HarnessOptions): Promise<{ component: RegistrationComponent; readiness: ManualReadiness }> {
+  const svid = options.svid ?? (await options.pki.svid(options.spiffeId));
+  const harness = registrationComponent({ ...options, anchorsFile: options.pki.anchorsFile, anchorsPem: options.pki.anchorsPem, svid });
+  const { component } = harness;
   let stopped = false;
   t.teardown(async () => {
     if (!stopped) await component.stop();
@@ -209,7 +217,27 @@ export async function startHarness(t: Teardown, options: HarnessOptions): Promis
     stopped = true;
     await stop();
   };
-  return { component, readiness };
+  return harness;
+}
+
+/** A harness in a process of its own (test/fixtures/registration-harness.ts), so a test can SIGKILL it. */
+export async function startHarnessProcess(t: Teardown, options: HarnessOptions): Promise<ChildProcess> {
+  const svid = options.svid ?? (await options.pki.svid(options.spiffeId));
+  const dir = tempDir(t, 'mh-registrar-harness-');
+  const file = join(dir, 'options.json');
+  const { pki, ...rest } = options;
+  writeFileSync(file, JSON.stringify({ ...rest, anchorsFile: pki.anchorsFile, anchorsPem: pki.anchorsPem, svid: { spiffeId: svid.spiffeId, chain: svid.chain, keyPem: svid.keyPem } }), { mode: 0o600 });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'test', 'fixtures', 'registration-harness.ts'), file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  await waitFor('the harness process registered', () => {
+    if (child.exitCode !== null) throw new Error(`harness fixture exited ${child.exitCode}: ${output}`);
+    return output.includes('registered') ? true : undefined;
+  }, 60_000, 100);
+  return child;
 }
 
 export interface GroupSpec {
@@ -232,4 +260,55 @@ export function groupManifest(group: GroupSpec): string {
       ...(group.probes ? { probes: group.probes } : {}),
     },
   });
+}
+
+/**
+ * What a Kubernetes Service gives the harness in front of several replicas: one address;
+ * each new connection goes to the first backend that accepts it. A dead replica's
+ * connections die with it, and reconnects land on a live one.
+ */
+export class FirstLiveRelay {
+  private constructor(private readonly server: Server, readonly address: string) {}
+
+  static async start(t: Teardown, backends: () => string[]): Promise<FirstLiveRelay> {
+    const sockets = new Set<Socket>();
+    const server = createServer((client) => {
+      client.pause();
+      const candidates = [...backends()];
+      const attempt = () => {
+        const next = candidates.shift();
+        if (!next) return client.destroy();
+        const [host, port] = [next.slice(0, next.lastIndexOf(':')), Number(next.slice(next.lastIndexOf(':') + 1))];
+        const upstream = connect(port, host);
+        // Refused before connecting: that backend is down, try the next.
+        upstream.once('error', () => {
+          upstream.destroy();
+          attempt();
+        });
+        upstream.once('connect', () => {
+          upstream.removeAllListeners('error');
+          for (const socket of [client, upstream]) {
+            sockets.add(socket);
+            socket.once('close', () => sockets.delete(socket));
+            socket.on('error', () => {
+              client.destroy();
+              upstream.destroy();
+            });
+          }
+          upstream.once('close', () => client.destroy());
+          client.once('close', () => upstream.destroy());
+          client.pipe(upstream).pipe(client);
+          client.resume();
+        });
+      };
+      attempt();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const relay = new FirstLiveRelay(server, `127.0.0.1:${(server.address() as AddressInfo).port}`);
+    t.teardown(async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    return relay;
+  }
 }

@@ -77,7 +77,9 @@ export function storeContractSuite(t: Test, backend: StoreBackend): void {
     const { store, namespace } = await backend.open(t);
     const name = uniqueName('create');
     const events = recordEvents(t, store, name);
+    const createsBefore = store.writes().create;
     const created = await store.createWorkload(workloadObject(namespace, name));
+    t.equal(store.writes().create, createsBefore + 1, 'the create is counted');
     t.ok(created.metadata.uid, 'the API assigned a uid');
     t.ok(created.metadata.resourceVersion, 'and a resourceVersion');
     const seen = await cached(store, namespace, name, created);
@@ -86,7 +88,6 @@ export function storeContractSuite(t: Test, backend: StoreBackend): void {
     t.ok(store.listWorkloads().some((w) => w.metadata.name === name), 'listed');
     await waitFor('added event', () => (events.some((e) => e.type === 'added' && e.kind === 'ExternalWorkload') ? true : undefined));
     await t.rejects(store.createWorkload(workloadObject(namespace, name)), ConflictError, 'creating it again is a conflict');
-    t.equal(store.writes().create >= 2, true, 'creates are counted');
   });
 
   t.test(`${backend.name}: update with a stale resourceVersion is a ConflictError`, async (t) => {
@@ -143,12 +144,13 @@ export function storeContractSuite(t: Test, backend: StoreBackend): void {
     const updated = await store.updateWorkload({ ...structuredClone(created), metadata: { ...created.metadata, labels: { app: 'billing', v: '2' } } });
     await t.rejects(store.deleteWorkload(namespace, name, { uid, resourceVersion: rv }), ConflictError, 'stale resourceVersion');
     t.ok(await cached(store, namespace, name, updated), 'still there after both refusals');
+    const deletesBefore = store.writes().delete;
     await store.deleteWorkload(namespace, name, { uid, resourceVersion: updated.metadata.resourceVersion! });
+    t.equal(store.writes().delete, deletesBefore + 1, 'the delete is counted');
     await waitFor('gone from the cache', () => (store.getWorkload(namespace, name) === undefined ? true : undefined), 30_000);
     await waitFor('deleted event', () => (events.some((e) => e.type === 'deleted') ? true : undefined));
     t.same([...new Set(events.map((e) => e.type))].sort(), ['added', 'deleted', 'modified'], 'added, modified and deleted delivered');
     await t.rejects(store.deleteWorkload(namespace, name, { uid, resourceVersion: updated.metadata.resourceVersion! }), NotFoundError, 'deleting twice is NotFound');
-    t.ok(store.writes().delete >= 4, 'deletes are counted, refused ones too');
   });
 
   t.test(`${backend.name}: the CRD schema is enforced`, async (t) => {
@@ -190,7 +192,7 @@ export function storeContractSuite(t: Test, backend: StoreBackend): void {
     const group = await waitFor('group in the cache', () => store.getGroup(namespace, name), 30_000);
     t.same(group.spec.allowedIdentities, ['spiffe://root.linkerd.cluster.local/vm/billing/*']);
     t.equal(group.spec.template.ports?.[0]?.protocol, 'TCP', 'schema default applied');
-    t.ok(events.some((e) => e.kind === 'ExternalGroup' && e.type === 'added'), 'added event');
+    await waitFor('added event', () => (events.some((e) => e.kind === 'ExternalGroup' && e.type === 'added') ? true : undefined));
   });
 
   t.test(`${backend.name}: Lease create and renew`, async (t) => {
@@ -205,6 +207,6 @@ export function storeContractSuite(t: Test, backend: StoreBackend): void {
     const renewed = await store.renewLease({ ...created, spec: { ...created.spec, renewTime: now() } });
     t.not(renewed.metadata.resourceVersion, created.metadata.resourceVersion, 'renewed');
     await t.rejects(store.renewLease({ ...created, spec: { ...created.spec, renewTime: now() } }), ConflictError, 'renewing from a stale resourceVersion is a conflict');
-    t.ok(store.writes().lease >= 3, 'lease writes are counted');
+    t.ok(store.writes().lease >= 2, 'lease writes are counted');
   });
 }
