@@ -7,7 +7,7 @@
 import t from 'tap';
 import { X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { silentLogger } from '../../../src/log/logger.ts';
@@ -59,6 +59,8 @@ t.test('probe results reach the ExternalWorkload Ready condition in a real kube-
   mkdirSync(join(dir, 'out'), { mode: 0o777 });
   chmodSync(join(dir, 'out'), 0o777);
   const marker = join(dir, 'out', 'marker');
+  const healthy = join(dir, 'healthy');
+  writeFileSync(healthy, '');
   const httpProbe = { name: 'web', httpGet: { port: web.port, path: '/healthz' }, periodSeconds: 1, failureThreshold: 2, successThreshold: 2 };
   const tcpProbe = { name: 'db', tcpSocket: { port: db.port }, periodSeconds: 1, failureThreshold: 2 };
   const grpcProbe = { name: 'api', grpc: { port: grpc.port }, periodSeconds: 1, failureThreshold: 2 };
@@ -70,8 +72,12 @@ t.test('probe results reach the ExternalWorkload Ready condition in a real kube-
     workload: { group: 'web', namespace: ns, nodeName: 'vm-1', ips: ['192.0.2.10'] },
     identity: { spiffeId: VM_ID, serverName: 'vm-1.vm.example', trustAnchorsFile: pki.anchorsFile },
     control: { registrarAddress: replica.grpcAddress, registrarIdentity: REGISTRAR_ID, heartbeatInterval: '1s' },
+    // A local exec probe: the VM's own config may run commands (as nobody).
+    probes: { workload: [{ name: 'healthy-file', exec: { command: ['test', '-e', healthy] }, periodSeconds: 1, failureThreshold: 2 }] },
   });
-  const probes = new ProbesComponent({ config, log: silentLogger(), registry: new Registry() });
+  // Each failure below is a deliberate flap: short holds keep the test quick while the
+  // recoveries still go through the damping (the defaults would hold for 10 s, 20 s, ...).
+  const probes = new ProbesComponent({ config, log: silentLogger(), registry: new Registry(), damping: { holdBaseMs: 1000, holdMaxMs: 3000, quietMs: 600_000 } });
   const svid = await pki.svid(VM_ID);
   const validated = { spiffeId: svid.spiffeId, svid: { spiffeId: svid.spiffeId, chain: svid.chain.map((pem) => new X509Certificate(pem)), keyPem: svid.keyPem, bundle: [], hint: '' } };
   const registration = new RegistrationComponent({
@@ -103,13 +109,14 @@ t.test('probe results reach the ExternalWorkload Ready condition in a real kube-
   // The group drops the exec probe and adds tcpSocket and grpc probes: the change arrives live.
   await applyGroup({ probes: [httpProbe, tcpProbe, grpcProbe] });
   await waitForReady('True', 30_000);
-  t.same(probes.probeStatuses().map((s) => s.name).sort(), ['api', 'db', 'web']);
+  t.same(probes.probeStatuses().map((s) => s.name).sort(), ['api', 'db', 'healthy-file', 'web']);
 
   // Each failure: Ready=False within periodSeconds x failureThreshold (+1 s), naming the probe and what it saw.
   const bound = 1 * 2 * 1000 + 1000;
   const cases: Array<[string, () => Promise<void> | void, () => Promise<void> | void, RegExp]> = [
     ['http 503', () => void (web.status = 503), () => void (web.status = 200), /^GET http:\/\/127\.0\.0\.1:\d+\/healthz: 503 after \d+ ms \(probe web\)$/],
     ['tcp listener closed', () => db.close(), () => db.reopen(t), /^TCP 127\.0\.0\.1:\d+: connection refused after \d+ ms \(probe db\)$/],
+    ['local exec exits 1', () => rmSync(healthy), () => writeFileSync(healthy, ''), /^exec \["test","-e",".*healthy"\]: exit 1 after \d+ ms \(probe healthy-file\)$/],
     ['grpc NOT_SERVING', () => void grpc.statuses.set('', 'NOT_SERVING'), () => void grpc.statuses.set('', 'SERVING'), /^gRPC health 127\.0\.0\.1:\d+: NOT_SERVING after \d+ ms \(probe api\)$/],
   ];
   for (const [what, fail, heal, message] of cases) {
@@ -120,7 +127,7 @@ t.test('probe results reach the ExternalWorkload Ready condition in a real kube-
     t.equal(down.reason, 'ProbeFailed', what);
     t.match(down.message, message, what);
     await heal();
-    await waitForReady('True', 10_000);
+    await waitForReady('True', 15_000);
   }
   t.match(await replica.metrics(), /\S/, 'the registrar stayed up throughout');
 });
