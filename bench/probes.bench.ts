@@ -5,7 +5,10 @@
  *   process, so their CPU is not counted;
  * - detection latency: failure injected at a random moment -> readiness transition
  *   emitted by the probes component (periodSeconds 1, failureThreshold 1), median and p99.
- *   Its floor is the wait for the next check, uniform over one period.
+ *   Its floor is the wait for the next check, uniform over one period;
+ * - the same, up to Ready=False on the ExternalWorkload in a real kube-apiserver (probes ->
+ *   registration -> mesh-registrar -> API server; polled every 20 ms), when kube-apiserver,
+ *   etcd and kubectl are on PATH.
  */
 import { execa } from 'execa';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,7 +20,12 @@ import { loadConfig } from '../src/config/load.ts';
 import { silentLogger } from '../src/log/logger.ts';
 import { ProbesComponent } from '../src/probes/component.ts';
 import type { Readiness } from '../src/probes/readiness.ts';
-import { freePort } from '../test/helpers/tmp.ts';
+import { workloadName } from '../src/protocol/workload-name.ts';
+import type { ExternalWorkload } from '../src/registrar/store.ts';
+import { KubeCluster, kubeAvailable } from '../test/helpers/kube.ts';
+import { startProbedHarness } from '../test/helpers/probed-harness.ts';
+import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, TRUST_DOMAIN } from '../test/helpers/registrar.ts';
+import { freePort, waitFor } from '../test/helpers/tmp.ts';
 import { grpcHealthServer, httpWorkload, TcpWorkload } from '../test/helpers/workloads.ts';
 import { median, percentile, rssMb, writeResults } from './lib.ts';
 
@@ -112,6 +120,45 @@ async function handlerCost(dir: string, probe: Record<string, unknown>, windowMs
   return ((used.user + used.system) / 1e6) * (3_600_000 / windowMs);
 }
 
+/** Failure injected -> Ready=False on the ExternalWorkload in the API server. */
+async function apiServerLatency(samples: number): Promise<number[]> {
+  const cluster = await KubeCluster.start(t);
+  const pki = await makePki(t);
+  const ns = 'mh-probes-bench';
+  const vmId = `spiffe://${TRUST_DOMAIN}/vm/bench`;
+  await cluster.kubectl(['create', 'namespace', ns]);
+  const web = await httpWorkload(t);
+  await cluster.kubectl(['apply', '-f', '-'], { input: groupManifest({ name: 'web', namespace: ns, allowedIdentities: [vmId], probes: [{ name: 'web', httpGet: { port: web.port, path: '/healthz' }, periodSeconds: 1, failureThreshold: 1 }] }) });
+  const replica = await ReplicaProcess.start(t, { replica: 'reg-bench', pki, kubeconfig: cluster.registrarKubeconfig });
+  const dir = mkdtempSync(join(tmpdir(), 'mh-probes-bench-'));
+  teardowns.push(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'registered.json');
+  writeFileSync(path, JSON.stringify({
+    workload: { group: 'web', namespace: ns, nodeName: 'vm-bench', ips: ['192.0.2.10'] },
+    identity: { spiffeId: vmId, serverName: 'vm-bench.vm.example', trustAnchorsFile: pki.anchorsFile },
+    control: { registrarAddress: replica.grpcAddress, registrarIdentity: REGISTRAR_ID, heartbeatInterval: '1s' },
+  }));
+  const { config } = loadConfig({ path, env: {} });
+  await startProbedHarness(t, { pki, config, damping: { holdBaseMs: 1, holdMaxMs: 1, quietMs: 1 } });
+  const name = workloadName({ namespace: ns, group: 'web', nodeName: 'vm-bench', spiffeId: vmId });
+  const ready = async (status: 'True' | 'False') => waitFor(`Ready=${status}`, async () => {
+    const { status: code, body } = await cluster.request('GET', `/apis/workload.linkerd.io/v1beta1/namespaces/${ns}/externalworkloads/${name}`);
+    if (code !== 200) return undefined;
+    return (body as ExternalWorkload).status?.conditions?.find((c) => c.type === 'Ready' && c.status === status) ? performance.now() : undefined;
+  }, 30_000, 20);
+  await ready('True');
+  const latencies: number[] = [];
+  for (let i = 0; i < samples; i++) {
+    await sleep(Math.random() * 1000);
+    const injected = performance.now();
+    web.status = 503;
+    latencies.push((await ready('False')) - injected);
+    web.status = 200;
+    await ready('True');
+  }
+  return latencies;
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mh-probes-bench-'));
   teardowns.push(() => rmSync(dir, { recursive: true, force: true }));
@@ -136,6 +183,7 @@ async function main(): Promise<void> {
 
   const latencies = await detectionLatency(40);
   const sorted = [...latencies].sort((a, b) => a - b);
+  const api = kubeAvailable() ? [...(await apiServerLatency(20))].sort((a, b) => a - b) : undefined;
   writeResults('probes', [
     { name: 'daemon CPU, no probes', value: baseline.cpuPerHour, unit: 'CPU-s/h', detail: { windowSeconds: windowMs / 1000, rssMb: baseline.rssMb } },
     { name: 'daemon CPU, 10 probes at 1 s', value: loaded.cpuPerHour, unit: 'CPU-s/h', detail: { windowSeconds: windowMs / 1000, rssMb: loaded.rssMb, mix: '4 httpGet, 3 tcpSocket, 2 grpc, 1 exec', httpChecksServed: httpChecks } },
@@ -143,6 +191,12 @@ async function main(): Promise<void> {
     ...Object.entries(perHandler).map(([kind, cpu]) => ({ name: `  10 ${kind} probes at 1 s, in-process incl. target`, value: cpu, unit: 'CPU-s/h', detail: { msPerCheck: cpu / 36 } })),
     { name: 'detection latency (median)', value: median(latencies), unit: 'ms', detail: { periodSeconds: 1, failureThreshold: 1, samples: sorted.map((v) => Math.round(v)) } },
     { name: 'detection latency (p99)', value: percentile(sorted, 99), unit: 'ms', detail: { note: 'failure injected at a random moment -> readiness transition emitted; floor is the wait for the next check (uniform over one period)' } },
+    ...(api
+      ? [
+          { name: 'failure -> Ready=False on the API server (median)', value: median(api), unit: 'ms', detail: { periodSeconds: 1, failureThreshold: 1, pollMs: 20, samples: api.map((v) => Math.round(v)) } },
+          { name: 'failure -> Ready=False on the API server (p99)', value: percentile(api, 99), unit: 'ms', detail: { note: 'probes -> registration stream -> mesh-registrar -> status write -> read back; includes up to 20 ms of polling' } },
+        ]
+      : [{ name: 'failure -> Ready=False on the API server', value: NaN, unit: 'ms', detail: { skipped: 'kube-apiserver, etcd or kubectl not on PATH' } }]),
   ]);
 }
 

@@ -5,32 +5,19 @@
  * read back from the API server. The proxy is the one stand-in (always ready).
  */
 import t from 'tap';
-import { X509Certificate } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Registry } from 'prom-client';
-import { silentLogger } from '../../../src/log/logger.ts';
-import { ProbesComponent } from '../../../src/probes/component.ts';
 import { workloadName } from '../../../src/protocol/workload-name.ts';
 import type { ExternalWorkload } from '../../../src/registrar/store.ts';
-import { RegistrationComponent, type RegistrarSettings } from '../../../src/registration/component.ts';
-import { ProbedReadiness } from '../../../src/registration/readiness.ts';
 import { KubeCluster, SKIP_WITHOUT_KUBE } from '../../helpers/kube.ts';
 import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, TRUST_DOMAIN, type GroupSpec } from '../../helpers/registrar.ts';
+import { startProbedHarness } from '../../helpers/probed-harness.ts';
 import { tempDir, waitFor } from '../../helpers/tmp.ts';
 import { grpcHealthServer, httpWorkload, TcpWorkload } from '../../helpers/workloads.ts';
 import { probesConfig } from './helpers.ts';
 
 const VM_ID = `spiffe://${TRUST_DOMAIN}/vm/web`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** linkerd2-proxy is the one stand-in: a proxy component that is always ready. */
-class ReadyProxy extends EventEmitter {
-  state() {
-    return { name: 'proxy', phase: 'Ready' as const, ready: true, since: new Date(), message: 'running and ready' };
-  }
-}
 
 t.test('probe results reach the ExternalWorkload Ready condition in a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE, timeout: 300_000 }, async (t) => {
   const cluster = await KubeCluster.start(t);
@@ -77,27 +64,7 @@ t.test('probe results reach the ExternalWorkload Ready condition in a real kube-
   });
   // Each failure below is a deliberate flap: short holds keep the test quick while the
   // recoveries still go through the damping (the defaults would hold for 10 s, 20 s, ...).
-  const probes = new ProbesComponent({ config, log: silentLogger(), registry: new Registry(), damping: { holdBaseMs: 1000, holdMaxMs: 3000, quietMs: 600_000 } });
-  const svid = await pki.svid(VM_ID);
-  const validated = { spiffeId: svid.spiffeId, svid: { spiffeId: svid.spiffeId, chain: svid.chain.map((pem) => new X509Certificate(pem)), keyPem: svid.keyPem, bundle: [], hint: '' } };
-  const registration = new RegistrationComponent({
-    config,
-    log: silentLogger(),
-    registry: new Registry(),
-    identity: { current: () => validated, waitForSvid: async () => validated },
-    readiness: new ProbedReadiness(new ReadyProxy() as never, probes),
-    trustAnchorsPem: () => pki.anchorsPem,
-    machineId: 'machine-vm-1',
-    backoff: { baseMs: 100, maxMs: 1000 },
-  });
-  // As src/harness/wiring.ts does.
-  registration.on('settings', (settings: RegistrarSettings) => probes.setClusterProbes({ probes: settings.probes, group: `${ns}/web` }));
-  t.teardown(async () => {
-    await registration.stop();
-    await probes.stop();
-  });
-  await probes.start();
-  await registration.start();
+  const { probes } = await startProbedHarness(t, { pki, config, damping: { holdBaseMs: 1000, holdMaxMs: 3000, quietMs: 600_000 } });
 
   const refused = await waitForReady('False', 30_000, /refused/);
   t.equal(refused.reason, 'ProbeFailed');
