@@ -8,7 +8,7 @@
 import { isIP } from 'node:net';
 import { parseCidr, type Cidr } from '../util/cidr.ts';
 import { formatDuration } from '../util/duration.ts';
-import { isJsonObject, type JsonValue } from './json.ts';
+import { isJsonObject, parseJson, type JsonValue } from './json.ts';
 import { joinPath, problem } from './problems.ts';
 
 export type { Cidr };
@@ -83,11 +83,10 @@ function listFromText(raw: string): JsonValue {
   return trimmed === '' ? [] : trimmed.split(',').map((s) => s.trim()).map((s) => (/^\d{1,6}$/.test(s) ? Number(s) : s));
 }
 
+/** JSON from the environment or a flag, with the file's limits; text that is not JSON stays text (and is refused). */
 function jsonFromText(raw: string): JsonValue {
   try {
-    // Environment and flag text is bounded by the OS; JSON.parse's plain objects are only
-    // read here, never merged, so no prototype key can take effect.
-    return JSON.parse(raw) as JsonValue;
+    return parseJson(raw);
   } catch {
     return raw;
   }

@@ -245,17 +245,18 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     const envName = envVarFor(field);
     envNames.add(envName);
     let raw: JsonValue | undefined;
-    let label = field;
+    // Where a value came from when it was not the file, shown after the field path.
+    let source = '';
     let origin: Origin;
     if (sets.has(field)) {
       const text = sets.get(field)!;
       raw = format.fromText ? format.fromText(text) : text;
-      label = `${field} (--set)`;
+      source = ' (--set)';
       origin = { source: 'flag' };
     } else if (env[envName] !== undefined) {
       const text = env[envName]!;
       raw = format.fromText ? format.fromText(text) : text;
-      label = `${field} (from ${envName})`;
+      source = ` (from ${envName})`;
       origin = { source: 'env', name: envName };
     } else if (fromFile.has(field)) {
       raw = fromFile.get(field)!;
@@ -269,9 +270,9 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
       config[section]![key] = format.fromDefault ? format.fromDefault(spec.default) : defaultValue(format, spec, field);
       continue;
     }
-    const parsed = format.parse(raw, label);
+    const parsed = format.parse(raw, field);
     if (parsed.ok) config[section]![key] = parsed.value;
-    else problems.push(...parsed.problems);
+    else problems.push(...parsed.problems.map((line) => line.replace(': got ', `${source}: got `)));
   }
 
   const typed = config as unknown as HarnessConfig;
