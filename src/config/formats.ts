@@ -233,8 +233,8 @@ const showRange = (r: PortRange): JsonValue => (r.from === r.to ? r.from : `${r.
 export const formats = {
   'nonempty-string': text('non-empty text', 'must be non-empty text without control characters', (v) => v.trim() !== ''),
   'optional-string': text('text, may be empty', 'must be text without control characters', () => true),
-  path: text('file path', 'must be a non-empty path without NUL, newline or other control characters', (v) => v.trim() !== ''),
-  'optional-path': orEmpty(text('file path', 'must be a path without NUL, newline or other control characters', (v) => v.trim() !== '')),
+  path: text('file path (no control characters)', 'must be a non-empty path without NUL, newline or other control characters', (v) => v.trim() !== ''),
+  'optional-path': orEmpty(text('file path, may be empty', 'must be a path without NUL, newline or other control characters', (v) => v.trim() !== '')),
   command: text('program path or name', 'must be an absolute path or a program name looked up on PATH, without control characters', (v) => v.trim() !== '' && !v.startsWith('-')),
   'account-name': text(
     'user/group name or id',

@@ -16,7 +16,6 @@ export const HOST_CHECKS = [
   'proxy.user and proxy.group exist on this host and are not root',
   'identity.trustAnchorsFile is readable and holds CA certificates in PEM form',
   'proxy.binary (and spire.agentBinary in managed mode) is an executable program',
-  'iptables.ipv6 "on" needs a host with IPv6',
 ];
 
 /** The message for a trust anchors file that cannot be read; shared with the identity component. */

@@ -6,12 +6,12 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { runInProcess } from '../../helpers/cli-inprocess.ts';
 import { violations } from '../../helpers/config-contract.ts';
 import { tempDir } from '../../helpers/tmp.ts';
 
-type T = Parameters<Parameters<typeof t.test>[1]>[0];
+type T = Test;
 
 async function expect(t: T, argv: string[], env: Record<string, string>, code: number, pattern?: RegExp) {
   const result = await runInProcess(argv, env);
