@@ -11,6 +11,7 @@
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { spireAgentConfigProblems } from '../identity/spire-agent.ts';
 import { extraEnvProblems } from '../proxy/env.ts';
 import { ConfigError, UsageError } from '../util/errors.ts';
 import { formatFor } from './formats.ts';
@@ -196,18 +197,10 @@ function crossFieldProblems(config: HarnessConfig): string[] {
   if (!LOOPBACK(admin.address) && !admin.allowNonLoopback) {
     problems.push(problem('admin.address', admin.address, 'the admin API has no authentication, so it binds loopback only (127.0.0.1 or ::1); set admin.allowNonLoopback to true to expose it'));
   }
-  if (spire.mode === 'managed') {
-    const needs: Array<[keyof typeof spire, string]> = spire.agentConfig
-      ? [['joinTokenFile', 'the join token spire-agent attests with']]
-      : [
-          ['serverAddress', 'the SPIRE server spire-agent connects to'],
-          ['trustBundleFile', 'the bootstrap bundle spire-agent trusts the server with'],
-          ['joinTokenFile', 'the join token spire-agent attests with'],
-        ];
-    for (const [key, what] of needs) {
-      if (spire[key] === '') problems.push(problem(`spire.${key}`, '', `required when spire.mode is "managed" (${what})`));
-    }
-  }
+  // Managed mode renders the agent's configuration unless one is given: the rendering's
+  // own rule decides what it needs (a join token is not among them: an agent that has
+  // attested once re-attests from its data directory).
+  if (spire.mode === 'managed' && !spire.agentConfig) problems.push(...spireAgentConfigProblems(spire));
   const ips = config.workload.ips;
   if (ips.filter((ip) => isIP(ip) === 4).length > 1 || ips.filter((ip) => isIP(ip) === 6).length > 1) {
     problems.push(problem('workload.ips', ips, 'may hold at most one IPv4 and one IPv6 address (an ExternalWorkload allows no more)'));

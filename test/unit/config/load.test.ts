@@ -109,7 +109,7 @@ t.test('every validation error class is reported', async (t) => {
     ['extraEnv overriding a rendered variable', { proxy: { extraEnv: { LINKERD2_PROXY_ADMIN_LISTEN_ADDR: '0.0.0.0:4191' } } }, /^proxy\.extraEnv\.LINKERD2_PROXY_ADMIN_LISTEN_ADDR: the harness renders this variable itself; remove it and set proxy\.adminPort/],
     ['non-loopback admin', { admin: { address: '0.0.0.0' } }, /binds loopback only \(127\.0\.0\.1 or ::1\); set admin\.allowNonLoopback/],
     ['admin address not an IP', { admin: { address: 'localhost' } }, /^admin\.address: got "localhost"; must be an IPv4 or IPv6 address/],
-    ['managed mode without its files', { spire: { mode: 'managed', serverAddress: 'spire.example', joinTokenFile: '/etc/mesh-harness/join-token' } }, /^spire\.trustBundleFile: got ""; required when spire\.mode is "managed"/],
+    ['managed mode without its files', { spire: { mode: 'managed', serverAddress: 'spire.example' } }, /^spire\.trustBundleFile: got ""; required when spire\.mode is "managed"/],
     ['a string where a list is expected', { workload: { ports: '8080' } }, /^workload\.ports: got "8080"; must be a list of ports.*write \["8080"\] for one entry/],
     ['probe name of another type', { probes: { workload: [{ name: 5, tcpSocket: { port: 80 } }] } }, /^probes\.workload\[0\]\.name: got 5; must be a lowercase name/],
     ['unknown key in a probe handler', { probes: { workload: [{ httpGet: { port: 80, host: 'x' } }] } }, /^probes\.workload\[0\]\.httpGet\.host: got "x"; unknown key; allowed: port, path, scheme/],
