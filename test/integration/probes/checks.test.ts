@@ -89,7 +89,7 @@ t.test('exec account: never root, never the proxy user or group', async (t) => {
   const proxy = { user: 'meshproxy', group: 'meshproxy' };
   const nobody = await resolveExecAccount('nobody', proxy);
   t.not(nobody.uid, 0);
-  await t.rejects(resolveExecAccount('root', proxy), /probes\.execUser "root" is root .*set probes\.execUser to an unprivileged account/);
+  await t.rejects(resolveExecAccount('root', proxy), /^probes\.execUser: got "root"; resolves to uid 0 \(root\); probes\.execUser must name an unprivileged account/);
   await t.rejects(resolveExecAccount('meshproxy', proxy), /shares the proxy's uid or gid \(meshproxy\/meshproxy\), whose traffic bypasses the mesh and which can fetch the workload's SVID/);
   await t.rejects(resolveExecAccount('nobody', { user: 'meshproxy', group: 'nogroup' }), /shares the proxy's uid or gid/, 'a primary group equal to the proxy group is refused too');
   await t.rejects(resolveExecAccount('no-such-user-mh', proxy), /user "no-such-user-mh" does not exist on this host; create it or set probes\.execUser/);
