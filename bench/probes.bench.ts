@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
 import { loadConfig } from '../src/config/load.ts';
+import { DevCa } from '../src/dev/ca.ts';
 import { silentLogger } from '../src/log/logger.ts';
 import { ProbesComponent } from '../src/probes/component.ts';
 import type { Readiness } from '../src/probes/readiness.ts';
@@ -45,10 +46,12 @@ function cpuSeconds(pid: number): number {
 async function daemonCpu(dir: string, probes: unknown[], windowMs: number): Promise<{ cpuPerHour: number; rssMb: number }> {
   const adminPort = await freePort();
   const config = join(dir, `config-${probes.length}.json`);
+  // run checks the host first: the anchors file and the proxy binary must exist (the proxy never starts: no SVID).
+  writeFileSync(`${dir}/anchors.pem`, (await DevCa.create({ trustDomain: 'root.linkerd.cluster.local' })).bundlePem);
   writeFileSync(config, JSON.stringify({
     workload: { group: 'bench', namespace: 'default' },
     identity: { spiffeId: 'spiffe://root.linkerd.cluster.local/vm/bench', serverName: 'bench.vm.cluster.local', workloadApiSocket: `unix://${dir}/none.sock`, trustAnchorsFile: `${dir}/anchors.pem` },
-    proxy: { destinationAddr: '127.0.0.1:8086', user: 'nobody', group: 'nogroup', binary: '/nonexistent/linkerd2-proxy' },
+    proxy: { destinationAddr: '127.0.0.1:8086', user: 'meshproxy', group: 'meshproxy', binary: '/bin/true' },
     iptables: { enabled: false },
     probes: { workload: probes },
     admin: { port: adminPort },

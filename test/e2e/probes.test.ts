@@ -4,7 +4,9 @@
  * and a workload failure shows up without the harness itself turning unready.
  */
 import t from 'tap';
+import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { DevCa } from '../../src/dev/ca.ts';
 import { runCli, spawnCli } from '../helpers/cli.ts';
 import { freePort, tempDir, waitFor, writeJson } from '../helpers/tmp.ts';
 import { httpWorkload } from '../helpers/workloads.ts';
@@ -31,10 +33,12 @@ t.test('run with probes.workload: /status, status and /metrics show every probe'
   const dir = tempDir(t, 'mh-probes-e2e-');
   const port = await freePort();
   const web = await httpWorkload(t);
+  // run checks the host first: the anchors file and the proxy binary must exist (the proxy never starts: no SVID).
+  writeFileSync(`${dir}/anchors.pem`, (await DevCa.create({ trustDomain: 'root.linkerd.cluster.local' })).bundlePem);
   const path = writeJson(dir, 'config.json', {
     workload: { group: 'web', namespace: 'default', ports: [{ port: web.port, name: 'http' }] },
     identity: { spiffeId: 'spiffe://root.linkerd.cluster.local/vm/web', serverName: 'web.vm.cluster.local', workloadApiSocket: `unix://${dir}/agent.sock`, trustAnchorsFile: `${dir}/anchors.pem` },
-    proxy: { destinationAddr: 'linkerd-dst-headless.linkerd.svc.cluster.local.:8086', user: 'nobody', group: 'nogroup', binary: '/nonexistent/linkerd2-proxy' },
+    proxy: { destinationAddr: 'linkerd-dst-headless.linkerd.svc.cluster.local.:8086', user: 'nobody', group: 'nogroup', binary: '/bin/true' },
     iptables: { enabled: false },
     probes: { workload: [{ name: 'web', httpGet: { port: 'http', path: '/healthz' }, periodSeconds: 1, failureThreshold: 1 }] },
     admin: { port },
