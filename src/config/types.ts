@@ -62,6 +62,8 @@ export interface HarnessConfig {
     logLevel: string;
     logFormat: 'plain' | 'json';
     shutdownGrace: number;
+    inboundDefaultPolicy: '' | 'all-unauthenticated' | 'all-authenticated' | 'cluster-unauthenticated' | 'cluster-authenticated' | 'deny' | 'audit';
+    clusterNetworks: string[];
     extraEnv: Record<string, string>;
   };
   iptables: {
