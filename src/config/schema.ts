@@ -27,7 +27,7 @@ export const schemaSections = {
     namespace: { doc: 'Kubernetes namespace of the ExternalGroup and of the ExternalWorkload created for this machine.', format: 'k8s-name-or-empty', default: 'default' },
     nodeName: { doc: 'Name of this machine as shown in the destination context and in the ExternalWorkload.', format: 'nonempty-string', default: hostname(), docDefault: 'the host name' },
     name: { doc: 'ExternalWorkload name. Empty: derived from the namespace, group, node name and SPIFFE ID (`<group>-<node>-<hash>`, the same function the registrar uses), so the proxy never waits for the registrar.', format: 'k8s-name-or-empty', default: '' },
-    ips: { doc: 'Workload IPs announced to the mesh: at most one IPv4 and one IPv6. Empty: detected from the default route.', format: 'ip-list', default: [] },
+    ips: { doc: 'Workload IPs announced to the mesh: at most one IPv4 and one IPv6. Empty: the addresses of the default route\'s interface, detected at start, are sent to the registrar and given to the proxy (LINKERD2_PROXY_INBOUND_IPS); the IPv6 decision does not count them.', format: 'ip-list', default: [] },
     ports: { doc: 'Ports the workload serves: numbers or {"port", "name", "protocol"} objects. Traffic to them is redirected to the proxy inbound port.', format: 'workload-ports', default: [] },
   },
   identity: {

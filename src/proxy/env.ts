@@ -129,7 +129,9 @@ export function renderProxyEnv(config: HarnessConfig, ctx: ProxyEnvContext): Rec
   const outbound = `127.0.0.1:${proxy.outboundPort}`;
   const ips = workload.ips.length ? workload.ips : ctx.detectedIps ?? [];
   const cluster = ctx.cluster ?? LINKERD_DEFAULT_PROXY_SETTINGS;
-  const networks = proxy.clusterNetworks.length ? proxy.clusterNetworks.map((c) => c.text) : cluster.clusterNetworks.length ? cluster.clusterNetworks : LINKERD_DEFAULT_PROXY_SETTINGS.clusterNetworks;
+  const networks: string[] = proxy.clusterNetworks.length
+    ? proxy.clusterNetworks.map((cidr) => cidr.text)
+    : cluster.clusterNetworks.length ? cluster.clusterNetworks : LINKERD_DEFAULT_PROXY_SETTINGS.clusterNetworks;
 
   const env: Record<string, string> = {
     [PROXY_ENV.trustAnchors]: ctx.trustAnchorsPem.trim(),

@@ -19,6 +19,7 @@ import {
   ANNOTATION,
   desiredWorkload,
   mergeForUpdate,
+  readyCondition,
   registrationKey,
   reportedReadiness,
   statusUpdate,
@@ -260,7 +261,8 @@ export class WorkloadController {
       if (next !== undefined) this.wake(id, next + 1);
     }
     if (!entry?.session) {
-      if (readiness && object) await this.writeStatus(object, readiness);
+      // Already NotReady (a goodbye's Draining, an earlier Disconnected): the reason stays, no write.
+      if (readiness && object && readyCondition(object)?.status !== 'False') await this.writeStatus(object, readiness);
       return;
     }
 

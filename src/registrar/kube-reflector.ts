@@ -12,7 +12,8 @@
  * - on any other failure retries the watch from the last resourceVersion with the one
  *   backoff (src/util/backoff.ts);
  * - ends each watch after a server-side timeout (jittered) and resumes at once, so a
- *   half-open connection does not go unnoticed forever.
+ *   half-open connection does not go unnoticed forever (client-node also sets TCP
+ *   keepalive on the watch socket).
  */
 import type { Watch } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
@@ -71,9 +72,6 @@ export class Reflector<T extends KubeObject> {
 
   constructor(private readonly options: ReflectorOptions<T>) {
     this.backoff = new Backoff(options.retry);
-    // client-node ends a watch after 30 s without data; a healthy watch gets a bookmark
-    // about once a minute, so allow more than that before calling the connection dead.
-    (options.watch as unknown as { requestTimeoutMs: number }).requestTimeoutMs = (options.watchTimeoutSeconds * 2 + 30) * 1000;
   }
 
   get(namespace: string, name: string): T | undefined {

@@ -17,7 +17,7 @@ const base = {
   proxy: { destinationAddr: 'linkerd-dst-headless.linkerd.svc.cluster.local.:8086', policyAddr: 'linkerd-policy.linkerd.svc.cluster.local.:8090' },
 };
 
-/** Each scenario: the config file content, the registrar-assigned name, and its golden file; IPv4-only hosts unless ipv6Host. */
+/** Each scenario: the config file content, the workload name, cluster settings from the registrar, and its golden file; IPv4-only hosts unless ipv6Host. */
 const scenarios: Array<{ name: string; file: Record<string, Record<string, unknown>>; workloadName: string; ipv6Host?: boolean; cluster?: { defaultInboundPolicy: string; clusterNetworks: string[] } }> = [
   { name: 'registered', file: base, workloadName: 'web-7f9c2' },
   {
