@@ -12,7 +12,10 @@ set -euo pipefail
 
 cache=${1:-/var/cache/mesh-harness-ci}
 suite=bookworm
-packages=systemd,systemd-sysv,udev,dbus,linux-image-amd64,initramfs-tools,kmod,iptables,nftables,procps,ansible-core,python3-apt
+packages=systemd,systemd-sysv,udev,dbus,linux-image-amd64,initramfs-tools,kmod,iptables,nftables,procps
+# Installed afterwards with apt inside the tree: debootstrap configures its --include set
+# in an order that breaks python3-cryptography's postinst.
+extra_packages=(ansible-core python3-apt)
 # The mirror apt on this host already uses (the guest never reaches it; debootstrap does).
 mirror=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null | awk -v s="$suite" '$2 == s { print $1; exit }')
 mirror=${mirror:-http://deb.debian.org/debian/}
@@ -38,8 +41,12 @@ if [[ ! -s $image || ! -s $kernel || ! -s $initrd ]]; then
   trap cleanup EXIT
   root=$work/root
   echo "build-test-vm: debootstrap $suite from $mirror into $root" >&2
-  debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 \
-    || { tail -n 30 "$work/debootstrap.log" >&2; exit 1; }
+  mkdir -p "$cache/debs"
+  debootstrap --variant=minbase --cache-dir="$cache/debs" --include="$packages" "$suite" "$root" "$mirror" >"$work/debootstrap.log" 2>&1 \
+    || { tail -n 30 "$work/debootstrap.log" "$root/debootstrap/debootstrap.log" >&2; exit 1; }
+  mount -t proc proc "$root/proc"
+  chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${extra_packages[@]}" >"$work/apt.log" 2>&1 \
+    || { tail -n 30 "$work/apt.log" >&2; exit 1; }
 
   echo mesh-ci-vm >"$root/etc/hostname"
   printf '127.0.0.1 localhost\n127.0.1.1 mesh-ci-vm\n' >"$root/etc/hosts"
@@ -52,7 +59,6 @@ if [[ ! -s $image || ! -s $kernel || ! -s $initrd ]]; then
   # The small initrd: only what mounting /dev/vda as ext4 needs.
   printf 'MODULES=list\nCOMPRESS=gzip\n' >"$root/etc/initramfs-tools/conf.d/mesh-ci"
   printf 'virtio_pci\nvirtio_blk\next4\n' >>"$root/etc/initramfs-tools/modules"
-  mount -t proc proc "$root/proc"
   chroot "$root" update-initramfs -u -k all >"$work/initramfs.log" 2>&1 || { umount "$root/proc"; cat "$work/initramfs.log" >&2; exit 1; }
   umount "$root/proc"
 
