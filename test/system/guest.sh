@@ -132,7 +132,7 @@ EOF
 
   pid=$(main_pid)
   write_config ", 9999"
-  check "systemctl reload applies a change in place" sh -c "systemctl reload mesh-harness && [ \"\$(systemctl show -p MainPID --value mesh-harness)\" = $pid ] && for i in \$(seq 60); do iptables-save -t nat | grep -q -- '--dport 9999' && exit 0; sleep 1; done; journalctl -u mesh-harness -n 5 --no-pager; exit 1"
+  check "systemctl reload applies a change in place" sh -c "systemctl reload mesh-harness && [ \"\$(systemctl show -p MainPID --value mesh-harness)\" = $pid ] && for i in \$(seq 60); do iptables-save -t nat | grep -qE -- '--dports [0-9,]*,9999 ' && exit 0; sleep 1; done; journalctl -u mesh-harness -n 5 --no-pager; exit 1"
 
   since=$(date '+%Y-%m-%d %H:%M:%S')
   t0=$(now)
