@@ -76,7 +76,7 @@ if [ "$phase" = 1 ]; then
   base_deb=$(ls /root/mesh-harness_*_amd64.deb | grep -v systest | head -n 1)
 
   t0=$(now)
-  check "apt installs the .deb offline" apt-get install -y --no-download "$base_deb"
+  check "apt installs the .deb offline" apt-get install -y "$base_deb"
   info "apt install seconds" "$(elapsed "$t0" "$(now)")"
   # The guest has no Node.js of its own: the version line names the embedded runtime.
   check "mesh-harness version runs on the embedded, pinned Node.js" sh -c "! command -v node && mesh-harness version | grep -F 'mesh-harness 0.1.0 (node $(cat "$S/node-version"))'"
@@ -162,7 +162,7 @@ if [ "$phase" = 2 ]; then
   old_pid=$(main_pid)
   new_deb=$(ls /root/mesh-harness_*systest*_amd64.deb)
   t0=$(now)
-  check "apt upgrades to the newer build" apt-get install -y --no-download "$new_deb"
+  check "apt upgrades to the newer build" apt-get install -y "$new_deb"
   info "apt upgrade seconds" "$(elapsed "$t0" "$(now)")"
   check "the upgrade kept the modified config" cmp /etc/mesh-harness/config.json /root/modified.json
   check "the upgrade restarted the running service" sh -c "systemctl is-active --quiet mesh-harness && [ \"\$(systemctl show -p MainPID --value mesh-harness)\" != $old_pid ] && dpkg-query -W -f='\${Version}' mesh-harness | grep -q systest"
