@@ -34,7 +34,8 @@ function expectedChecks(): string[] {
 
 function boot(image: { kernel: string; initrd: string }, overlay: string, share: string, consoleLog: string): { child: ChildProcess; exited: Promise<number | null> } {
   const accel = process.env.MESH_VM_ACCEL ?? 'tcg';
-  const child = spawn('qemu-system-x86_64', [
+  // setpriv --pdeathsig: qemu dies with this test process even when it is killed outright.
+  const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'qemu-system-x86_64',
     '-accel', accel, '-m', '2048', '-smp', '2', '-no-reboot',
     '-kernel', image.kernel, '-initrd', image.initrd,
     '-append', 'root=/dev/vda rw console=ttyS0 quiet systemd.show_status=0 panic=-1',
