@@ -122,6 +122,7 @@ EOF
   t1=$(now)
   info "systemctl start to active seconds" "$(elapsed "$t0" "$t1")"
   check "systemctl start succeeds" test "$start_rc" = 0
+  journalctl -u mesh-harness --no-pager -o cat >"$OUT/journal-start.log" 2>&1
   # Type=notify: start returned, so READY=1 arrived; /ready must already say so.
   check "systemctl start returns only once READY=1 was sent" ready_now
   check "systemctl status shows the STATUS= text" sh -c 'systemctl status mesh-harness --no-pager | grep -E "^ +Status: \"[^\"]+\""'
