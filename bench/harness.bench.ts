@@ -12,13 +12,13 @@
  * MESH_HARNESS_BENCH_QUICK=1 skips the restart series.
  */
 import { execa } from 'execa';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { writeDevProxyLauncher } from '../src/dev/proxy/launcher.ts';
-import { SpireServer } from '../test/helpers/spire.ts';
+import { SpireServer, spireAvailable } from '../test/helpers/spire.ts';
 import { median, memoryMb, percentile, rssMb, writeResults } from './lib.ts';
 
 const root = process.env.MESH_HARNESS_BENCH_ROOT ?? join(fileURLToPath(new URL('.', import.meta.url)), '..');
@@ -37,6 +37,37 @@ function cpuSeconds(pid: number): number {
 }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+interface SvidSource {
+  socketPath: string;
+  anchorsFile: string;
+  /** What served the Workload API, for the results. */
+  name: string;
+}
+
+async function spireSource(_dir: string): Promise<SvidSource> {
+  const server = await SpireServer.start(t, { defaultSvidTtl: '10m' });
+  const agent = await server.startAgent('bench');
+  chmodSync(server.dir, 0o755);
+  chmodSync(agent.dir, 0o755);
+  for (const gid of [0, 65534]) await server.createEntry({ parentId: agent.spiffeId, spiffeId: SPIFFE_ID, selector: `unix:gid:${gid}`, x509SvidTtl: 600 });
+  // The agent syncs new entries every few seconds; wait so the first run measures the harness, not the sync.
+  await sleep(7000);
+  return { socketPath: agent.socketPath, anchorsFile: server.anchorsFile, name: 'spire-agent' };
+}
+
+/** Without SPIRE installed: the development Workload API (real gRPC, real X.509 SVIDs), as in the demo. */
+async function devWorkloadApiSource(dir: string): Promise<SvidSource> {
+  const socketPath = join(dir, 'agent.sock');
+  const anchorsFile = join(dir, 'trust-anchors.pem');
+  const server = execa(process.execPath, [join(root, 'dist', 'dev-workload-api.js'), '--socket', socketPath, '--spiffe-id', SPIFFE_ID, '--ttl', '10m', '--trust-anchors-out', anchorsFile, '--log-level', 'warn'], { env, extendEnv: false, reject: false });
+  teardowns.push(() => {
+    server.kill('SIGKILL');
+    return server;
+  });
+  for (let i = 0; i < 200 && !(existsSync(socketPath) && existsSync(anchorsFile)); i++) await sleep(50);
+  return { socketPath, anchorsFile, name: 'dev-workload-api (spire-server not installed)' };
+}
+
 async function main(): Promise<void> {
   const ns = `mh-bench-${process.pid}`;
   const dir = mkdtempSync(join(tmpdir(), 'mh-bench-'));
@@ -46,19 +77,13 @@ async function main(): Promise<void> {
   teardowns.push(() => rmSync(dir, { recursive: true, force: true }));
   await execa('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
 
-  const server = await SpireServer.start(t, { defaultSvidTtl: '10m' });
-  const agent = await server.startAgent('bench');
-  chmodSync(server.dir, 0o755);
-  chmodSync(agent.dir, 0o755);
-  for (const gid of [0, 65534]) await server.createEntry({ parentId: agent.spiffeId, spiffeId: SPIFFE_ID, selector: `unix:gid:${gid}`, x509SvidTtl: 600 });
-  // The agent syncs new entries every few seconds; wait so the first run measures the harness, not the sync.
-  await sleep(7000);
+  const source = spireAvailable() ? await spireSource(dir) : await devWorkloadApiSource(dir);
 
   const proxyBinary = writeDevProxyLauncher(dir);
   const config = join(dir, 'config.json');
   writeFileSync(config, JSON.stringify({
     workload: { name: 'bench', ports: [8080] },
-    identity: { spiffeId: SPIFFE_ID, serverName: 'bench.vm.cluster.local', workloadApiSocket: `unix://${agent.socketPath}`, trustAnchorsFile: server.anchorsFile },
+    identity: { spiffeId: SPIFFE_ID, serverName: 'bench.vm.cluster.local', workloadApiSocket: `unix://${source.socketPath}`, trustAnchorsFile: source.anchorsFile },
     proxy: { binary: proxyBinary, user: 'nobody', group: 'nogroup', destinationAddr: '127.0.0.1:8086', shutdownGrace: '2s' },
     iptables: { onStop: 'clean' },
     log: { format: 'json', level: 'info' },
@@ -143,8 +168,8 @@ async function main(): Promise<void> {
 
   const sorted = (v: number[]) => [...v].sort((a, b) => a - b);
   writeResults(process.env.MESH_HARNESS_BENCH_ROOT ? 'harness-baseline' : 'harness', [
-    { name: 'run to ready, total (median)', value: median(totals), unit: 'ms', detail: { samples: totals } },
-    { name: '  waiting on SPIRE (median)', value: median(spireWaits), unit: 'ms', detail: { samples: spireWaits } },
+    { name: 'run to ready, total (median)', value: median(totals), unit: 'ms', detail: { samples: totals, workloadApi: source.name } },
+    { name: `  waiting on the Workload API, ${source.name.split(' ')[0]} (median)`, value: median(spireWaits), unit: 'ms', detail: { samples: spireWaits } },
     { name: "  the proxy's own time (median)", value: median(proxyWaits), unit: 'ms', detail: { samples: proxyWaits, note: 'spawn -> the proxy logs its certificate' } },
     { name: "  harness's share (median)", value: median(overheads), unit: 'ms', detail: { samples: overheads, note: 'process start, config, admin, iptables apply, user lookup, spawning, noticing the proxy is ready' } },
     { name: '    of which noticing the proxy is ready (median)', value: median(noticing), unit: 'ms', detail: { samples: noticing, note: 'the proxy logs its certificate -> the harness marks it Ready' } },
