@@ -29,9 +29,10 @@ export interface ChildSupervisorOptions {
   log: Logger;
   registry: Registry;
   /**
-   * Whether the running child serves. While it starts, polled fast at first and backing off
-   * to `readyPollMs` (a child that is ready in 10 ms is seen in about 10 ms, one that takes
-   * seconds costs no more polls than before). Without it a spawned child counts as ready.
+   * Whether the running child serves. While it starts, polled every 20 ms for the first
+   * 10 s, then backing off to `readyPollMs` (a child ready after 10 ms or 1 s is seen
+   * within 20 ms; one stuck for minutes is not polled 50 times a second). Without it a
+   * spawned child counts as ready.
    */
   isReady?: () => Promise<Readiness>;
   /** Slowest poll interval while the child starts. */
@@ -72,8 +73,14 @@ interface Run {
 
 const DEFAULTS = {
   readyPollMs: 500,
-  /** First readiness poll after a spawn; the interval doubles from here up to readyPollMs. */
-  firstReadyPollMs: 5,
+  /**
+   * Readiness is polled this often for the first `fastReadyWindowMs` after a spawn (a
+   * proxy is ready milliseconds to a second or two after it starts, and every poll
+   * interval is added to start-up), then backs off, doubling up to readyPollMs, for a
+   * child that takes long.
+   */
+  fastReadyPollMs: 20,
+  fastReadyWindowMs: 10_000,
   steadyPollMs: 5000,
   backoff: { baseMs: 500, maxMs: 30_000 },
   stableAfterMs: 30_000,
@@ -290,7 +297,9 @@ export class ChildSupervisor extends BaseComponent {
   }
 
   private async pollReadiness(run: Run, isReady: () => Promise<Readiness>): Promise<void> {
-    const starting = new Backoff({ baseMs: Math.min(DEFAULTS.firstReadyPollMs, this.readyPollMs), maxMs: this.readyPollMs, random: () => 1 });
+    const fastPollMs = Math.min(DEFAULTS.fastReadyPollMs, this.readyPollMs);
+    const starting = new Backoff({ baseMs: fastPollMs, maxMs: this.readyPollMs, random: () => 1 });
+    const startingDelay = () => (Date.now() - run.spawnedAt < DEFAULTS.fastReadyWindowMs ? fastPollMs : starting.next());
     while (!run.done && !run.stopping) {
       let readiness: Readiness;
       try {
@@ -308,7 +317,7 @@ export class ChildSupervisor extends BaseComponent {
       else if (!readiness && phase === 'Ready') this.setState('Degraded', { message: `pid ${run.pid} is running but no longer ready` });
       if (this.state().phase === 'Ready') starting.reset();
       try {
-        await sleep(this.state().phase === 'Ready' ? this.steadyPollMs : starting.next(), undefined, { signal: run.abort.signal });
+        await sleep(this.state().phase === 'Ready' ? this.steadyPollMs : startingDelay(), undefined, { signal: run.abort.signal });
       } catch {
         return;
       }
