@@ -199,7 +199,8 @@ export class Playground {
       this.say.detail(`client -> ${VM_IP}:${WORKLOAD_PORT}: ${inbound}`);
       this.say.detail('(the workload sees 127.0.0.1: iptables sent the connection to the proxy, which forwarded it)');
       summary.push(['inbound redirect', /came from 127\.0\.0\.1/.test(inbound) ? 'yes, through the proxy' : `NO (${inbound})`]);
-      const outbound = await this.inNs(this.vm, ['setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', process.execPath, '-e', `const s=require('net').connect(9, '${CLIENT_IP}');let d='';s.on('data',c=>d+=c);s.on('end',()=>process.stdout.write(d));s.on('error',e=>process.stdout.write('error '+e.code))`]);
+      // Without NODE_OPTIONS: loader hooks there (a test runner's) may point where uid 1000 cannot read.
+      const outbound = await this.inNs(this.vm, ['env', '-u', 'NODE_OPTIONS', 'setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', process.execPath, '-e', `const s=require('net').connect(9, '${CLIENT_IP}');let d='';s.on('data',c=>d+=c);s.on('end',()=>process.stdout.write(d));s.on('error',e=>process.stdout.write('error '+e.code))`]);
       this.say.detail(`workload -> ${CLIENT_IP}:9: ${String(outbound.stdout).trim()}`);
       summary.push(['outbound redirect', /mesh-dev-proxy outbound/.test(String(outbound.stdout)) ? 'yes, through the proxy' : `NO (${String(outbound.stdout).trim()})`]);
 

@@ -171,6 +171,8 @@ export interface ConnectTarget {
  * to each target; returns the reply of each, or "error: CODE".
  */
 export async function connectFrom(ns: Netns, as: { uid: number; gid: number }, targets: ConnectTarget[]): Promise<string[]> {
-  const argv = ['setpriv', `--reuid=${as.uid}`, `--regid=${as.gid}`, '--clear-groups', process.execPath, '-e', CLIENT, JSON.stringify(targets)];
+  // `env -u`: tap injects its loader into NODE_OPTIONS of every process spawned here,
+  // which this user cannot read when the checkout is in a 0700 directory.
+  const argv = ['env', '-u', 'NODE_OPTIONS', 'setpriv', `--reuid=${as.uid}`, `--regid=${as.gid}`, '--clear-groups', process.execPath, '-e', CLIENT, JSON.stringify(targets)];
   return JSON.parse(await ns.exec(argv)) as string[];
 }

@@ -76,7 +76,10 @@ export function writeDevProxyLauncher(dir: string, account?: Account): string {
   copyKoffi(root, copy);
 
   const executable = join(dir, 'linkerd2-proxy');
-  writeFileSync(executable, `#!/bin/sh\nexec ${process.execPath} ${join(copy, 'dist', 'dev-proxy.js')} "$@"\n`, { mode: 0o755 });
+  // Like the real proxy, it takes nothing from NODE_OPTIONS: a test runner's loader hooks
+  // there (tap injects its own into every process it spawns, and their spawns) point into
+  // a checkout the proxy user may not read, and the proxy would die loading them.
+  writeFileSync(executable, `#!/bin/sh\nunset NODE_OPTIONS\nexec ${process.execPath} ${join(copy, 'dist', 'dev-proxy.js')} "$@"\n`, { mode: 0o755 });
   chmodSync(executable, 0o755);
   return executable;
 }
