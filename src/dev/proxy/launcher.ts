@@ -67,12 +67,12 @@ export function writeDevProxyLauncher(dir: string, account?: Account): string {
     ...readdirSync(join(root, 'dist', 'chunks'))
       .filter((name) => name.endsWith('.js'))
       .map((name) => `dist/chunks/${name}`),
-    ...readdirSync(join(root, 'proto')).map((name) => `proto/${name}`),
   ];
   for (const file of files) {
     copyFileSync(join(root, file), join(copy, file));
     chmodSync(join(copy, file), 0o644);
   }
+  cpSync(join(root, 'proto'), join(copy, 'proto'), { recursive: true });
   copyKoffi(root, copy);
 
   const executable = join(dir, 'linkerd2-proxy');
