@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import { execa, type ResultPromise } from 'execa';
-import { cpSync, existsSync, mkdirSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { listNetns, netnsPids, processesMentioning } from '../../src/util/netns.ts';
 import { cleanEnv, repoRoot } from '../helpers/cli.ts';
@@ -48,13 +48,19 @@ function startDemo(t: Teardown, checkout: string): DemoRun {
   };
 }
 
+/** Running, and not a zombie waiting for init to reap it. */
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    return !readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.startsWith('Z');
   } catch {
     return false;
   }
+}
+
+/** The PIDs still alive after a generous moment (a process killed a moment ago takes a little while to go). */
+async function survivors(pids: number[]): Promise<number[]> {
+  await waitFor('killed processes to go', () => (pids.some(alive) ? undefined : true), 10_000).catch(() => undefined);
+  return pids.filter(alive);
 }
 
 t.test('SIGINT (twice) to the demo process alone mid-way leaves nothing behind', async (t) => {
@@ -75,7 +81,7 @@ t.test('SIGINT (twice) to the demo process alone mid-way leaves nothing behind',
   t.match(demo.output(), /SIGINT: stopping the playground/);
   t.match(demo.output(), /namespaces, processes and files removed/, 'the cleanup ran to its end');
   t.same((await listNetns('mh-demo-')).filter((ns) => ns.endsWith(vm!.slice(-6))), [], 'no namespace of this run');
-  t.same(inVm.filter(alive), [], 'nothing that ran in the vm namespace survives (nft monitor included)');
+  t.same(await survivors(inVm), [], 'nothing that ran in the vm namespace survives (nft monitor included)');
   t.same(processesMentioning(runDir!), [], 'no process of this run');
   t.same(processesMentioning(checkout), [], 'no process from the checkout');
   t.notOk(existsSync(runDir!), 'its directory is gone');
@@ -100,7 +106,7 @@ t.test('from a checkout under a 0700 directory: a SIGKILLed run is swept by the 
   t.match(out, new RegExp(`network namespace ${vm} and everything running in it`));
   t.match(out, new RegExp(`directory ${runDir}`));
   t.notOk(existsSync(runDir!));
-  t.same(left.filter(alive), [], 'what ran in the abandoned namespace is gone');
+  t.same(await survivors(left), [], 'what ran in the abandoned namespace is gone');
 
   t.match(out, /before the mesh: hello from the VM workload; your connection came from 198\.18\.99\.1/);
   t.match(out, /inbound redirect\s+yes, through the proxy/);
