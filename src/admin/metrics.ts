@@ -1,7 +1,32 @@
-import { Registry, collectDefaultMetrics, Gauge } from 'prom-client';
-import type { ComponentState } from '../harness/component.ts';
+/**
+ * Every metric the harness exports is named here and created through the helpers below,
+ * so a name lives in one place and two components sharing a registry share one series.
+ */
+import { Registry, collectDefaultMetrics, Counter, Gauge } from 'prom-client';
+import type { ComponentState } from '../component/component.ts';
 
 export const METRIC_PREFIX = 'mesh_harness_';
+
+export const METRIC = {
+  componentReady: `${METRIC_PREFIX}component_ready`,
+  componentPhaseSince: `${METRIC_PREFIX}component_phase_since_timestamp_seconds`,
+  childRestarts: `${METRIC_PREFIX}child_restarts_total`,
+  childUp: `${METRIC_PREFIX}child_up`,
+  svidExpiry: `${METRIC_PREFIX}svid_expiry_timestamp_seconds`,
+  svidRotations: `${METRIC_PREFIX}svid_rotations_total`,
+  iptablesDriftRepairs: `${METRIC_PREFIX}iptables_drift_repairs_total`,
+  iptablesLastApply: `${METRIC_PREFIX}iptables_last_apply_timestamp_seconds`,
+} as const;
+
+/** The counter registered under `name`, created on first use. */
+export function sharedCounter<L extends string = never>(registry: Registry, name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
+  return (registry.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter<L>({ name, help, labelNames, registers: [registry] });
+}
+
+/** The gauge registered under `name`, created on first use. */
+export function sharedGauge<L extends string = never>(registry: Registry, name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
+  return (registry.getSingleMetric(name) as Gauge<L> | undefined) ?? new Gauge<L>({ name, help, labelNames, registers: [registry] });
+}
 
 /**
  * The harness metrics registry. Each daemon owns one (no global registry), so tests can
@@ -19,13 +44,13 @@ export class HarnessMetrics {
     // for a node agent (a blocked loop is caught by the systemd watchdog).
     if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX, eventLoopMonitoringPrecision: 100 });
     this.componentReady = new Gauge({
-      name: `${METRIC_PREFIX}component_ready`,
+      name: METRIC.componentReady,
       help: 'Whether a harness component is ready (1) or not (0).',
       labelNames: ['component'],
       registers: [this.registry],
     });
     this.componentPhaseSince = new Gauge({
-      name: `${METRIC_PREFIX}component_phase_since_timestamp_seconds`,
+      name: METRIC.componentPhaseSince,
       help: 'When the component entered its current phase.',
       labelNames: ['component', 'phase'],
       registers: [this.registry],

@@ -70,6 +70,7 @@ export interface HarnessConfig {
     ipv6: 'auto' | 'on' | 'off';
     portsToRedirect: PortSpec[];
     ignoreInboundPorts: PortSpec[];
+    redirectSsh: boolean;
     ignoreOutboundPorts: PortSpec[];
     ignoreInboundSubnets: string[];
     ignoreOutboundSubnets: string[];

@@ -3,7 +3,7 @@ import type { HarnessMetrics } from '../admin/metrics.ts';
 import type { HarnessConfig } from '../config/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Notifier } from '../systemd/notify.ts';
-import { allReady, type Component, type ComponentState } from './component.ts';
+import { allReady, type Component, type ComponentState, type PreparedUpdate } from '../component/component.ts';
 import { ConfigState } from './config-state.ts';
 
 export interface HarnessOptions {
@@ -117,10 +117,33 @@ export class Harness implements AdminSource {
       if (next.admin.address !== this.config.admin.address || next.admin.port !== this.config.admin.port) {
         log.warn('admin address changes take effect at the next restart');
       }
-      // Accepted first: components read the configuration in force while they apply it.
-      this.configState.accepted(next);
+      // All or nothing: every component checks the new configuration against the host
+      // first; only when all of them can apply it does any of them change anything.
+      const prepared: Array<{ name: string; update: PreparedUpdate }> = [];
       for (const component of this.parts) {
-        if (component.update) await component.update(next);
+        if (!component.prepare) continue;
+        try {
+          prepared.push({ name: component.name, update: await component.prepare(next) });
+        } catch (err) {
+          this.configState.refused(component.name, (err as { problems?: string[] }).problems ?? [(err as Error).message]);
+          return;
+        }
+      }
+      this.configState.accepted(next);
+      const failures: string[] = [];
+      for (const { name, update } of prepared) {
+        try {
+          await update.commit();
+        } catch (err) {
+          // A commit that fails after every prepare passed is the component's own problem
+          // (its state says what it retries); the configuration stays accepted.
+          failures.push(`${name}: ${(err as Error).message}`);
+          log.error({ failed: name, err: (err as Error).message }, 'component could not apply the reloaded configuration');
+        }
+      }
+      if (failures.length) {
+        this.configState.partlyApplied(failures);
+        return;
       }
       log.info('configuration reloaded');
     } finally {

@@ -2,7 +2,7 @@ import t from 'tap';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry, type Counter, type Gauge } from 'prom-client';
-import type { ComponentState } from '../../../src/harness/component.ts';
+import type { ComponentState } from '../../../src/component/component.ts';
 import { silentLogger } from '../../../src/log/logger.ts';
 import type { ChildSpec } from '../../../src/supervisor/child.ts';
 import { ChildSupervisor, type ChildExit, type ChildSupervisorOptions } from '../../../src/supervisor/supervisor.ts';
