@@ -8,7 +8,7 @@ import { OperationQueue } from '../component/queue.ts';
 import type { Logger } from '../log/logger.ts';
 import { Backoff } from '../util/backoff.ts';
 import { formatDuration } from '../util/duration.ts';
-import { describeExit, launchArgv, type ChildSpec, type LaunchPaths } from './child.ts';
+import { describeExit, findLaunchPaths, launchArgv, type ChildSpec } from './child.ts';
 import { parseChildLine } from './child-log.ts';
 import { LineSplitter } from './lines.ts';
 import { findExecutable } from './which.ts';
@@ -96,7 +96,6 @@ export class ChildSupervisor extends BaseComponent {
   private restarts = 0;
   /** start/stop/restart run one at a time, in call order. */
   private readonly operations = new OperationQueue();
-  private paths: LaunchPaths | undefined;
 
   constructor(options: ChildSupervisorOptions) {
     super(options.spec.name, options.log.child({ component: options.spec.name }));
@@ -172,17 +171,9 @@ export class ChildSupervisor extends BaseComponent {
     this.restartTimer = undefined;
   }
 
-  private launchPaths(): LaunchPaths | undefined {
-    if (this.paths) return this.paths;
-    const setpriv = findExecutable('setpriv');
-    if (!setpriv) return undefined;
-    this.paths = { setpriv, sh: findExecutable('sh') ?? '/bin/sh' };
-    return this.paths;
-  }
-
   private spawn(): void {
     const spec = this.spec;
-    const paths = this.launchPaths();
+    const paths = findLaunchPaths();
     if (!paths) {
       this.failed('setpriv not found on PATH (package util-linux); it starts children so they cannot outlive the harness');
       return;
