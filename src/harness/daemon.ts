@@ -21,14 +21,29 @@ export interface HarnessOptions {
   startedAt?: Date;
   /** sd_notify; absent or disabled outside systemd. */
   notifier?: Notifier;
+  /**
+   * READY=1 goes out at the latest this long after the components were started, meshed or
+   * not (see notifyState); tests shorten it.
+   */
+  readyDeadlineMs?: number;
   /** Re-reads and validates the configuration for SIGHUP; throws a ConfigError on problems. */
   reloadConfig?: () => HarnessConfig;
 }
 
+/** READY=1 at the latest this long after every component was started. */
+export const READY_DEADLINE_MS = 60_000;
+
 /**
  * The daemon's core: serves the admin API first (so /live answers while the rest comes
  * up), starts components in order, stops them in reverse order, and tells systemd what
- * it is doing (READY=1 only once every component is ready).
+ * it is doing.
+ *
+ * Start-up readiness (READY=1): sent once the harness is meshed (every component ready),
+ * or once it knows why it is not yet: every component has been started and none is still
+ * at its first attempt (`Starting`), or READY_DEADLINE_MS after that at the latest.
+ * STATUS= says what it waits for, and it keeps trying. So `systemctl start` returns within
+ * about a minute, a machine that cannot get its identity is not killed and restarted in a
+ * loop by TimeoutStartSec, and /ready (503 until meshed) stays the meshed signal.
  */
 export class Harness implements AdminSource {
   private readonly admin: AdminServer;
@@ -38,6 +53,9 @@ export class Harness implements AdminSource {
   private watchdog: NodeJS.Timeout | undefined;
   private lastStatus = '';
   private readySent = false;
+  /** Every component's start() was called: a state that is not Starting is then a definite one. */
+  private allStarted = false;
+  private readyDeadline: NodeJS.Timeout | undefined;
   private readonly onChange = () => this.notifyState();
   private parts: Component[] = [];
 
@@ -86,11 +104,27 @@ export class Harness implements AdminSource {
     this.options.log.info({ address: address.address, port: address.port }, 'admin server listening');
     if (typeof this.options.components === 'function') this.parts = await this.options.components();
     for (const component of [this.configState, ...this.parts]) component.on('change', this.onChange);
-    for (const component of this.parts) {
+    for (const [index, component] of this.parts.entries()) {
       if (this.stopping) return;
-      await component.start();
+      const started = component.start();
+      // Readiness to systemd does not wait for the last start to return: the proxy's lasts
+      // until it has an SVID, which may take forever on a machine without a SPIRE entry.
+      if (index === this.parts.length - 1) this.allComponentsStarted();
+      await started;
     }
     this.notifyState();
+  }
+
+  private allComponentsStarted(): void {
+    this.allStarted = true;
+    this.readyDeadline = setTimeout(() => this.notifyState(true), this.options.readyDeadlineMs ?? READY_DEADLINE_MS);
+    this.readyDeadline.unref();
+    this.notifyState();
+  }
+
+  /** Whether every component has been started and each has left its first attempt. */
+  private settled(): boolean {
+    return this.allStarted && this.components().every((s) => s.phase !== 'Starting');
   }
 
   /** SIGHUP: validate the new configuration, keep the old one on error, apply only what changed. */
@@ -157,16 +191,18 @@ export class Harness implements AdminSource {
     return this.stopping;
   }
 
-  private notifyState(): void {
+  private notifyState(deadlinePassed = false): void {
     const notifier = this.options.notifier;
     if (!notifier?.enabled || this.stopping) return;
     const status = this.statusText();
     const fields: Record<string, string | number> = {};
     if (status !== this.lastStatus) fields.STATUS = status;
-    if (!this.readySent && this.ready()) {
+    if (!this.readySent && (this.ready() || this.settled() || (deadlinePassed && this.allStarted))) {
       fields.READY = 1;
+      fields.STATUS = status;
       this.readySent = true;
-      this.options.log.info('all components ready; told systemd READY=1');
+      if (this.ready()) this.options.log.info('all components ready; told systemd READY=1');
+      else this.options.log.warn({ status }, 'told systemd READY=1 without being meshed yet; still trying (see STATUS and /status)');
     }
     this.lastStatus = status;
     if (Object.keys(fields).length) notifier.notify(fields);
@@ -175,6 +211,7 @@ export class Harness implements AdminSource {
   private async doStop(): Promise<void> {
     this.options.notifier?.notify({ STOPPING: 1, STATUS: 'stopping' });
     if (this.watchdog) clearInterval(this.watchdog);
+    clearTimeout(this.readyDeadline);
     const errors: string[] = [];
     for (const component of [...this.parts].reverse()) {
       try {
