@@ -242,9 +242,15 @@ t.test('SIGHUP during a failing first apply, all-or-nothing reload, and no child
   await t.test('SIGKILL of the harness: no nft monitor, proxy or other child remains in the namespace', async (t) => {
     harness = startHarness(t, vm, configPath, join(dir, 'notify.sock'));
     await waitFor('meshed again', async () => ((await status(vm)).ready ? true : undefined), 90_000, 200);
+    // Two reloads that change the rules: still one nft monitor (watching is idempotent).
+    for (const ports of [[5432, 5433], [5432, 5434]]) {
+      writeConfig({ ...config, iptables: { ...config.iptables, ignoreOutboundPorts: ports } });
+      process.kill(harness.pid, 'SIGHUP');
+      await waitFor(`port ${ports[1]} in the rules`, async () => ((await vm.exec(['iptables-save', '-t', 'nat'])).includes(String(ports[1])) ? true : undefined), 30_000, 100);
+    }
     const ours = (cmd: string) => /\bnft monitor\b|dev-proxy|linkerd2-proxy|iptables|mesh-harness|setpriv/.test(cmd);
     const running = [...(await processesIn(vm)).values()].filter(ours);
-    t.ok(running.some((c) => /\bnft monitor\b/.test(c)), `nft monitor runs while the harness does (${running.join(' | ')})`);
+    t.equal(running.filter((c) => /\bnft monitor$/.test(c)).length, 1, `one nft monitor while the harness runs (${running.join(' | ')})`);
     process.kill(harness.pid, 'SIGKILL');
     await harness.child;
     const left = await waitFor('the children to die with the harness', async () => {

@@ -22,7 +22,8 @@ t.test('defaults match the real linkerd2-proxy ports and the admin contract', as
   t.equal(config.proxy.adminPort, 4191);
   t.equal(config.admin.address, '127.0.0.1');
   t.equal(config.admin.port, 4192);
-  t.same(config.iptables.ignoreInboundPorts, [22, 4190, 4191]);
+  t.same(config.iptables.ignoreInboundPorts, [], 'nothing beyond the always exempt SSH and proxy ports');
+  t.equal(config.iptables.redirectSsh, false);
   t.equal(config.spire.mode, 'external');
   t.same(origins.get('proxy.inboundPort'), { source: 'default' });
 });
