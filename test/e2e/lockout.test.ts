@@ -15,6 +15,10 @@ import { childEnv, connectFrom, createNetns, linkNetns, startListeners, type Net
 import { startNotifyReceiver } from '../helpers/notify.ts';
 import { tempDir, waitFor } from '../helpers/tmp.ts';
 
+// Several harness runs, each to meshed and back, on a shared 2-core machine: more than
+// the default per-file limit.
+t.setTimeout(600_000);
+
 const SPIFFE_ID = 'spiffe://root.linkerd.cluster.local/vm/core';
 const VM_IP = '198.18.9.2';
 const PEER_IP = '198.18.9.1';
