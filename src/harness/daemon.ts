@@ -21,11 +21,7 @@ export interface HarnessOptions {
   startedAt?: Date;
   /** sd_notify; absent or disabled outside systemd. */
   notifier?: Notifier;
-  /**
-   * READY=1 goes out at the latest this long after the components were started, meshed or
-   * not (see notifyState); tests shorten it.
-   */
-  readyDeadlineMs?: number;
+
   /** Re-reads and validates the configuration for SIGHUP; throws a ConfigError on problems. */
   reloadConfig?: () => HarnessConfig;
 }
@@ -39,8 +35,8 @@ export const READY_DEADLINE_MS = 60_000;
  * it is doing.
  *
  * Start-up readiness (READY=1): sent once the harness is meshed (every component ready),
- * or once it knows why it is not yet: every component has been started and none is still
- * at its first attempt (`Starting`), or READY_DEADLINE_MS after that at the latest.
+ * or once it knows why it is not yet (see settled()), or READY_DEADLINE_MS after every
+ * component was started at the latest.
  * STATUS= says what it waits for, and it keeps trying. So `systemctl start` returns within
  * about a minute, a machine that cannot get its identity is not killed and restarted in a
  * loop by TimeoutStartSec, and /ready (503 until meshed) stays the meshed signal.
@@ -117,14 +113,20 @@ export class Harness implements AdminSource {
 
   private allComponentsStarted(): void {
     this.allStarted = true;
-    this.readyDeadline = setTimeout(() => this.notifyState(true), this.options.readyDeadlineMs ?? READY_DEADLINE_MS);
+    this.readyDeadline = setTimeout(() => this.notifyState(true), READY_DEADLINE_MS);
     this.readyDeadline.unref();
     this.notifyState();
   }
 
-  /** Whether every component has been started and each has left its first attempt. */
+  /**
+   * Whether the harness knows why it is not meshed: every component has been started, none
+   * is at its first attempt, and one that is not ready reports an error (a missing SPIRE
+   * entry, say). A component merely waiting for another (the proxy for the SVID it is
+   * about to get) is no reason to stop waiting for the meshed state.
+   */
   private settled(): boolean {
-    return this.allStarted && this.components().every((s) => s.phase !== 'Starting');
+    const states = this.components();
+    return this.allStarted && states.every((s) => s.phase !== 'Starting') && states.some((s) => !s.ready && s.lastError !== undefined);
   }
 
   /** SIGHUP: validate the new configuration, keep the old one on error, apply only what changed. */

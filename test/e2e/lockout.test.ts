@@ -4,13 +4,13 @@
  * peer and SSH see, and a real notify socket records what systemd would be told.
  */
 import t from 'tap';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { DevCa } from '../../src/dev/ca.ts';
 import { writeDevProxyLauncher } from '../../src/dev/proxy/launcher.ts';
 import { harnessBin, repoRoot } from '../helpers/cli.ts';
+import { startHarnessIn, type RunningHarness } from '../helpers/harness.ts';
 import { childEnv, connectFrom, createNetns, linkNetns, startListeners, type Netns } from '../helpers/netns.ts';
 import { startNotifyReceiver } from '../helpers/notify.ts';
 import { tempDir, waitFor } from '../helpers/tmp.ts';
@@ -25,13 +25,6 @@ const PEER_IP = '198.18.9.1';
 const ADMIN_PORT = 14193;
 const WORKLOAD = { uid: 1000, gid: 1000 };
 
-interface LogLine {
-  level: number;
-  component: string;
-  msg: string;
-  [key: string]: unknown;
-}
-
 interface Status {
   ready: boolean;
   components: Array<{ name: string; phase: string; ready: boolean; message: string; lastError?: string; detail?: Record<string, unknown> }>;
@@ -41,35 +34,8 @@ interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The harness under test, run from the built bundle inside `vm`. */
-function startHarness(t: Teardown, vm: Netns, configPath: string, notifySocket: string) {
-  const child: ResultPromise = execa('ip', ['netns', 'exec', vm.name, process.execPath, harnessBin, 'run', '--config', configPath], {
-    env: { ...childEnv(), NOTIFY_SOCKET: notifySocket },
-    extendEnv: false,
-    reject: false,
-    buffer: false,
-  });
-  const log: LogLine[] = [];
-  createInterface({ input: child.stderr! }).on('line', (line) => {
-    try {
-      log.push(JSON.parse(line) as LogLine);
-    } catch {
-      log.push({ level: 50, component: 'unparsed', msg: line });
-    }
-  });
-  t.teardown(() => {
-    if (alive(child.pid!)) child.kill('SIGKILL');
-  });
-  return { pid: child.pid!, child, log };
+function startHarness(t: Teardown, vm: Netns, configPath: string, notifySocket: string): RunningHarness {
+  return startHarnessIn(t, vm, configPath, notifySocket);
 }
 
 async function admin(vm: Netns, path: string): Promise<{ status: number; body: string }> {
