@@ -14,7 +14,7 @@
  */
 import type { Counter, Gauge, Registry } from 'prom-client';
 import { METRIC, sharedCounter, sharedGauge } from '../admin/metrics.ts';
-import { ConfigError } from '../config/load.ts';
+import { ConfigError } from '../util/errors.ts';
 import type { HarnessConfig } from '../config/types.ts';
 import { BaseComponent, type PreparedUpdate } from '../component/component.ts';
 import { OperationQueue } from '../component/queue.ts';
@@ -254,7 +254,7 @@ export class IptablesComponent extends BaseComponent {
   private async plan(config: HarnessConfig): Promise<Plan> {
     if (!config.iptables.enabled) return { config };
     const input = await resolveRenderInput(config, this.sshdConfigDir);
-    const backend = await resolveBackend(this.runner, config.iptables);
+    const backend = await resolveBackend(this.runner, { backend: config.iptables.backend, ipv6: config.host.ipv6 });
     return { config, backend, input };
   }
 

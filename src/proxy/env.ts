@@ -7,8 +7,8 @@
  * are an integer with a unit, listen addresses are socket addresses, the policy workload
  * and destination context are opaque JSON the control plane reads.
  */
-import { isIP } from 'node:net';
 import type { HarnessConfig } from '../config/types.ts';
+import { ConfigError } from '../util/errors.ts';
 import { formatDuration } from '../util/duration.ts';
 
 export interface ProxyEnvContext {
@@ -78,12 +78,7 @@ export function extraEnvProblems(config: HarnessConfig): string[] {
 }
 
 /** Raised by renderProxyEnv when proxy.extraEnv tries to override a rendered variable. */
-export class ProxyEnvError extends Error {
-  constructor(readonly problems: string[]) {
-    super(problems.join('\n'));
-    this.name = 'ProxyEnvError';
-  }
-}
+export class ProxyEnvError extends ConfigError {}
 
 /** `unix:///path` for a bare path; addresses that already carry a scheme pass through. */
 export function workloadApiAddress(socket: string): string {
@@ -91,19 +86,8 @@ export function workloadApiAddress(socket: string): string {
   return socket;
 }
 
-/**
- * Whether the proxy listens for IPv6 too: when the workload announces an IPv6 address or
- * ip6tables is forced on. A host with IPv6 disabled cannot bind `[::]`, so it is never
- * the default.
- */
-export function proxyUsesIpv6(config: HarnessConfig): boolean {
-  if (config.iptables.ipv6 === 'off') return false;
-  return config.iptables.ipv6 === 'on' || config.workload.ips.some((ip) => isIP(ip) === 6);
-}
-
 function workloadPorts(config: HarnessConfig): number[] {
-  const ports = config.workload.ports.map((p) => (typeof p === 'number' ? p : p.port));
-  return [...new Set(ports)];
+  return [...new Set(config.workload.ports.map((p) => p.port))];
 }
 
 export function renderProxyEnv(config: HarnessConfig, ctx: ProxyEnvContext): Record<string, string> {
@@ -111,7 +95,9 @@ export function renderProxyEnv(config: HarnessConfig, ctx: ProxyEnvContext): Rec
   if (problems.length) throw new ProxyEnvError(problems);
 
   const { proxy, identity, workload } = config;
-  const ipv6 = proxyUsesIpv6(config);
+  // The loader's one IPv6 decision, which ip6tables follows too: when IPv6 outbound is
+  // redirected, the proxy must listen where it is sent.
+  const ipv6 = config.host.ipv6;
   const any = ipv6 ? '[::]' : '0.0.0.0';
   const name = ctx.workloadName || workload.name;
   // Until the registrar has named this workload the key is left out: the policy

@@ -26,7 +26,7 @@ for (const mode of ['nft', 'legacy'] as BackendMode[]) {
   t.test(`${mode}: the running component repairs every kind of drift`, async (t) => {
     const ns = await createNetns(t, `drift-${mode}`);
     const sets = ['proxy.user=nobody', 'proxy.group=nogroup', `iptables.backend=${mode}`, 'iptables.ipv6=off'];
-    const { config } = loadConfig({ path: '/dev/null', env: {}, sets });
+    const { config } = loadConfig({ path: null, env: {}, sets });
     const registry = new Registry();
     const component = new IptablesComponent({ config, log: silentLogger(), registry, runner: ns.runner });
     t.teardown(() => component.stop());
@@ -67,7 +67,7 @@ for (const mode of ['nft', 'legacy'] as BackendMode[]) {
 
 t.test('nft: the component does not react to its own changes', async (t) => {
   const ns = await createNetns(t, 'quiet');
-  const { config } = loadConfig({ path: '/dev/null', env: {}, sets: ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.backend=nft', 'iptables.ipv6=off'] });
+  const { config } = loadConfig({ path: null, env: {}, sets: ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.backend=nft', 'iptables.ipv6=off'] });
   const registry = new Registry();
   let looks = 0;
   const counting: CommandRunner = {
@@ -95,7 +95,7 @@ t.test('nft: the component does not react to its own changes', async (t) => {
 t.test('a reload applies a changed configuration, is not drift, and ignores an unchanged one', async (t) => {
   const ns = await createNetns(t, 'reload');
   const sets = ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.ipv6=off'];
-  const { config } = loadConfig({ path: '/dev/null', env: {}, sets });
+  const { config } = loadConfig({ path: null, env: {}, sets });
   const registry = new Registry();
   const { log, records } = captureLogger();
   const component = new IptablesComponent({ config, log, registry, runner: ns.runner });
@@ -108,7 +108,7 @@ t.test('a reload applies a changed configuration, is not drift, and ignores an u
   const before = await saves();
   await (await component.prepare(config)).commit();
   t.equal(await saves(), before, 'same configuration: nothing applied');
-  const { config: changed } = loadConfig({ path: '/dev/null', env: {}, sets: [...sets, 'iptables.ignoreOutboundPorts=5432'] });
+  const { config: changed } = loadConfig({ path: null, env: {}, sets: [...sets, 'iptables.ignoreOutboundPorts=5432'] });
   await (await component.prepare(changed)).commit();
   t.match(await saves(), /--dports 5432 .*-j RETURN/);
   // Let a netfilter event or poll of our own change come and go: still not drift.
@@ -117,7 +117,7 @@ t.test('a reload applies a changed configuration, is not drift, and ignores an u
   t.notOk(records.some((r) => /repaired iptables drift/.test(String(r.msg))), 'nor logged as drift');
   t.equal(component.state().detail?.repairs, 0);
   t.ok(records.some((r) => r.msg === 'applied redirect rules' && r.trigger === 'configuration reloaded'), 'logged as applied by the reload');
-  const { config: disabled } = loadConfig({ path: '/dev/null', env: {}, sets: [...sets, 'iptables.enabled=false', 'iptables.onStop=clean'] });
+  const { config: disabled } = loadConfig({ path: null, env: {}, sets: [...sets, 'iptables.enabled=false', 'iptables.onStop=clean'] });
   await (await component.prepare(disabled)).commit();
   t.equal(component.state().phase, 'Disabled');
   t.notMatch(await saves(), /MESH_HARNESS/, 'disabled with onStop=clean: rules removed');
@@ -126,14 +126,14 @@ t.test('a reload applies a changed configuration, is not drift, and ignores an u
 t.test('a reload the host cannot apply is refused by prepare and changes nothing', async (t) => {
   const ns = await createNetns(t, 'refuse');
   const sets = ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.ipv6=off'];
-  const { config } = loadConfig({ path: '/dev/null', env: {}, sets });
+  const { config } = loadConfig({ path: null, env: {}, sets });
   const component = new IptablesComponent({ config, log: silentLogger(), registry: new Registry(), runner: ns.runner });
   t.teardown(() => component.stop());
   await component.start();
   await component.enableRedirect();
   const saves = async () => (await ns.exec(['iptables-save', '-t', 'nat'])).split('\n').filter((l) => !l.startsWith('#')).join('\n');
   const before = await saves();
-  const { config: bad } = loadConfig({ path: '/dev/null', env: {}, sets: [...sets, 'proxy.user=mh-no-such-user', 'iptables.ignoreOutboundPorts=5432'] });
+  const { config: bad } = loadConfig({ path: null, env: {}, sets: [...sets, 'proxy.user=mh-no-such-user', 'iptables.ignoreOutboundPorts=5432'] });
   await t.rejects(component.prepare(bad), { name: 'ConfigError' });
   t.equal(await saves(), before, 'rules unchanged');
   t.equal(component.state().phase, 'Ready');
@@ -141,7 +141,7 @@ t.test('a reload the host cannot apply is refused by prepare and changes nothing
 
 t.test('a proxy user that does not exist is a configuration error', async (t) => {
   const ns = await createNetns(t, 'nouser');
-  const { config } = loadConfig({ path: '/dev/null', env: {}, sets: ['proxy.user=mh-no-such-user', 'proxy.group=nogroup'] });
+  const { config } = loadConfig({ path: null, env: {}, sets: ['proxy.user=mh-no-such-user', 'proxy.group=nogroup'] });
   const component = new IptablesComponent({ config, log: silentLogger(), registry: new Registry(), runner: ns.runner });
   await t.rejects(component.start(), { name: 'ConfigError', message: /proxy\.user: got "mh-no-such-user"; user "mh-no-such-user" does not exist/ });
   t.equal(component.state().phase, 'Failed');

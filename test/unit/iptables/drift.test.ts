@@ -11,7 +11,7 @@ const input: RenderInput = {
   outboundPort: 4140,
   protectedInboundPorts: [22, 4143, 4190, 4191],
   portsToRedirect: [],
-  ignoreInboundPorts: [22, 4190, 4191],
+  ignoreInboundPorts: [22, 4190, 4191].map((port) => ({ from: port, to: port })),
   ignoreOutboundPorts: [],
   ignoreInboundSubnets: [],
   ignoreOutboundSubnets: [],

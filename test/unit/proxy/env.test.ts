@@ -17,8 +17,8 @@ const base = {
   proxy: { destinationAddr: 'linkerd-dst-headless.linkerd.svc.cluster.local.:8086', policyAddr: 'linkerd-policy.linkerd.svc.cluster.local.:8090' },
 };
 
-/** Each scenario: the config file content, the registrar-assigned name, and its golden file. */
-const scenarios: Array<{ name: string; file: Record<string, Record<string, unknown>>; workloadName: string }> = [
+/** Each scenario: the config file content, the registrar-assigned name, and its golden file; IPv4-only hosts unless ipv6Host. */
+const scenarios: Array<{ name: string; file: Record<string, Record<string, unknown>>; workloadName: string; ipv6Host?: boolean }> = [
   { name: 'registered', file: base, workloadName: 'web-7f9c2' },
   {
     name: 'not-yet-registered',
@@ -35,6 +35,7 @@ const scenarios: Array<{ name: string; file: Record<string, Record<string, unkno
       proxy: { destinationAddr: '[fd00::10]:8086', adminPort: 5191 },
     },
     workloadName: 'web-7f9c2',
+    ipv6Host: true,
   },
   {
     name: 'extra-env',
@@ -52,14 +53,15 @@ const scenarios: Array<{ name: string; file: Record<string, Record<string, unkno
   },
 ];
 
-function configFrom(t: { teardown(fn: () => unknown): void }, file: Record<string, unknown>): HarnessConfig {
+/** The host is part of the input (it decides IPv6), so the goldens do not depend on the machine. */
+function configFrom(t: { teardown(fn: () => unknown): void }, file: Record<string, unknown>, ipv6Host = false): HarnessConfig {
   const dir = tempDir(t);
-  return loadConfig({ path: writeJson(dir, 'config.json', file), env: {} }).config;
+  return loadConfig({ path: writeJson(dir, 'config.json', file), env: {}, host: { ipv6Loopback: ipv6Host } }).config;
 }
 
 for (const scenario of scenarios) {
   t.test(`golden: ${scenario.name}`, async (t) => {
-    const config = configFrom(t, scenario.file);
+    const config = configFrom(t, scenario.file, scenario.ipv6Host);
     const rendered = formatEnvFile(renderProxyEnv(config, { workloadName: scenario.workloadName, trustAnchorsPem: ANCHORS }));
     const golden = `${goldenDir}${scenario.name}.env`;
     if (update) writeFileSync(golden, rendered);
