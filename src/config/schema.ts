@@ -26,8 +26,8 @@ export const schemaSections = {
     group: { doc: 'Name of the ExternalGroup this machine joins (the registrar refuses unknown groups).', format: 'k8s-name-or-empty', default: '' },
     namespace: { doc: 'Kubernetes namespace of the ExternalGroup and of the ExternalWorkload created for this machine.', format: 'k8s-name-or-empty', default: 'default' },
     nodeName: { doc: 'Name of this machine as shown in the destination context and in the ExternalWorkload.', format: 'nonempty-string', default: hostname(), docDefault: 'the host name' },
-    name: { doc: 'ExternalWorkload name. Empty: the registrar assigns one.', format: 'k8s-name-or-empty', default: '' },
-    ips: { doc: 'Workload IPs announced to the mesh: at most one IPv4 and one IPv6. Not detected: list the addresses the mesh should reach this machine on.', format: 'ip-list', default: [] },
+    name: { doc: 'ExternalWorkload name. Empty: derived from the namespace, group, node name and SPIFFE ID (`<group>-<node>-<hash>`, the same function the registrar uses), so the proxy never waits for the registrar.', format: 'k8s-name-or-empty', default: '' },
+    ips: { doc: 'Workload IPs announced to the mesh: at most one IPv4 and one IPv6. Empty: detected from the default route.', format: 'ip-list', default: [] },
     ports: { doc: 'Ports the workload serves: numbers or {"port", "name", "protocol"} objects. Traffic to them is redirected to the proxy inbound port.', format: 'workload-ports', default: [] },
   },
   identity: {
@@ -64,6 +64,8 @@ export const schemaSections = {
     logLevel: { doc: 'LINKERD2_PROXY_LOG.', format: 'nonempty-string', default: 'warn,linkerd=info' },
     logFormat: { doc: 'LINKERD2_PROXY_LOG_FORMAT.', format: ['plain', 'json'], default: 'json' },
     shutdownGrace: { doc: 'How long the proxy may drain after SIGTERM before it is killed (LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD).', format: 'duration', default: 30_000 },
+    inboundDefaultPolicy: { doc: 'LINKERD2_PROXY_INBOUND_DEFAULT_POLICY. Empty: what the registrar sends (the cluster\'s linkerd-config defaultInboundPolicy), all-unauthenticated until it has.', format: ['', 'all-unauthenticated', 'all-authenticated', 'cluster-unauthenticated', 'cluster-authenticated', 'deny', 'audit'], default: '' },
+    clusterNetworks: { doc: 'LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS. Empty: what the registrar sends (linkerd-config clusterNetworks), Linkerd\'s default networks until it has.', format: 'cidr-list', default: [] },
     extraEnv: { doc: 'Additional environment for the proxy. Variables the harness renders itself cannot be overridden here.', format: 'env-map', default: {} },
   },
   iptables: {

@@ -10,7 +10,7 @@ import { schemaFields } from '../../src/config/schema.ts';
 import { runInProcess, type InProcessResult } from './cli-inprocess.ts';
 
 /** Generous: the machine is shared; a hang or a quadratic blow-up is far beyond it. */
-export const MAX_MS = 20_000;
+export const MAX_MS = 60_000;
 export const MAX_OUTPUT_CHARS = 64 * 1024;
 
 const RAW_JS = /TypeError|RangeError|ReferenceError|SyntaxError|Cannot read prop|Maximum call stack|is not a function|is not iterable|undefined is not|Invalid array length|\n\s+at \S+ \(|\[object Object\]/;
