@@ -12,7 +12,7 @@
  */
 import type { Registry } from 'prom-client';
 import type { HarnessConfig, WorkloadPort } from '../config/types.ts';
-import { BaseComponent, type ComponentState } from '../harness/component.ts';
+import { BaseComponent, type ComponentState, type PreparedUpdate } from '../component/component.ts';
 import type { Logger } from '../log/logger.ts';
 import { ExecAccountError, execCheck, resolveExecAccount, type AccountResolver, type ExecAccount } from './exec.ts';
 import { grpcCheck } from './grpc.ts';
@@ -114,11 +114,16 @@ export class ProbesComponent extends BaseComponent {
     this.setState('Stopped', { message: 'stopped' });
   }
 
-  async update(config: HarnessConfig): Promise<void> {
-    const accountChanged = config.probes.execUser !== this.config.probes.execUser || config.proxy.user !== this.config.proxy.user || config.proxy.group !== this.config.proxy.group;
-    this.config = config;
-    if (accountChanged) this.execAccount = undefined;
-    if (this.running) this.reconcile();
+  /** Reload: probe specs were validated with the config; the exec account is resolved again on next use. */
+  async prepare(config: HarnessConfig): Promise<PreparedUpdate> {
+    return {
+      commit: async () => {
+        const accountChanged = config.probes.execUser !== this.config.probes.execUser || config.proxy.user !== this.config.proxy.user || config.proxy.group !== this.config.proxy.group;
+        this.config = config;
+        if (accountChanged) this.execAccount = undefined;
+        if (this.running) this.reconcile();
+      },
+    };
   }
 
   /**

@@ -5,7 +5,7 @@
  * registrar at once.
  */
 import { EventEmitter } from 'node:events';
-import type { Component, ComponentState } from '../harness/component.ts';
+import type { Component, ComponentState } from '../component/component.ts';
 import { proxyOnlyState, type WorkloadState } from '../protocol/registration.ts';
 
 export interface ReadinessSource {

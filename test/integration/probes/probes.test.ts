@@ -160,7 +160,7 @@ t.test('exec probes from the cluster never run on a VM that does not allow them;
 
   // The same group on a VM that allows it: the marker appears (so the check above could fail).
   const beforeUpdate = transitions.length;
-  await probes.update(probesConfig(t, { probes: { workload: config.probes.workload, allowClusterExec: true } }));
+  await (await probes.prepare(probesConfig(t, { probes: { workload: config.probes.workload, allowClusterExec: true } }))).commit();
   await waitFor('the allowed cluster exec probe to run', () => (existsSync(marker) ? true : undefined), 5000);
   t.same(probes.refusals(), []);
   await next(true, 5000, beforeUpdate);

@@ -23,7 +23,9 @@ t.test('defaults match the real linkerd2-proxy ports and the admin contract', as
   t.equal(config.proxy.adminPort, 4191);
   t.equal(config.admin.address, '127.0.0.1');
   t.equal(config.admin.port, 4192);
-  t.same(config.iptables.ignoreInboundPorts, [{ from: 22, to: 22 }, { from: 4190, to: 4190 }, { from: 4191, to: 4191 }], 'port specs are parsed');
+  t.same(config.iptables.ignoreInboundPorts, [], 'nothing beyond the always exempt SSH and proxy ports');
+  t.equal(config.iptables.redirectSsh, false);
+  t.same(loadConfig({ path: null, env: {}, sets: ['iptables.ignoreInboundPorts=8443,9000-9100'] }).config.iptables.ignoreInboundPorts, [{ from: 8443, to: 8443 }, { from: 9000, to: 9100 }], 'port specs are parsed');
   t.equal(config.spire.mode, 'external');
   t.same(origins.get('proxy.inboundPort'), { source: 'default' });
 });
