@@ -3,7 +3,6 @@
  * given an implementation, so a test can hand them a runner acting on its own network
  * namespace or a resolver of its own, and production gets systemEffects().
  */
-import { promises as dns } from 'node:dns';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { fetchAdminStatus } from '../admin/client.ts';
@@ -36,8 +35,8 @@ export interface CheckEffects {
   /** Runs iptables, ip and unshare. */
   runner: CommandRunner;
   probeBinary(configured: string): Promise<BinaryProbe>;
-  /** The addresses a host name resolves to, as every program on the host resolves it (getaddrinfo). */
-  lookup(host: string): Promise<string[]>;
+  /** The addresses a host name resolves to, as every program on the host resolves it (NSS: /etc/hosts, DNS). */
+  lookup(host: string, timeoutMs: number): Promise<string[]>;
   /** Opens a TCP connection and closes it again. */
   connect(address: string, port: number, timeoutMs: number): Promise<void>;
   /** One X.509 SVID set from the Workload API, asked with effective group `gid` when given. */
@@ -53,14 +52,15 @@ export interface SystemEffectsOptions {
 
 export function systemEffects(options: SystemEffectsOptions): CheckEffects {
   const env = options.env;
+  const runner = execRunner({ env: { PATH: env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' } });
   return {
     now: () => new Date(),
     readText: (path) => readFileSync(path, 'utf8'),
     resolveUser,
     resolveGroup,
-    runner: execRunner({ env: { PATH: env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' } }),
+    runner,
     probeBinary: (configured) => probeBinary(configured, env.PATH),
-    lookup: async (host) => (await dns.lookup(host, { all: true, verbatim: true })).map((a) => a.address),
+    lookup: (host, timeoutMs) => lookup(runner, host, timeoutMs),
     connect,
     async fetchSvids(socketPath, { gid, timeoutMs }) {
       // SPIRE's unix attestor reads the caller's effective gid from /proc/<pid>/status after
@@ -71,6 +71,20 @@ export function systemEffects(options: SystemEffectsOptions): CheckEffects {
     daemonStatus: fetchAdminStatus,
     listeners: (ports) => procListeners(ports),
   };
+}
+
+/**
+ * getaddrinfo through NSS, in a child process: Node's own dns.lookup runs getaddrinfo on
+ * the libuv thread pool, where a black-holed resolver blocks it for minutes and cannot be
+ * cancelled; even process.exit waits for it. A child is killed at the deadline.
+ */
+async function lookup(runner: CommandRunner, host: string, timeoutMs: number): Promise<string[]> {
+  const result = await runner.run(['getent', 'ahosts', host], { timeoutMs });
+  if (result.exitCode === 124) throw Object.assign(new Error(`resolving ${host}: no answer within ${timeoutMs} ms`), { code: 'ETIMEDOUT' });
+  // getent exits 2 when getaddrinfo found nothing: no such name, or no DNS server could say.
+  if (result.exitCode === 2) throw Object.assign(new Error(`${host} does not resolve`), { code: 'ENOTFOUND' });
+  if (result.exitCode !== 0) throw new Error(`getent ahosts ${host} exited ${result.exitCode}: ${result.stderr.trim()}`);
+  return [...new Set(result.stdout.split('\n').map((line) => line.split(/\s+/)[0]!).filter(Boolean))];
 }
 
 function connect(address: string, port: number, timeoutMs: number): Promise<void> {

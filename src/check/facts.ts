@@ -151,7 +151,7 @@ export class Facts {
   resolve(host: string): Promise<string[]> {
     if (isIP(host)) return Promise.resolve([host]);
     return this.once(`dns:${host}`, async () => {
-      const addresses = await timeLimit(this.effects.lookup(host), DNS_TIMEOUT_MS, `resolving ${host}`);
+      const addresses = await timeLimit(this.effects.lookup(host, DNS_TIMEOUT_MS), DNS_TIMEOUT_MS + 500, `resolving ${host}`);
       if (addresses.length === 0) throw Object.assign(new Error(`${host} resolves to no address`), { code: 'ENODATA' });
       return addresses;
     });

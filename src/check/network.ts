@@ -20,10 +20,10 @@ function formatAddress(address: string, port: number): string {
 function dnsFailure(host: string, settings: string[], err: Error & { code?: unknown }): Outcome {
   const where = `or put an IP address in ${settings.join(' / ')}`;
   if (err.code === 'ENOTFOUND') {
-    return fail(`${host} does not resolve (no such name)`, `this machine must resolve the cluster's names: forward the cluster domain to the cluster DNS (the dnsmasq step of the Linkerd mesh-expansion guide: server=/cluster.local/<cluster DNS IP>), add an /etc/hosts entry, ${where}`);
+    return fail(`${host} does not resolve: neither /etc/hosts nor DNS knows it`, `this machine must resolve the cluster's names: forward the cluster domain to the cluster DNS (the dnsmasq step of the Linkerd mesh-expansion guide: server=/cluster.local/<cluster DNS IP>), add an /etc/hosts entry, ${where}`);
   }
-  if (err.code === 'ETIMEDOUT' || err.code === 'EAI_AGAIN') {
-    return fail(`resolving ${host} got no answer${err.code === 'ETIMEDOUT' ? ` within ${DNS_TIMEOUT_MS / 1000} s` : ' from any DNS server (EAI_AGAIN)'}`, `the DNS servers in /etc/resolv.conf do not answer: check that they are reachable from this machine, ${where}`);
+  if (err.code === 'ETIMEDOUT') {
+    return fail(`resolving ${host} got no answer within ${DNS_TIMEOUT_MS / 1000} s`, `the DNS servers in /etc/resolv.conf do not answer: check that they are reachable from this machine, ${where}`);
   }
   return fail(`resolving ${host} failed: ${err.message}`, `check /etc/resolv.conf and /etc/nsswitch.conf, ${where}`);
 }
@@ -68,7 +68,7 @@ export function networkChecks(config: HarnessConfig, facts: Facts): Check[] {
       subject: host,
       area: 'network',
       name: `${host} resolves (${roles})`,
-      timeoutMs: DNS_TIMEOUT_MS + 500,
+      timeoutMs: DNS_TIMEOUT_MS + 1000,
       timeoutHint: 'the DNS servers in /etc/resolv.conf do not answer',
       async run() {
         if (isIP(host)) return ok('an IP address');
