@@ -29,7 +29,7 @@ export function daemonChecks(config: HarnessConfig, facts: Facts): Check[] {
           {
             subject: 'harness',
             name: `mesh-harness ${status.version} (pid ${status.pid})`,
-            ...(status.ready ? ok(`ready: ${status.status}`) : warn(`not ready: ${status.status}`, 'see the components below and mesh-harness status; docs/operations.md explains each phase')),
+            ...(status.ready ? ok(status.status) : warn(`not ready: ${status.status}`, 'see the components below and mesh-harness status; docs/operations.md explains each phase')),
           },
         ];
         for (const component of status.components) {
