@@ -94,11 +94,13 @@ export function binaryChecks(config: HarnessConfig, effects: CheckEffects): Chec
         const probe = await effects.probeBinary(config.proxy.binary);
         if (!probe.path) {
           return fail(
-            `${config.proxy.binary}: not found${config.proxy.binary.includes('/') ? '' : ' on PATH'}`,
-            'install linkerd2-proxy at the version of the cluster\'s Linkerd (copy /usr/lib/linkerd/linkerd2-proxy out of the cr.l5d.io/linkerd/proxy image), or set proxy.binary',
+            `${config.proxy.binary}: ${probe.note}${config.proxy.binary.includes('/') ? '' : ' on PATH'}`,
+            probe.note === 'not found'
+              ? "install linkerd2-proxy at the version of the cluster's Linkerd (copy /usr/lib/linkerd/linkerd2-proxy out of the cr.l5d.io/linkerd/proxy image), or set proxy.binary"
+              : `chmod 755 ${config.proxy.binary}`,
           );
         }
-        if (!probe.runnable) return fail(`${probe.path}: ${probe.note ?? 'cannot be run'}`, 'make it executable (chmod 755) and check it is built for this machine (file ' + probe.path + ')');
+        if (!probe.runnable) return fail(`${probe.path}: ${probe.note ?? 'cannot be run'}`, `check that it is linkerd2-proxy built for this machine: file ${probe.path}`);
         // linkerd2-proxy has no --version: it exits 64 on an empty environment, which proves it runs.
         return ok(`${probe.path}${probe.version ? ` ${probe.version}` : ' (runs; linkerd2-proxy reports no version)'}`);
       },
@@ -114,8 +116,8 @@ export function binaryChecks(config: HarnessConfig, effects: CheckEffects): Chec
         const managed = config.spire.mode === 'managed';
         if (!probe.path) {
           return managed
-            ? fail(`${config.spire.agentBinary}: not found`, 'install spire-agent (scripts/install-spire.sh builds the pinned version) or set spire.agentBinary')
-            : skip(`${config.spire.agentBinary} not found; spire.mode is external, so another agent serves ${config.identity.workloadApiSocket}`);
+            ? fail(`${config.spire.agentBinary}: ${probe.note}`, 'install spire-agent (scripts/install-spire.sh builds the pinned version) or set spire.agentBinary')
+            : skip(`${config.spire.agentBinary}: ${probe.note}; spire.mode is external, so another agent serves ${config.identity.workloadApiSocket}`);
         }
         if (!probe.runnable) {
           const outcome = `${probe.path}: ${probe.note ?? 'cannot be run'}`;

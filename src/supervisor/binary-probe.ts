@@ -1,4 +1,5 @@
 import { execa } from 'execa';
+import { existsSync } from 'node:fs';
 import { findExecutable } from './which.ts';
 
 export interface BinaryProbe {
@@ -24,7 +25,7 @@ export const PROBE_TIMEOUT_MS = 2000;
  */
 export async function probeBinary(configured: string, pathEnv: string | undefined, timeoutMs = PROBE_TIMEOUT_MS): Promise<BinaryProbe> {
   const path = findExecutable(configured, pathEnv);
-  if (!path) return { configured, runnable: false, note: 'not found' };
+  if (!path) return { configured, runnable: false, note: configured.includes('/') && existsSync(configured) ? 'exists but is not executable' : 'not found' };
   const result = await execa(path, ['--version'], { env: { PATH: pathEnv ?? '/usr/sbin:/usr/bin:/sbin:/bin' }, extendEnv: false, reject: false, all: true, stdin: 'ignore', timeout: timeoutMs });
   if (result.timedOut) return { configured, path, runnable: false, note: `--version did not finish within ${timeoutMs} ms` };
   const cause = result.cause as NodeJS.ErrnoException | undefined;

@@ -153,11 +153,15 @@ t.test('missing proxy user and group', async (t) => {
   t.match(run.find('host.group').message, 'group "mh-check-nogroup" does not exist');
 });
 
-t.test('proxy binary missing', async (t) => {
+t.test('proxy binary missing, or not executable', async (t) => {
   const world = await healthyWorld(t, 'noproxy');
   const run = await runCheck(world, { proxy: { binary: `${world.dir}/no-linkerd2-proxy` } });
   t.same(failures(run), ['binaries.proxy']);
   t.match(run.find('binaries.proxy'), { message: `${world.dir}/no-linkerd2-proxy: not found`, hint: /install linkerd2-proxy .* or set proxy\.binary/ });
+  const notExecutable = join(world.dir, 'linkerd2-proxy-noexec');
+  writeFileSync(notExecutable, '#!/bin/sh\nexit 64\n', { mode: 0o644 });
+  const noexec = await runCheck(world, { proxy: { binary: notExecutable } });
+  t.match(noexec.find('binaries.proxy'), { message: `${notExecutable}: exists but is not executable`, hint: `chmod 755 ${notExecutable}` });
 });
 
 t.test('an invalid configuration lists every problem and skips what needs it', async (t) => {

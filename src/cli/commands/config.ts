@@ -29,7 +29,8 @@ export const configCommand: Command = {
       const { values, positionals } = parseCommandArgs(this, rest, { ...configOptions }, true);
       const path = positionals[0] ?? values.config;
       const loaded = loadCommandConfig({ ...values, config: path }, io);
-      write(io.stdout, `${loaded.file ?? 'defaults (no config file)'}: valid`);
+      // Only the settings: whether this host can run them is what check is for.
+      write(io.stdout, `${loaded.file ?? 'defaults (no config file)'}: valid (settings only; mesh-harness check${path ? ` --config ${path}` : ''} tests this host against them)`);
       return EXIT.OK;
     }
     if (sub === 'show') {
