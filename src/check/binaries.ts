@@ -71,7 +71,7 @@ export function iptablesChecks(config: HarnessConfig, facts: Facts): Check[] {
       async run() {
         if (!config.iptables.enabled) return disabled();
         const backend = await facts.backend().catch(() => undefined);
-        if (!backend) return skip('no iptables backend (see above)');
+        if (!backend) return skip('no iptables backend; see above');
         for (const tools of backend.families) {
           const problem = await probeMatches(facts.effects, tools);
           if (problem) return problem;

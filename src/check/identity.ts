@@ -37,7 +37,7 @@ export function identityChecks(config: HarnessConfig, facts: Facts): Check[] {
   const ourSvid = async (): Promise<X509Svid | Outcome> => {
     if (!id) return skip('identity.spiffeId is not set');
     const svid = await facts.svid().catch(() => undefined);
-    return svid ?? skip(`no SVID for ${id} (see the Workload API check)`);
+    return svid ?? skip(`no SVID for ${id}; see the Workload API check`);
   };
 
   return [
@@ -104,7 +104,7 @@ export function identityChecks(config: HarnessConfig, facts: Facts): Check[] {
         const svid = await ourSvid();
         if (!('chain' in svid)) return svid;
         const anchors = await facts.anchors().catch(() => undefined);
-        if (!anchors) return skip('no usable trust anchors (see the trust anchors check)');
+        if (!anchors) return skip('no usable trust anchors; see the trust anchors check');
         const verdict = verifySvid(svid, { anchors, expectedId: id, now: facts.effects.now(), anchorsSource: anchorsFile });
         if (verdict.ok) return ok(`issued by ${distinguishedName(svid.chain[svid.chain.length - 1]!.issuer)}, chains to ${anchorsFile}`);
         return fail(

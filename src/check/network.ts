@@ -54,13 +54,14 @@ export function networkChecks(config: HarnessConfig, facts: Facts): Check[] {
       name: 'control-plane addresses are configured',
       timeoutMs: 1000,
       timeoutHint: 'cannot hang',
-      run: async () => skip('proxy.destinationAddr is not set (see the config checks)'),
+      run: async () => skip('proxy.destinationAddr is not set; see the config checks'),
     });
   }
 
   const hosts = new Map<string, Endpoint[]>();
   for (const endpoint of endpoints) hosts.set(endpoint.host, [...(hosts.get(endpoint.host) ?? []), endpoint]);
   for (const [host, users] of hosts) {
+    if (isIP(host)) continue;
     const settings = [...new Set(users.map((u) => u.setting))];
     const roles = [...new Set(users.map((u) => u.role))].join(', ');
     checks.push({
@@ -71,7 +72,6 @@ export function networkChecks(config: HarnessConfig, facts: Facts): Check[] {
       timeoutMs: DNS_TIMEOUT_MS + 1000,
       timeoutHint: 'the DNS servers in /etc/resolv.conf do not answer',
       async run() {
-        if (isIP(host)) return ok('an IP address');
         try {
           return ok((await facts.resolve(host)).join(', '));
         } catch (err) {
@@ -96,7 +96,7 @@ export function networkChecks(config: HarnessConfig, facts: Facts): Check[] {
       timeoutHint: 'packets to the address are dropped on the way (firewall, security group)',
       async run() {
         const addresses = await facts.resolve(endpoint.host).catch(() => undefined);
-        if (!addresses) return skip(`${endpoint.host} does not resolve (see above)`);
+        if (!addresses) return skip(`${endpoint.host} does not resolve; see above`);
         // Any one address answering is enough: clients try them in turn.
         const attempts = await Promise.allSettled(addresses.map((a) => facts.effects.connect(a, endpoint.port, TCP_TIMEOUT_MS)));
         const reached = addresses.filter((_, i) => attempts[i]!.status === 'fulfilled');
@@ -124,7 +124,7 @@ export function networkChecks(config: HarnessConfig, facts: Facts): Check[] {
       timeoutHint: 'ip route get did not answer',
       async run() {
         const addresses = await facts.resolve(host).catch(() => undefined);
-        if (!addresses) return skip(`${host} does not resolve (see above)`);
+        if (!addresses) return skip(`${host} does not resolve; see above`);
         const routes: string[] = [];
         for (const address of addresses) {
           const result = await facts.effects.runner.run(['ip', 'route', 'get', address], { timeoutMs: ROUTE_TIMEOUT_MS });

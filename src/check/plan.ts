@@ -21,7 +21,7 @@ export function planChecks(load: ConfigLoad, effects: CheckEffects): Check[] {
       name: `${area} checks`,
       timeoutMs: 1000,
       timeoutHint: 'cannot hang',
-      run: async () => skip('the configuration is invalid (see above)'),
+      run: async () => skip('the configuration is invalid; see above'),
     });
     return [...configChecks(load), privilegeCheck(effects, undefined), ...AREAS.filter((a) => a !== 'config' && a !== 'host').map(skipped)];
   }
