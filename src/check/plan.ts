@@ -36,7 +36,7 @@ export function planChecks(load: ConfigLoad, effects: CheckEffects): Check[] {
     ...identityChecks(config, facts),
     ...networkChecks(config, facts),
     ...portChecks(config, facts),
-    ...controlPlaneChecks(config),
+    ...controlPlaneChecks(config, facts),
     ...daemonChecks(config, facts),
   ];
 }
