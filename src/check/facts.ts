@@ -81,7 +81,7 @@ export class Facts {
     return this.once('group', () => timeLimit(this.effects.resolveGroup(this.config.proxy.group), ACCOUNT_TIMEOUT_MS, `looking up group ${this.config.proxy.group}`));
   }
 
-  /** The effective uid of this process, and whether it asks the Workload API as the daemon would. */
+  /** The group to ask the Workload API as: the daemon's (proxy.group), when this process may switch to it (root). */
   private async askingGid(): Promise<number | undefined> {
     if (process.geteuid?.() !== 0) return undefined;
     return (await this.proxyGroup().catch(() => undefined))?.gid;

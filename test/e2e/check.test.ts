@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { DevCa } from '../../src/dev/ca.ts';
 import { DESTINATION, failures, healthyWorld, runCheck, SPIFFE_ID, TRUST_DOMAIN } from '../helpers/check-world.ts';
 import { setNetnsResolvConf } from '../helpers/dns.ts';
-import { childEnv, createNetns, linkNetns, startListeners } from '../helpers/netns.ts';
+import { createNetns, linkNetns, startListeners, startScriptIn } from '../helpers/netns.ts';
 
 t.test('a healthy machine passes every check; the JSON report has the documented shape', async (t) => {
   const world = await healthyWorld(t, 'ok');
@@ -122,13 +122,10 @@ t.test('port in use by a foreign process; a port held by the proxy user is ours'
   const world = await healthyWorld(t, 'ports');
   await startListeners(t, world.ns, [{ port: 4143, reply: 'squatter' }]);
   const meshproxy = (await execa('id', ['-u', 'meshproxy'])).stdout.trim();
+  const meshproxyGid = (await execa('id', ['-g', 'meshproxy'])).stdout.trim();
   // A proxy left running as meshproxy on its admin port: the harness's own.
-  const proxyLike = execa(world.ns.prefix[0]!, [...world.ns.prefix.slice(1), 'setpriv', `--reuid=${meshproxy}`, '--regid=meshproxy', '--clear-groups', process.execPath, '-e', "require('node:net').createServer().listen(4191, '127.0.0.1', () => console.log('ready'))"], { env: childEnv(), extendEnv: false, reject: false, buffer: false });
-  t.teardown(() => {
-    proxyLike.kill('SIGKILL');
-    return proxyLike;
-  });
-  await new Promise<void>((resolve) => proxyLike.stdout!.once('data', () => resolve()));
+  const listenOnAdminPort = "require('node:net').createServer().listen(4191, '127.0.0.1', () => console.log('ready'))";
+  await startScriptIn(t, world.ns, 'proxy-like listener', listenOnAdminPort, [], ['setpriv', `--reuid=${meshproxy}`, `--regid=${meshproxyGid}`, '--clear-groups']);
 
   const run = await runCheck(world);
   t.equal(run.exitCode, 1);
@@ -197,12 +194,7 @@ t.test('every remote black-holed: check still ends within its bound, each check 
   });
   // An admin port that accepts and never answers, inside the namespace.
   const adminPort = 14192;
-  const mute = execa(world.ns.prefix[0]!, [...world.ns.prefix.slice(1), process.execPath, '-e', `require('node:net').createServer(() => {}).listen(${adminPort}, '127.0.0.1', () => console.log('ready'))`], { env: childEnv(), extendEnv: false, reject: false, buffer: false });
-  t.teardown(() => {
-    mute.kill('SIGKILL');
-    return mute;
-  });
-  await new Promise<void>((resolve) => mute.stdout!.once('data', () => resolve()));
+  await startScriptIn(t, world.ns, 'silent admin port', `require('node:net').createServer(() => {}).listen(${adminPort}, '127.0.0.1', () => console.log('ready'))`);
 
   // Unbounded, these would take minutes (TCP SYN retries ~2 min, the resolver 150 s, the gRPC call forever).
   const run = await runCheck(

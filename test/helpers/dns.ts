@@ -4,10 +4,8 @@
  * getaddrinfo in the namespace uses it) and a tiny authoritative server that answers A
  * records for the names it is given and NXDOMAIN for every other name.
  */
-import { execa, type ResultPromise } from 'execa';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
-import { childEnv, type Netns } from './netns.ts';
+import { startScriptIn, type Netns } from './netns.ts';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -46,19 +44,6 @@ socket.bind(53, '127.0.0.1', () => console.log('ready'));
 
 /** Starts the DNS server on 127.0.0.1:53 inside the namespace and points its resolv.conf at it. */
 export async function startDnsServer(t: Teardown, ns: Netns, records: Record<string, string>): Promise<void> {
-  const child: ResultPromise = execa(ns.prefix[0]!, [...ns.prefix.slice(1), process.execPath, '-e', SERVER, JSON.stringify(records)], {
-    env: childEnv(),
-    extendEnv: false,
-    reject: false,
-    buffer: false,
-  });
-  t.teardown(() => {
-    child.kill('SIGKILL');
-    return child;
-  });
-  await new Promise<void>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => line === 'ready' && resolve());
-    void child.then((r) => reject(new Error(`DNS server in ${ns.name} exited early: ${String(r.stderr ?? '')}`)));
-  });
+  await startScriptIn(t, ns, 'DNS server', SERVER, [JSON.stringify(records)]);
   setNetnsResolvConf(t, ns, 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n');
 }
