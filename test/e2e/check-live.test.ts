@@ -20,8 +20,13 @@ t.test('real SPIRE: check asks as proxy.group, and names the selector to registe
   const agent = await server.newAgent('vm');
   const meshproxyGid = Number((await execa('getent', ['group', 'meshproxy'])).stdout.split(':')[2]);
   // Only the daemon's group is registered: a root shell (gid 0) asking as itself would get nothing.
-  await server.createEntry({ parentId: agent.spiffeId, spiffeId: SPIFFE_ID, selector: `unix:gid:${meshproxyGid}` });
+  await server.createEntry({ parentId: agent.spiffeId, spiffeId: SPIFFE_ID, selector: `unix:gid:${meshproxyGid}`, x509SvidTtl: 600 });
   await agent.restart();
+  // The agent serves an entry from its first sync after start: wait until the daemon's group gets it.
+  await waitFor('the entry to be served to the meshproxy group', async () => {
+    const fetched = await execa('setpriv', [`--regid=${meshproxyGid}`, '--clear-groups', 'spire-agent', 'api', 'fetch', 'x509', '-socketPath', agent.socketPath], { reject: false });
+    return fetched.exitCode === 0 ? true : undefined;
+  }, 30_000, 500);
   const identity = { workloadApiSocket: `unix://${agent.socketPath}`, trustAnchorsFile: server.anchorsFile };
 
   const served = await runCheck(world, { identity });
