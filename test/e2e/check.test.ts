@@ -10,6 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer as createUnixServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { DevCa } from '../../src/dev/ca.ts';
+import { runCli } from '../helpers/cli.ts';
 import { DESTINATION, failures, healthyWorld, runCheck, SPIFFE_ID, TRUST_DOMAIN } from '../helpers/check-world.ts';
 import { setNetnsResolvConf } from '../helpers/dns.ts';
 import { createNetns, linkNetns, startListeners, startScriptIn } from '../helpers/netns.ts';
@@ -47,6 +48,13 @@ t.test('the table output: one line per check under area headings, hint and runbo
   t.match(run.stdout, /\[FAIL\] the Workload API \(identity\.workloadApiSocket\) serves an SVID for spiffe:\/\/root\.linkerd\.cluster\.local\/vm\/web\n {9}Workload API socket .*absent\.sock does not exist; is spire-agent running\?.*\n {9}hint: start spire-agent.*\n {9}see docs\/operations\.md#check-identity-svid\n/);
   t.match(run.stdout, /\[skip\] the SVID chain verifies against the trust anchors \(skipped: no SVID for /);
   t.match(run.stdout, /\nStatus check results are \[FAIL\] \(\d+ passed, 1 failed, 0 warnings, \d+ skipped; [\d.]+ s\)$/);
+});
+
+t.test('an unknown --output is a usage error (64) that runs no check', async (t) => {
+  const res = await runCli(['check', '--output', 'yaml']);
+  t.equal(res.exitCode, 64);
+  t.match(res.stderr, 'mesh-harness check: --output must be table or json, got "yaml"\nusage: mesh-harness check');
+  t.equal(res.stdout, '');
 });
 
 t.test('socket absent', async (t) => {
@@ -208,6 +216,7 @@ t.test('every remote black-holed: check still ends within its bound, each check 
     { timeoutMs: 30_000 },
   );
   t.notOk(run.exitCode === undefined, 'check ended by itself, well before the 30 s kill');
+  t.comment(`checks took ${run.report.durationMs} ms against the documented bound of 5000 ms`);
   t.equal(run.exitCode, 1);
   t.match(run.find('identity.svid').message, /sent no SVID within 3 s|did not finish within/);
   t.match(run.find('network.tcp', '198.51.100.7:8086').message, '198.51.100.7:8086 did not answer within 2 s: packets are dropped on the way');
