@@ -20,11 +20,11 @@ export const TRUST_DOMAIN = 'root.linkerd.cluster.local';
 export const SPIFFE_ID = `spiffe://${TRUST_DOMAIN}/vm/web`;
 export const DESTINATION = 'dst.mh-check.test';
 
-export interface Teardown {
+interface Teardown {
   teardown(fn: () => unknown): void;
 }
 export type Json = Record<string, unknown>;
-export type CheckEntry = CheckReport['categories'][number]['checks'][number];
+type CheckEntry = CheckReport['categories'][number]['checks'][number];
 
 export interface World {
   ns: Netns;
@@ -42,9 +42,9 @@ export interface CheckRun {
   find(id: string, subject?: string): CheckEntry;
 }
 
-export const ca = DevCa.create({ trustDomain: TRUST_DOMAIN });
+const ca = DevCa.create({ trustDomain: TRUST_DOMAIN });
 
-export function merge(base: Json, patch: Json): Json {
+function merge(base: Json, patch: Json): Json {
   const out: Json = { ...base };
   for (const [key, value] of Object.entries(patch)) {
     out[key] = value && typeof value === 'object' && !Array.isArray(value) && typeof base[key] === 'object' ? merge(base[key] as Json, value as Json) : value;
@@ -53,7 +53,7 @@ export function merge(base: Json, patch: Json): Json {
 }
 
 /** Behaves like linkerd2-proxy started without its environment: no --version, exit 64. */
-export function fakeProxy(dir: string): string {
+function fakeProxy(dir: string): string {
   const path = join(dir, 'linkerd2-proxy');
   writeFileSync(path, '#!/bin/sh\necho "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS must be set" >&2\nexit 64\n', { mode: 0o755 });
   return path;
