@@ -7,6 +7,7 @@ import type { HarnessConfig } from '../config/types.ts';
 import type { FamilyTools } from '../iptables/backend.ts';
 import { classifyFailure } from '../iptables/errors.ts';
 import { CommandNotFoundError } from '../iptables/runner.ts';
+import { PROBE_TIMEOUT_MS } from '../supervisor/binary-probe.ts';
 import { fail, ok, skip, warn, type Check, type Outcome } from './check.ts';
 import type { CheckEffects } from './effects.ts';
 import type { Facts } from './facts.ts';
@@ -28,10 +29,10 @@ export const MATCH_PROBE_RULES = [
   '',
 ].join('\n');
 
-async function probeMatches(effects: CheckEffects, tools: FamilyTools): Promise<Outcome | undefined> {
+async function probeMatches(effects: CheckEffects, tools: FamilyTools, timeoutMs: number): Promise<Outcome | undefined> {
   let result;
   try {
-    result = await effects.runner.run(['unshare', '--net', '--', tools.restore, '-w', '2'], { input: MATCH_PROBE_RULES, timeoutMs: 3000 });
+    result = await effects.runner.run(['unshare', '--net', '--', tools.restore, '-w', '2'], { input: MATCH_PROBE_RULES, timeoutMs });
   } catch (err) {
     if (err instanceof CommandNotFoundError) return warn('unshare is not installed, so the matches could not be tried', 'install util-linux (it provides unshare)');
     throw err;
@@ -73,7 +74,7 @@ export function iptablesChecks(config: HarnessConfig, facts: Facts): Check[] {
         const backend = await facts.backend().catch(() => undefined);
         if (!backend) return skip('no iptables backend; see above');
         for (const tools of backend.families) {
-          const problem = await probeMatches(facts.effects, tools);
+          const problem = await probeMatches(facts.effects, tools, facts.ms(1500));
           if (problem) return problem;
         }
         return ok(`tried in a throwaway network namespace with ${backend.families.map((f) => f.restore).join(', ')}`);
@@ -82,7 +83,8 @@ export function iptablesChecks(config: HarnessConfig, facts: Facts): Check[] {
   ];
 }
 
-export function binaryChecks(config: HarnessConfig, effects: CheckEffects): Check[] {
+export function binaryChecks(config: HarnessConfig, facts: Facts): Check[] {
+  const probeOf = (configured: string) => facts.effects.probeBinary(configured, facts.ms(PROBE_TIMEOUT_MS));
   return [
     {
       id: 'binaries.proxy',
@@ -91,7 +93,7 @@ export function binaryChecks(config: HarnessConfig, effects: CheckEffects): Chec
       timeoutMs: 3000,
       timeoutHint: 'the binary hangs when started without its environment; is proxy.binary really linkerd2-proxy?',
       async run() {
-        const probe = await effects.probeBinary(config.proxy.binary);
+        const probe = await probeOf(config.proxy.binary);
         if (!probe.path) {
           return fail(
             `${config.proxy.binary}: ${probe.note}${config.proxy.binary.includes('/') ? '' : ' on PATH'}`,
@@ -112,7 +114,7 @@ export function binaryChecks(config: HarnessConfig, effects: CheckEffects): Chec
       timeoutMs: 3000,
       timeoutHint: 'spire-agent --version hangs; check the binary',
       async run() {
-        const probe = await effects.probeBinary(config.spire.agentBinary);
+        const probe = await probeOf(config.spire.agentBinary);
         const managed = config.spire.mode === 'managed';
         if (!probe.path) {
           return managed

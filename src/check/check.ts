@@ -57,6 +57,7 @@ export const skip = (message: string): Outcome => ({ verdict: 'skip', message })
 export const CHECK_BUDGET_MS = 5000;
 
 export interface RunOptions {
+  /** The overall bound; each check's own deadline is scaled by budgetMs / CHECK_BUDGET_MS. */
   budgetMs?: number;
   /** Milliseconds on a monotonic clock. */
   clock?: () => number;
@@ -70,10 +71,12 @@ export interface RunOptions {
 export function runChecks(checks: readonly Check[], options: RunOptions = {}): Array<Promise<CheckResult[]>> {
   const clock = options.clock ?? (() => performance.now());
   const started = clock();
-  const deadline = started + (options.budgetMs ?? CHECK_BUDGET_MS);
+  const budget = options.budgetMs ?? CHECK_BUDGET_MS;
+  const scale = budget / CHECK_BUDGET_MS;
+  const deadline = started + budget;
   return checks.map(async (check) => {
     const begin = clock();
-    const limit = Math.max(0, Math.min(check.timeoutMs, deadline - begin));
+    const limit = Math.max(0, Math.min(check.timeoutMs * scale, deadline - begin));
     let outcome: Outcome | SubOutcome[];
     try {
       outcome = await withDeadline(check.run(), limit);

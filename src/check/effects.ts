@@ -34,7 +34,7 @@ export interface CheckEffects {
   resolveGroup(group: string): Promise<ResolvedGroup>;
   /** Runs iptables, ip and unshare. */
   runner: CommandRunner;
-  probeBinary(configured: string): Promise<BinaryProbe>;
+  probeBinary(configured: string, timeoutMs: number): Promise<BinaryProbe>;
   /** The addresses a host name resolves to, as every program on the host resolves it (NSS: /etc/hosts, DNS). */
   lookup(host: string, timeoutMs: number): Promise<string[]>;
   /** Opens a TCP connection and closes it again. */
@@ -59,7 +59,7 @@ export function systemEffects(options: SystemEffectsOptions): CheckEffects {
     resolveUser,
     resolveGroup,
     runner,
-    probeBinary: (configured) => probeBinary(configured, env.PATH),
+    probeBinary: (configured, timeoutMs) => probeBinary(configured, env.PATH, timeoutMs),
     lookup: (host, timeoutMs) => lookup(runner, host, timeoutMs),
     connect,
     async fetchSvids(socketPath, { gid, timeoutMs }) {

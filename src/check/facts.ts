@@ -60,7 +60,14 @@ export class Facts {
   constructor(
     readonly config: HarnessConfig,
     readonly effects: CheckEffects,
+    /** `check --timeout` over the default bound: every deadline grows or shrinks with it. */
+    private readonly scale = 1,
   ) {}
+
+  /** A nominal deadline, scaled to this run's bound. */
+  ms(nominal: number): number {
+    return Math.round(nominal * this.scale);
+  }
 
   private once<T>(key: string, make: () => Promise<T>): Promise<T> {
     let promise = this.memo.get(key) as Promise<T> | undefined;
@@ -74,11 +81,11 @@ export class Facts {
   }
 
   proxyUser(): Promise<ResolvedUser> {
-    return this.once('user', () => timeLimit(this.effects.resolveUser(this.config.proxy.user), ACCOUNT_TIMEOUT_MS, `looking up user ${this.config.proxy.user}`));
+    return this.once('user', () => timeLimit(this.effects.resolveUser(this.config.proxy.user), this.ms(ACCOUNT_TIMEOUT_MS), `looking up user ${this.config.proxy.user}`));
   }
 
   proxyGroup(): Promise<ResolvedGroup> {
-    return this.once('group', () => timeLimit(this.effects.resolveGroup(this.config.proxy.group), ACCOUNT_TIMEOUT_MS, `looking up group ${this.config.proxy.group}`));
+    return this.once('group', () => timeLimit(this.effects.resolveGroup(this.config.proxy.group), this.ms(ACCOUNT_TIMEOUT_MS), `looking up group ${this.config.proxy.group}`));
   }
 
   /** The group to ask the Workload API as: the daemon's (proxy.group), when this process may switch to it (root). */
@@ -97,7 +104,7 @@ export class Facts {
     return this.once('svids', async () => {
       const socketPath = this.socketPath();
       const gid = await this.askingGid();
-      const svids = await this.effects.fetchSvids(socketPath, { ...(gid !== undefined ? { gid } : {}), timeoutMs: SVID_FETCH_TIMEOUT_MS });
+      const svids = await this.effects.fetchSvids(socketPath, { ...(gid !== undefined ? { gid } : {}), timeoutMs: this.ms(SVID_FETCH_TIMEOUT_MS) });
       return { svids, gid };
     });
   }
@@ -129,7 +136,7 @@ export class Facts {
       const host = adminClientHost(this.config.admin);
       const port = this.config.admin.port;
       try {
-        return { running: true, status: await this.effects.daemonStatus(host, port, DAEMON_TIMEOUT_MS), host, port };
+        return { running: true, status: await this.effects.daemonStatus(host, port, this.ms(DAEMON_TIMEOUT_MS)), host, port };
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         return { running: false, reason: (err as Error).message, answeredWrongly: code !== 'ECONNREFUSED', host, port };
@@ -151,7 +158,7 @@ export class Facts {
   resolve(host: string): Promise<string[]> {
     if (isIP(host)) return Promise.resolve([host]);
     return this.once(`dns:${host}`, async () => {
-      const addresses = await timeLimit(this.effects.lookup(host, DNS_TIMEOUT_MS), DNS_TIMEOUT_MS + 500, `resolving ${host}`);
+      const addresses = await timeLimit(this.effects.lookup(host, this.ms(DNS_TIMEOUT_MS)), this.ms(DNS_TIMEOUT_MS + 500), `resolving ${host}`);
       if (addresses.length === 0) throw Object.assign(new Error(`${host} resolves to no address`), { code: 'ENODATA' });
       return addresses;
     });

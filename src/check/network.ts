@@ -5,36 +5,36 @@
  */
 import { isIP } from 'node:net';
 import type { HarnessConfig } from '../config/types.ts';
-import { fail, ok, skip, type Check, type Outcome } from './check.ts';
+import { fail, formatMs, ok, skip, type Check, type Outcome } from './check.ts';
 import type { OwnedListener, SocketOwner } from './effects.ts';
 import { controlEndpoints, DNS_TIMEOUT_MS, type Endpoint, type Facts } from './facts.ts';
 import { parseRouteGet } from './proc.ts';
 
 export const TCP_TIMEOUT_MS = 2000;
-const ROUTE_TIMEOUT_MS = 1000;
+const ROUTE_TIMEOUT_MS = 1500;
 
 function formatAddress(address: string, port: number): string {
   return isIP(address) === 6 ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
-function dnsFailure(host: string, settings: string[], err: Error & { code?: unknown }): Outcome {
+function dnsFailure(host: string, settings: string[], err: Error & { code?: unknown }, timeoutMs: number): Outcome {
   const where = `or put an IP address in ${settings.join(' / ')}`;
   if (err.code === 'ENOTFOUND') {
     return fail(`${host} does not resolve: neither /etc/hosts nor DNS knows it`, `this machine must resolve the cluster's names: forward the cluster domain to the cluster DNS (the dnsmasq step of the Linkerd mesh-expansion guide: server=/cluster.local/<cluster DNS IP>), add an /etc/hosts entry, ${where}`);
   }
   if (err.code === 'ETIMEDOUT') {
-    return fail(`resolving ${host} got no answer within ${DNS_TIMEOUT_MS / 1000} s`, `the DNS servers in /etc/resolv.conf do not answer: check that they are reachable from this machine, ${where}`);
+    return fail(`resolving ${host} got no answer within ${formatMs(timeoutMs)}`, `the DNS servers in /etc/resolv.conf do not answer: check that they are reachable from this machine, ${where}`);
   }
   return fail(`resolving ${host} failed: ${err.message}`, `check /etc/resolv.conf and /etc/nsswitch.conf, ${where}`);
 }
 
-function connectFailure(endpoint: Endpoint, address: string, err: Error & { code?: unknown }): string {
+function connectFailure(endpoint: Endpoint, address: string, err: Error & { code?: unknown }, timeoutMs: number): string {
   const target = formatAddress(address, endpoint.port);
   switch (err.code) {
     case 'ECONNREFUSED':
       return `${target} refused the connection: nothing listens there`;
     case 'ETIMEDOUT':
-      return `${target} did not answer within ${TCP_TIMEOUT_MS / 1000} s: packets are dropped on the way (firewall, security group, or no route back)`;
+      return `${target} did not answer within ${formatMs(timeoutMs)}: packets are dropped on the way (firewall, security group, or no route back)`;
     case 'EHOSTUNREACH':
     case 'ENETUNREACH':
       return `${target} is unreachable (${err.code}): no route to it`;
@@ -75,7 +75,7 @@ export function networkChecks(config: HarnessConfig, facts: Facts): Check[] {
         try {
           return ok((await facts.resolve(host)).join(', '));
         } catch (err) {
-          return dnsFailure(host, settings, err as Error);
+          return dnsFailure(host, settings, err as Error, facts.ms(DNS_TIMEOUT_MS));
         }
       },
     });
@@ -98,10 +98,10 @@ export function networkChecks(config: HarnessConfig, facts: Facts): Check[] {
         const addresses = await facts.resolve(endpoint.host).catch(() => undefined);
         if (!addresses) return skip(`${endpoint.host} does not resolve; see above`);
         // Any one address answering is enough: clients try them in turn.
-        const attempts = await Promise.allSettled(addresses.map((a) => facts.effects.connect(a, endpoint.port, TCP_TIMEOUT_MS)));
+        const attempts = await Promise.allSettled(addresses.map((a) => facts.effects.connect(a, endpoint.port, facts.ms(TCP_TIMEOUT_MS))));
         const reached = addresses.filter((_, i) => attempts[i]!.status === 'fulfilled');
         if (reached.length > 0) return ok(`connected to ${reached.map((a) => formatAddress(a, endpoint.port)).join(', ')}`);
-        const reasons = addresses.map((a, i) => connectFailure(endpoint, a, (attempts[i] as PromiseRejectedResult).reason as Error));
+        const reasons = addresses.map((a, i) => connectFailure(endpoint, a, (attempts[i] as PromiseRejectedResult).reason as Error, facts.ms(TCP_TIMEOUT_MS)));
         return fail(
           reasons.join('; '),
           endpoint.role === 'registrar'
@@ -120,14 +120,15 @@ export function networkChecks(config: HarnessConfig, facts: Facts): Check[] {
       subject: host,
       area: 'network',
       name: `the cluster's pod network is routed (addresses of ${host})`,
-      timeoutMs: DNS_TIMEOUT_MS + ROUTE_TIMEOUT_MS + 500,
+      timeoutMs: DNS_TIMEOUT_MS + ROUTE_TIMEOUT_MS,
       timeoutHint: 'ip route get did not answer',
       async run() {
         const addresses = await facts.resolve(host).catch(() => undefined);
         if (!addresses) return skip(`${host} does not resolve; see above`);
         const routes: string[] = [];
         for (const address of addresses) {
-          const result = await facts.effects.runner.run(['ip', 'route', 'get', address], { timeoutMs: ROUTE_TIMEOUT_MS });
+          const result = await facts.effects.runner.run(['ip', 'route', 'get', address], { timeoutMs: facts.ms(ROUTE_TIMEOUT_MS) });
+          if (result.exitCode === 124) return fail(`ip route get ${address} did not answer within ${formatMs(facts.ms(ROUTE_TIMEOUT_MS))}`, 'the host is overloaded or netlink is stuck; run ip route get by hand');
           const route = result.exitCode === 0 ? parseRouteGet(result.stdout) : undefined;
           if (!route) {
             return fail(

@@ -13,7 +13,8 @@ import { Facts } from './facts.ts';
 import { identityChecks } from './identity.ts';
 import { networkChecks, portChecks } from './network.ts';
 
-export function planChecks(load: ConfigLoad, effects: CheckEffects): Check[] {
+/** `scale`: this run's bound over the default one (check --timeout), applied to every inner deadline. */
+export function planChecks(load: ConfigLoad, effects: CheckEffects, scale = 1): Check[] {
   if (!load.ok) {
     const skipped = (area: Area): Check => ({
       id: `${area.replace(' ', '-')}.skipped`,
@@ -26,13 +27,13 @@ export function planChecks(load: ConfigLoad, effects: CheckEffects): Check[] {
     return [...configChecks(load), privilegeCheck(effects, undefined), ...AREAS.filter((a) => a !== 'config' && a !== 'host').map(skipped)];
   }
   const { config } = load.loaded;
-  const facts = new Facts(config, effects);
+  const facts = new Facts(config, effects, scale);
   return [
     ...configChecks(load),
     privilegeCheck(effects, config),
     ...accountChecks(config, facts),
     ...iptablesChecks(config, facts),
-    ...binaryChecks(config, effects),
+    ...binaryChecks(config, facts),
     ...identityChecks(config, facts),
     ...networkChecks(config, facts),
     ...portChecks(config, facts),

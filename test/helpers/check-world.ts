@@ -84,12 +84,16 @@ export async function healthyWorld(t: Teardown, label: string): Promise<World> {
   return { ns, dir, anchorsFile, socketPath, config };
 }
 
-/** Runs the built CLI's check inside the namespace (optionally behind a command such as setpriv). */
-export async function runCheck(world: World, patch: Json = {}, options: { wrapper?: string[]; output?: 'json' | 'table'; timeoutMs?: number } = {}): Promise<CheckRun> {
+/**
+ * Runs the built CLI's check inside the namespace (optionally behind a command such as
+ * setpriv). The bound is 30 s unless `bound` says otherwise (false: the default 5 s): on a
+ * machine shared by many test runs, the checks that must pass may be slow to answer.
+ */
+export async function runCheck(world: World, patch: Json = {}, options: { wrapper?: string[]; output?: 'json' | 'table'; timeoutMs?: number; bound?: string | false } = {}): Promise<CheckRun> {
   const path = join(world.dir, `config-${Math.random().toString(16).slice(2)}.json`);
   writeFileSync(path, JSON.stringify(merge(world.config, patch), null, 2));
-  const argv = [...world.ns.prefix.slice(1), ...(options.wrapper ?? []), process.execPath, harnessBin, 'check', '--config', path, '--output', options.output ?? 'json'];
-  const result = await execa(world.ns.prefix[0]!, argv, { env: childEnv(), extendEnv: false, reject: false, timeout: options.timeoutMs ?? 60_000 });
+  const argv = [...world.ns.prefix.slice(1), ...(options.wrapper ?? []), process.execPath, harnessBin, 'check', '--config', path, '--output', options.output ?? 'json', ...(options.bound === false ? [] : ['--timeout', options.bound ?? '30s'])];
+  const result = await execa(world.ns.prefix[0]!, argv, { env: childEnv(), extendEnv: false, reject: false, timeout: options.timeoutMs ?? 90_000 });
   const stdout = String(result.stdout);
   const report = (options.output ?? 'json') === 'json' ? (JSON.parse(stdout) as CheckReport) : ({ categories: [] } as unknown as CheckReport);
   return {

@@ -5,16 +5,19 @@ import type { ConfigLoad } from '../../check/config.ts';
 import { systemEffects } from '../../check/effects.ts';
 import { planChecks } from '../../check/plan.ts';
 import { renderAreaHeading, renderResult, renderSummary, reportJson } from '../../check/render.ts';
+import { parseDuration } from '../../util/duration.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import { configOptions, parseCommandArgs, write, type Command } from '../command.ts';
 import { loadCommandConfig } from '../command-config.ts';
 
 export const checkCommand: Command = {
   name: 'check',
-  usage: 'mesh-harness check [--config PATH] [--set section.key=value] [--output table|json]',
+  usage: 'mesh-harness check [--config PATH] [--set section.key=value] [--output table|json] [--timeout 5s]',
   async run(args, io) {
-    const { values } = parseCommandArgs(this, args, { ...configOptions, output: { type: 'string', short: 'o', default: 'table' } });
+    const { values } = parseCommandArgs(this, args, { ...configOptions, output: { type: 'string', short: 'o', default: 'table' }, timeout: { type: 'string' } });
     if (values.output !== 'table' && values.output !== 'json') throw new CliError(`mesh-harness check: --output must be table or json, got "${values.output}"\nusage: ${this.usage}`, EXIT.USAGE);
+    const budgetMs = values.timeout === undefined ? CHECK_BUDGET_MS : parseDuration(values.timeout);
+    if (budgetMs === undefined || budgetMs < 1000) throw new CliError(`mesh-harness check: --timeout must be a duration of at least 1s, such as 5s or 30s; got "${values.timeout}"\nusage: ${this.usage}`, EXIT.USAGE);
 
     let load: ConfigLoad;
     try {
@@ -25,7 +28,8 @@ export const checkCommand: Command = {
     }
 
     const started = performance.now();
-    const pending = runChecks(planChecks(load, systemEffects({ env: io.env })), { budgetMs: CHECK_BUDGET_MS });
+    // A longer bound (slow links, loaded hosts) stretches every check's deadline alike.
+    const pending = runChecks(planChecks(load, systemEffects({ env: io.env }), budgetMs / CHECK_BUDGET_MS), { budgetMs });
     const results: CheckResult[] = [];
     const style = (io.stdout as NodeJS.WriteStream).isTTY && io.env.TERM !== 'dumb' ? 'unicode' : 'ascii';
     let area: Area | undefined;
