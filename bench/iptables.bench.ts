@@ -41,7 +41,7 @@ const LARGE_SETS = [
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function config(sets: string[]) {
-  return loadConfig({ path: '/dev/null', env: {}, sets: [...BASE_SETS, ...sets] }).config;
+  return loadConfig({ path: null, env: {}, sets: [...BASE_SETS, ...sets] }).config;
 }
 
 async function namespace(label: string): Promise<Netns> {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/helpers/tmp.ts';
 import { median, percentile, rssMb, writeResults, type BenchRow } from './lib.ts';
+import { DevCa } from '../src/dev/ca.ts';
 
 const bin = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'bin', 'mesh-harness.mjs');
 
@@ -40,6 +41,9 @@ async function main(): Promise<void> {
   }
 
   const dir = mkdtempSync(join(tmpdir(), 'mh-bench-'));
+  // run checks the host before it starts: real trust anchors, an executable proxy path (the
+  // proxy itself never starts here: no SVID).
+  writeFileSync(join(dir, 'anchors.pem'), (await DevCa.create({ trustDomain: 'root.linkerd.cluster.local' })).bundlePem);
   const liveMs: number[] = [];
   const rss: number[] = [];
   try {
@@ -48,7 +52,7 @@ async function main(): Promise<void> {
       const config = join(dir, `config-${i}.json`);
       writeFileSync(config, JSON.stringify({
         identity: { spiffeId: 'spiffe://root.linkerd.cluster.local/vm/bench', serverName: 'bench.vm.cluster.local', workloadApiSocket: `unix://${dir}/none.sock`, trustAnchorsFile: `${dir}/anchors.pem` },
-        proxy: { destinationAddr: 'dst.example:8086', user: 'nobody', group: 'nogroup', binary: '/nonexistent/linkerd2-proxy' },
+        proxy: { destinationAddr: 'dst.example:8086', user: 'nobody', group: 'nogroup', binary: '/bin/true' },
         iptables: { enabled: false },
         admin: { port },
         log: { level: 'warn', format: 'json' },

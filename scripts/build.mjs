@@ -8,6 +8,8 @@ const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url
 // Entry points: output name -> source. Add new programs here.
 const entries = {
   'mesh-harness': 'src/cli/main.ts',
+  // The cluster-side service (mesh-registrar run).
+  'mesh-registrar': 'src/registrar/main.ts',
   // The playground's Workload API server when no SPIRE is installed (mesh-harness demo spawns it).
   'dev-workload-api': 'src/dev/workload-api/main.ts',
   // The playground's and the tests' stand-in for linkerd2-proxy (never the production path).

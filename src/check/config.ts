@@ -4,7 +4,7 @@
  */
 import { DEFAULT_CONFIG_PATH, type LoadedConfig } from '../config/load.ts';
 import { envVarFor, requiredForRun } from '../config/schema.ts';
-import { fail, ok, skip, type Check } from './check.ts';
+import { fail, ok, skip, warn, type Check } from './check.ts';
 
 /** The configuration as `check` found it: loaded, or the loader's problems. */
 export type ConfigLoad = { ok: true; loaded: LoadedConfig } | { ok: false; problems: string[] };
@@ -20,7 +20,11 @@ export function configChecks(load: ConfigLoad): Check[] {
       timeoutMs: 1000,
       timeoutHint: CONFIG_TIMEOUT_HINT,
       async run() {
-        if (load.ok) return ok(load.loaded.file ?? `no file at ${DEFAULT_CONFIG_PATH}; defaults and MESH_HARNESS_* environment`);
+        const source = load.ok ? (load.loaded.file ?? `no file at ${DEFAULT_CONFIG_PATH}; defaults and MESH_HARNESS_* environment`) : '';
+        if (load.ok && load.loaded.warnings.length > 0) {
+          return warn([`${source}; ${load.loaded.warnings.length} warning${load.loaded.warnings.length === 1 ? '' : 's'}:`, ...load.loaded.warnings.map((w) => `- ${w}`)].join('\n'), 'remove or correct the variables named above; a misspelt MESH_HARNESS_* variable is ignored');
+        }
+        if (load.ok) return ok(source);
         const count = `${load.problems.length} problem${load.problems.length === 1 ? '' : 's'}`;
         return fail([`${count}:`, ...load.problems.map((p) => `- ${p}`)].join('\n'), 'fix each setting named above (docs/configuration.md lists them all), then run mesh-harness config validate');
       },

@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import type { X509Certificate } from 'node:crypto';
 import { adminClientHost } from '../admin/client.ts';
 import type { AdminStatus } from '../admin/server.ts';
+import { anchorsFileError } from '../config/host-checks.ts';
 import type { HarnessConfig } from '../config/types.ts';
 import { parseTrustAnchors } from '../identity/verify.ts';
 import { parseWorkloadApiAddress, type X509Svid } from '../identity/workload-api-client.ts';
@@ -122,10 +123,7 @@ export class Facts {
       try {
         pem = this.effects.readText(file);
       } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') throw new Error(`trust anchors file ${file} does not exist`);
-        if (code === 'EACCES') throw new Error(`trust anchors file ${file} is not readable (permission denied)`);
-        throw new Error(`trust anchors file ${file} cannot be read (${code ?? (err as Error).message})`);
+        throw new Error(anchorsFileError(file, err));
       }
       return parseTrustAnchors(pem, file);
     });
@@ -146,7 +144,7 @@ export class Facts {
 
   /** The iptables backend `iptables.backend` selects on this host (detection reads rules, never writes). */
   backend(): Promise<Backend> {
-    return this.once('backend', () => resolveBackend(this.effects.runner, this.config.iptables));
+    return this.once('backend', () => resolveBackend(this.effects.runner, { backend: this.config.iptables.backend, ipv6: this.config.host.ipv6 }));
   }
 
   /** Listening sockets on the ports the harness and the proxy need, with their owners. */

@@ -1,7 +1,10 @@
 import { loadConfig, type LoadedConfig, type LoadOptions } from '../config/load.ts';
-import type { CommandIo } from './command.ts';
+import { write, type CommandIo } from './command.ts';
 
-/** Loads the configuration named by a command's --config and --set options. */
-export function loadCommandConfig(values: { config?: string | undefined; set?: string[] | undefined }, io: Pick<CommandIo, 'env'>, extra: Pick<LoadOptions, 'require' | 'requiredBy'> = {}): LoadedConfig {
-  return loadConfig({ ...(values.config ? { path: values.config } : {}), env: io.env, sets: values.set ?? [], ...extra });
+/** Loads the configuration named by a command's --config and --set options; warnings go to stderr. */
+export function loadCommandConfig(values: { config?: string | undefined; set?: string[] | undefined }, io: Pick<CommandIo, 'env' | 'stderr'>, extra: Pick<LoadOptions, 'require' | 'requiredBy'> = {}): LoadedConfig {
+  // An empty --config "" is passed on (and refused), never taken as "no option".
+  const loaded = loadConfig({ ...(values.config !== undefined ? { path: values.config } : {}), env: io.env, sets: values.set ?? [], ...extra });
+  for (const warning of loaded.warnings) write(io.stderr, `mesh-harness: warning: ${warning}`);
+  return loaded;
 }

@@ -1,4 +1,4 @@
-import { CliError, EXIT } from './exit-codes.ts';
+import { ConfigError, EXIT, exitCodeOf, HarnessError } from '../util/errors.ts';
 import { write, type Command, type CommandIo } from './command.ts';
 
 /**
@@ -17,6 +17,7 @@ const commands: CommandEntry[] = [
   { name: 'check', summary: 'preflight and live diagnosis: one line per check, a hint on each failure', load: async () => (await import('./commands/check.ts')).checkCommand },
   { name: 'config', summary: 'validate a configuration file, or show the effective configuration', load: async () => (await import('./commands/config.ts')).configCommand },
   { name: 'iptables', summary: 'print, apply, diff or remove the traffic redirection rules', load: async () => (await import('./commands/iptables.ts')).iptablesCommand },
+  { name: 'proxy', summary: 'print the exact environment the harness gives the proxy (sourceable by a shell)', load: async () => (await import('./commands/proxy.ts')).proxyCommand },
   { name: 'demo', summary: 'run the embedded playground (root; network namespaces, no cluster)', load: async () => (await import('./commands/demo.ts')).demoCommand },
   { name: 'version', summary: 'print the version, and those of the proxy and spire-agent binaries found', load: async () => (await import('./commands/version.ts')).versionCommand },
 ];
@@ -45,20 +46,22 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   try {
     return await command.run(args, io);
   } catch (err) {
-    if (err instanceof Error && err.name === 'ConfigError' && Array.isArray((err as { problems?: unknown }).problems)) {
-      const { problems } = err as Error & { problems: string[] };
-      write(io.stderr, `mesh-harness ${name}: invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):`);
-      for (const problem of problems) write(io.stderr, `  ${problem}`);
-      return EXIT.CONFIG;
-    }
-    if (err instanceof CliError) {
-      write(io.stderr, err.message);
-      return err.exitCode;
-    }
-    write(io.stderr, `mesh-harness ${name}: ${(err as Error).message ?? String(err)}`);
-    if (io.env.MESH_HARNESS_DEBUG) write(io.stderr, (err as Error).stack ?? '');
-    return EXIT.FAILURE;
+    reportError(name, err, io);
+    return exitCodeOf(err);
   }
+}
+
+/** How a failed command tells the operator: the error's class decides the exit code (see util/errors.ts). */
+function reportError(name: string, err: unknown, io: CommandIo): void {
+  if (err instanceof ConfigError) {
+    const { problems } = err;
+    write(io.stderr, `mesh-harness ${name}: invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):`);
+    for (const problem of problems) write(io.stderr, `  ${problem}`);
+    return;
+  }
+  const message = (err as Error)?.message ?? String(err);
+  write(io.stderr, err instanceof HarnessError && message.startsWith('mesh-harness') ? message : `mesh-harness ${name}: ${message}`);
+  if (io.env.MESH_HARNESS_DEBUG) write(io.stderr, (err as Error)?.stack ?? '');
 }
 
 const isEntryPoint = process.argv[1] !== undefined && /mesh-harness(\.m?js|\.ts)?$|cli[/\\]main\.ts$/.test(process.argv[1]);

@@ -1,4 +1,5 @@
-import { envVarFor, requiredForRun, schemaFields, schemaSections } from './schema.ts';
+import { formatFor } from './formats.ts';
+import { envVarFor, requiredForRun, schemaFields, schemaSections, type FieldSpec } from './schema.ts';
 import { formatDuration } from '../util/duration.ts';
 
 const SECTION_INTRO: Record<string, string> = {
@@ -18,28 +19,9 @@ function formatDefault(value: unknown, format: unknown): string {
   return JSON.stringify(value);
 }
 
-const FORMAT_TEXT: Record<string, string> = {
-  'nonempty-string': 'non-empty text',
-  'optional-string': 'text, may be empty',
-  bool: '`true` or `false`',
-  'port-number': 'port 1-65535',
-  'positive-int': 'whole number >= 1',
-  duration: 'duration',
-  'spiffe-id-or-empty': '`spiffe://` ID',
-  'dns-name-or-empty': 'DNS name',
-  'k8s-name-or-empty': 'Kubernetes name',
-  'host-port-or-empty': '`host:port`',
-  'ip-list': 'list of IPs (one v4, one v6)',
-  'port-spec-list': 'list of ports or `low-high` ranges',
-  'cidr-list': 'list of CIDRs',
-  'workload-ports': 'list of ports',
-  'probe-list': 'list of probes',
-  'env-map': 'object of strings',
-};
-
-function formatAllowed(format: unknown): string {
-  if (Array.isArray(format)) return format.map((f) => `\`${f}\``).join(', ');
-  return FORMAT_TEXT[String(format)] ?? String(format);
+/** What a field accepts, in the words of its format (formats.ts), so the docs cannot drift from the code. */
+function formatAllowed(format: FieldSpec['format']): string {
+  return formatFor(format).summary;
 }
 
 function cell(text: string): string {
@@ -60,10 +42,17 @@ export function renderConfigurationDoc(): string {
     '3. the config file;',
     '4. the default.',
     '',
-    'Unknown keys are errors. Durations accept `100ms`, `10s`, `5m`, `1h` or a number of',
-    'milliseconds. `mesh-harness config validate [PATH]` checks a file and lists every',
-    'problem, one per line (exit code 78); `mesh-harness config show` prints the effective',
-    'value of every field and where it came from.',
+    'Unknown keys are errors, and so are unknown `MESH_HARNESS_*` variables (a warning).',
+    'Durations need a unit: `100ms`, `10s`, `5m`, `1h` (a bare `30` is refused). A list is',
+    'always a list: `[8080]`, not `8080`. The file must be a regular file of at most 1 MiB',
+    'holding one JSON object, nested at most 64 levels.',
+    '',
+    '`mesh-harness config validate [PATH]` checks a file and lists every problem, one per',
+    'line, each naming the field, the value and what is allowed (exit code 78); it also',
+    'lists what it cannot check without the host (accounts, trust anchors, programs), which',
+    '`mesh-harness run` checks at start, reporting every failure at once.',
+    '`mesh-harness config show` prints the effective value of every field and where it came',
+    'from; `mesh-harness proxy env` prints the environment the proxy would get.',
     '',
     'Fields marked "required by run" may stay empty for `iptables`, `check` and `config`',
     'commands; `mesh-harness run` refuses to start without them.',

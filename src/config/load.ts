@@ -1,24 +1,34 @@
-import convict from 'convict';
-import { readFileSync } from 'node:fs';
+/**
+ * Loading the configuration: defaults < file < MESH_HARNESS_* environment < --set flags.
+ *
+ * The file is untrusted input. It is read only when it is a regular file of bounded size,
+ * parsed into plain data (bounded depth, no prototypes, see json.ts), and its shape is
+ * checked against the schema (sections are objects, keys are known) before any value is
+ * used. Every value, whatever its source, then goes through its format, which validates it
+ * and parses it into the typed config. Nothing is merged by a library: for each field the
+ * source with the highest precedence wins, so a value can never reach a place the schema
+ * does not declare.
+ */
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { spireAgentConfigProblems } from '../identity/spire-agent.ts';
 import { extraEnvProblems } from '../proxy/env.ts';
-import { registerFormats } from './formats.ts';
-import { envVarFor, schemaFields, schemaSections, type FieldSpec } from './schema.ts';
+import { ConfigError, UsageError } from '../util/errors.ts';
+import { formatFor } from './formats.ts';
+import { decideHost, readHostFacts, type HostFacts } from './host.ts';
+import { isJsonObject, JsonSyntaxError, parseJson, type JsonValue } from './json.ts';
+import { capProblems, joinPath, problem, showValue } from './problems.ts';
+import { envVarFor, nonConfigEnv, schemaFields, schemaSections, type FieldSpec } from './schema.ts';
 import type { HarnessConfig, Origin } from './types.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/mesh-harness/config.json';
 
-/** Every problem found in a configuration, one line each, for exit code 78. */
-export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(problems.join('\n'));
-    this.name = 'ConfigError';
-  }
-}
+/** A configuration is kilobytes; anything larger is a mistake (or /dev/zero). */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
 
 export interface LoadOptions {
-  /** Config file. When not given, DEFAULT_CONFIG_PATH is used if it exists. */
-  path?: string;
+  /** Config file; null: no file at all. When not given, DEFAULT_CONFIG_PATH is used if it exists. */
+  path?: string | null;
   env?: NodeJS.ProcessEnv;
   /** `path=value` overrides from the command line (--set). */
   sets?: string[];
@@ -28,6 +38,8 @@ export interface LoadOptions {
   requiredBy?: string;
   /** Overrides the default file location (tests). */
   defaultPath?: string;
+  /** What the host offers (read from /proc when not given). */
+  host?: HostFacts;
 }
 
 export interface LoadedConfig {
@@ -35,132 +47,163 @@ export interface LoadedConfig {
   origins: Map<string, Origin>;
   /** The file that was read, if any. */
   file?: string;
+  /** Things worth saying that are not errors (unknown MESH_HARNESS_* variables). */
+  warnings: string[];
 }
 
-let formatsRegistered = false;
+const SECTIONS = Object.keys(schemaSections);
+const FIELDS = new Map<string, FieldSpec>(schemaFields());
 
-function convictSchema(): Record<string, Record<string, unknown>> {
-  const schema: Record<string, Record<string, unknown>> = {};
-  for (const [path, spec] of schemaFields()) {
-    const [section, key] = path.split('.') as [string, string];
-    schema[section] ??= {};
-    schema[section]![key] = {
-      doc: spec.doc,
-      format: spec.format,
-      default: spec.default,
-      env: envVarFor(path),
-      sensitive: spec.sensitive ?? false,
-    };
-  }
-  return schema;
+function sectionKeys(section: string): string[] {
+  return Object.keys((schemaSections as Record<string, Record<string, FieldSpec>>)[section] ?? {});
 }
 
-function show(value: unknown): string {
-  return value === undefined ? 'nothing' : JSON.stringify(value);
+function fileProblem(path: string, what: string): ConfigError {
+  return new ConfigError([`config file ${showValue(path)}: ${what}`]);
 }
 
-function readConfigFile(path: string, explicit: boolean): Record<string, unknown> | undefined {
-  let text: string;
+/**
+ * Reads the file only if it is a regular file of at most MAX_CONFIG_BYTES. Opening with
+ * O_NONBLOCK keeps a FIFO from blocking the open; fstat on the opened descriptor then
+ * decides, so a symlink to /dev/zero or a directory is refused before anything is read.
+ */
+function readConfigText(path: string, explicit: boolean): string | undefined {
+  if (path === '') throw new ConfigError(['config file "": the path is empty; pass the path of a JSON file, or leave the option out to use ' + DEFAULT_CONFIG_PATH]);
+  if (path.includes('\0')) throw fileProblem(path, 'the path contains a NUL character');
+  let fd: number;
   try {
-    text = readFileSync(path, 'utf8');
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && !explicit) return undefined;
-    if (code === 'ENOENT') throw new ConfigError([`config file ${path}: does not exist; pass an existing file with --config, or omit it to use ${DEFAULT_CONFIG_PATH}`]);
-    if (code === 'EACCES') throw new ConfigError([`config file ${path}: permission denied; run as root or make it readable`]);
-    if (code === 'EISDIR') throw new ConfigError([`config file ${path}: is a directory, expected a JSON file`]);
-    throw new ConfigError([`config file ${path}: cannot be read (${code ?? String(err)})`]);
+    if (code === 'ENOENT') throw fileProblem(path, `does not exist; pass an existing file, or leave the option out to use ${DEFAULT_CONFIG_PATH}`);
+    if (code === 'EACCES') throw fileProblem(path, 'permission denied; run as root or make it readable');
+    if (code === 'ENOTDIR') throw fileProblem(path, 'a part of the path is not a directory');
+    throw fileProblem(path, `cannot be opened (${code ?? 'unknown error'})`);
   }
-  if (text.trim() === '') return {};
-  let parsed: unknown;
   try {
-    parsed = JSON.parse(text);
+    const stat = fstatSync(fd);
+    if (stat.isDirectory()) throw fileProblem(path, 'is a directory; expected a JSON file');
+    if (!stat.isFile()) throw fileProblem(path, 'is not a regular file (a FIFO, socket or device); the configuration is read only from a regular JSON file');
+    if (stat.size > MAX_CONFIG_BYTES) throw fileProblem(path, `is ${stat.size} bytes; a configuration file may be at most ${MAX_CONFIG_BYTES} bytes`);
+    const buffer = Buffer.alloc(Math.min(stat.size, MAX_CONFIG_BYTES) + 1);
+    let length = 0;
+    for (let n; length < buffer.length && (n = readSync(fd, buffer, length, buffer.length - length, null)) > 0; ) length += n;
+    if (length > MAX_CONFIG_BYTES) throw fileProblem(path, `grew past ${MAX_CONFIG_BYTES} bytes while being read`);
+    const text = buffer.subarray(0, length).toString('utf8');
+    if (text.includes('\uFFFD')) throw fileProblem(path, 'is not valid UTF-8 text');
+    return text;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readConfigFile(path: string, explicit: boolean): JsonValue | undefined {
+  const text = readConfigText(path, explicit);
+  if (text === undefined) return undefined;
+  if (text.trim() === '') throw fileProblem(path, 'is empty; write a JSON object such as {} (every setting has a default)');
+  try {
+    return parseJson(text.replace(/^\uFEFF/, ''));
   } catch (err) {
-    throw new ConfigError([`config file ${path}: not valid JSON: ${(err as Error).message}`]);
+    if (err instanceof JsonSyntaxError) throw fileProblem(path, `not valid JSON: ${err.message}`);
+    throw err;
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw new ConfigError([`config file ${path}: must hold a JSON object with sections ${Object.keys(schemaSections).join(', ')}`]);
-  }
-  return parsed as Record<string, unknown>;
 }
 
-/** Problems convict cannot describe well: unknown sections, sections that are not objects. */
-function shapeProblems(file: Record<string, unknown>): string[] {
-  const problems: string[] = [];
-  const sections = Object.keys(schemaSections);
-  for (const [key, value] of Object.entries(file)) {
-    if (!sections.includes(key)) {
-      problems.push(`${key}: unknown section; allowed sections: ${sections.join(', ')}`);
-    } else if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      problems.push(`${key}: got ${show(value)}; must be an object holding the ${key} settings`);
-      delete file[key];
+/** The file's values by field path, and every shape problem (unknown keys, wrong nesting). */
+function fileValues(file: JsonValue, problems: string[]): Map<string, JsonValue> {
+  const values = new Map<string, JsonValue>();
+  if (!isJsonObject(file)) {
+    problems.push(problem('(top level)', file, `must be a JSON object with the sections ${SECTIONS.join(', ')}`));
+    return values;
+  }
+  for (const [section, body] of Object.entries(file)) {
+    const at = joinPath('', section);
+    if (!SECTIONS.includes(section)) {
+      problems.push(problem(at, body, `unknown section; allowed sections: ${SECTIONS.join(', ')}`));
+      continue;
+    }
+    if (!isJsonObject(body)) {
+      problems.push(problem(at, body, `must be an object holding the ${section} settings`));
+      continue;
+    }
+    const keys = sectionKeys(section);
+    for (const [key, value] of Object.entries(body)) {
+      if (keys.includes(key)) values.set(`${section}.${key}`, value);
+      else problems.push(problem(joinPath(at, key), value, `unknown key; ${section} accepts: ${keys.join(', ')}`));
     }
   }
-  return problems;
+  return values;
 }
 
-function unknownKeyProblem(path: string): string {
-  const [section] = path.split('.');
-  const keys = Object.keys((schemaSections as Record<string, Record<string, FieldSpec>>)[section ?? ''] ?? {});
+/** Splits `--set section.key=value`; a malformed flag is a usage error (64), not a config one. */
+export function parseSetFlag(assignment: string): { path: string; text: string } {
+  const eq = assignment.indexOf('=');
+  const path = eq > 0 ? assignment.slice(0, eq) : '';
+  if (!/^[^.=]+\.[^=]+$/.test(path)) {
+    throw new UsageError(`--set ${showValue(assignment)}: expected section.key=value, such as --set log.level=debug`);
+  }
+  return { path, text: assignment.slice(eq + 1) };
+}
+
+function unknownFieldProblem(path: string, value: unknown): string {
+  const [section = ''] = path.split('.');
+  const keys = sectionKeys(section);
   return keys.length
-    ? `${path}: unknown key; ${section} accepts: ${keys.join(', ')}`
-    : `${path}: unknown key; allowed sections: ${Object.keys(schemaSections).join(', ')}`;
+    ? problem(path, value, `unknown key; ${section} accepts: ${keys.join(', ')}`)
+    : problem(path, value, `unknown section; allowed sections: ${SECTIONS.join(', ')}`);
 }
 
-/** Turns convict's multi-line validation error into our one-line-per-problem form. */
-function convictProblems(message: string, get: (path: string) => unknown): string[] {
-  const problems: string[] = [];
-  for (const line of message.split('\n')) {
-    const undeclared = /^configuration param '(.+)' not declared in the schema$/.exec(line);
-    if (undeclared) {
-      const path = undeclared[1]!;
-      // Unknown sections were already reported with a better message.
-      if (path.includes('.') && path.split('.')[0]! in schemaSections) problems.push(unknownKeyProblem(path));
-      continue;
-    }
-    const sep = line.indexOf(': ');
-    if (sep < 0) {
-      problems.push(line);
-      continue;
-    }
-    const path = line.slice(0, sep);
-    let reason = line.slice(sep + 2);
-    const valueAt = reason.lastIndexOf(': value was ');
-    if (valueAt >= 0) reason = reason.slice(0, valueAt);
-    reason = reason.replace(/^must be one of the possible values: /, 'must be one of ');
-    let value: unknown;
-    try {
-      value = get(path);
-    } catch {
-      value = undefined;
-    }
-    problems.push(`${path}: got ${show(value)}; ${reason}`);
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
   }
-  return problems;
+  return prev[b.length]!;
 }
 
+function unknownEnvWarnings(env: NodeJS.ProcessEnv, known: Set<string>): string[] {
+  const warnings: string[] = [];
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('MESH_HARNESS_') || known.has(name) || nonConfigEnv.has(name)) continue;
+    const shown = showValue(name);
+    const near = name.length <= 64 ? [...known].find((k) => editDistance(k, name) <= 2) : undefined;
+    warnings.push(`${shown}: unknown variable, ignored${near ? `; did you mean ${near}?` : ''}`);
+    if (warnings.length >= 20) break;
+  }
+  return warnings;
+}
+
+const LOOPBACK = (address: string) => (isIP(address) === 4 && address.startsWith('127.')) || address === '::1';
+
+/** Rules between fields, and per mode; each is a config error (78) like any other. */
 function crossFieldProblems(config: HarnessConfig): string[] {
   const problems: string[] = [];
-  const { proxy, admin } = config;
+  const { proxy, admin, spire } = config;
   const ports: Array<[string, number]> = [
     ['proxy.inboundPort', proxy.inboundPort],
     ['proxy.outboundPort', proxy.outboundPort],
     ['proxy.adminPort', proxy.adminPort],
     ['proxy.controlPort', proxy.controlPort],
   ];
-  if (admin.address === '127.0.0.1' || admin.address === '::1' || admin.address === 'localhost') ports.push(['admin.port', admin.port]);
+  if (LOOPBACK(admin.address)) ports.push(['admin.port', admin.port]);
   for (let i = 0; i < ports.length; i++) {
     for (let j = i + 1; j < ports.length; j++) {
-      if (ports[i]![1] === ports[j]![1]) {
-        problems.push(`${ports[j]![0]}: got ${ports[j]![1]}; must differ from ${ports[i]![0]}, which uses the same port`);
-      }
+      if (ports[i]![1] === ports[j]![1]) problems.push(problem(ports[j]![0], ports[j]![1], `must differ from ${ports[i]![0]}, which uses the same port`));
     }
   }
-  const loopback = admin.address === 'localhost' || (isIP(admin.address) === 4 && admin.address.startsWith('127.')) || admin.address === '::1';
-  if (isIP(admin.address) === 0 && admin.address !== 'localhost') {
-    problems.push(`admin.address: got ${show(admin.address)}; must be an IP address such as 127.0.0.1`);
-  } else if (!loopback && !admin.allowNonLoopback) {
-    problems.push(`admin.address: got ${show(admin.address)}; the admin API has no authentication, so it binds loopback only; set admin.allowNonLoopback to true to expose it`);
+  if (!LOOPBACK(admin.address) && !admin.allowNonLoopback) {
+    problems.push(problem('admin.address', admin.address, 'the admin API has no authentication, so it binds loopback only (127.0.0.1 or ::1); set admin.allowNonLoopback to true to expose it'));
+  }
+  // Managed mode renders the agent's configuration unless one is given: the rendering's
+  // own rule decides what it needs (a join token is not among them: an agent that has
+  // attested once re-attests from its data directory).
+  if (spire.mode === 'managed' && !spire.agentConfig) problems.push(...spireAgentConfigProblems(spire));
+  const ips = config.workload.ips;
+  if (ips.filter((ip) => isIP(ip) === 4).length > 1 || ips.filter((ip) => isIP(ip) === 6).length > 1) {
+    problems.push(problem('workload.ips', ips, 'may hold at most one IPv4 and one IPv6 address (an ExternalWorkload allows no more)'));
   }
   problems.push(...extraEnvProblems(config));
   return problems;
@@ -171,65 +214,88 @@ function crossFieldProblems(config: HarnessConfig): string[] {
  * validates all of it and throws a ConfigError listing every problem at once.
  */
 export function loadConfig(options: LoadOptions = {}): LoadedConfig {
-  if (!formatsRegistered) {
-    registerFormats();
-    formatsRegistered = true;
-  }
   const env = options.env ?? process.env;
-  const explicit = options.path !== undefined;
-  const path = options.path ?? options.defaultPath ?? DEFAULT_CONFIG_PATH;
-  const file = readConfigFile(path, explicit);
-
+  // Flags first: a malformed --set is a usage error whatever the file holds.
+  const sets = new Map<string, string>();
   const problems: string[] = [];
-  const fileValues = file ? structuredClone(file) : {};
-  problems.push(...shapeProblems(fileValues));
-
-  const config = convict(convictSchema() as never, { env, args: [] });
-  config.load(fileValues);
-
-  const flagged = new Set<string>();
-  const fieldPaths = new Set(schemaFields().map(([p]) => p));
   for (const assignment of options.sets ?? []) {
-    const eq = assignment.indexOf('=');
-    const key = eq > 0 ? assignment.slice(0, eq) : '';
-    if (!key) {
-      problems.push(`--set ${assignment}: expected section.key=value, such as --set log.level=debug`);
-      continue;
-    }
-    if (!fieldPaths.has(key)) {
-      problems.push(`--set ${unknownKeyProblem(key)}`);
-      continue;
-    }
-    config.set(key, assignment.slice(eq + 1));
-    flagged.add(key);
+    const { path, text } = parseSetFlag(assignment);
+    if (FIELDS.has(path)) sets.set(path, text);
+    else problems.push(`--set ${unknownFieldProblem(path, text)}`);
   }
 
-  try {
-    config.validate({ allowed: 'strict' });
-  } catch (err) {
-    problems.push(...convictProblems((err as Error).message, (p) => config.get(p as never)));
+  const explicit = options.path !== undefined && options.path !== null;
+  const path = explicit ? (options.path as string) : (options.defaultPath ?? DEFAULT_CONFIG_PATH);
+  const file = options.path === null ? undefined : readConfigFile(path, explicit);
+  const fromFile = file === undefined ? new Map<string, JsonValue>() : fileValues(file, problems);
+
+  const envNames = new Set<string>();
+  const config: Record<string, Record<string, unknown>> = {};
+  const origins = new Map<string, Origin>();
+  for (const [field, spec] of FIELDS) {
+    const [section, key] = field.split('.') as [string, string];
+    const format = formatFor(spec.format);
+    const envName = envVarFor(field);
+    envNames.add(envName);
+    let raw: JsonValue | undefined;
+    // Where a value came from when it was not the file, shown after the field path.
+    let source = '';
+    let origin: Origin;
+    if (sets.has(field)) {
+      const text = sets.get(field)!;
+      raw = format.fromText ? format.fromText(text) : text;
+      source = ' (--set)';
+      origin = { source: 'flag' };
+    } else if (env[envName] !== undefined) {
+      const text = env[envName]!;
+      raw = format.fromText ? format.fromText(text) : text;
+      source = ` (from ${envName})`;
+      origin = { source: 'env', name: envName };
+    } else if (fromFile.has(field)) {
+      raw = fromFile.get(field)!;
+      origin = { source: 'file', path };
+    } else {
+      origin = { source: 'default' };
+    }
+    origins.set(field, origin);
+    config[section] ??= {};
+    if (raw === undefined) {
+      config[section]![key] = format.fromDefault ? format.fromDefault(spec.default) : defaultValue(format, spec, field);
+      continue;
+    }
+    const parsed = format.parse(raw, field);
+    if (parsed.ok) config[section]![key] = parsed.value;
+    else problems.push(...parsed.problems.map((line) => line.replace(': got ', `${source}: got `)));
   }
 
-  const values = config.getProperties() as unknown as HarnessConfig;
-  if (problems.length === 0) problems.push(...crossFieldProblems(values));
+  const typed = config as unknown as HarnessConfig;
+  if (problems.length === 0) {
+    const { decisions, problems: hostProblems } = decideHost(typed.iptables.ipv6, options.host ?? readHostFacts());
+    typed.host = decisions;
+    problems.push(...hostProblems, ...crossFieldProblems(typed));
+  }
 
   for (const required of options.require ?? []) {
-    const [section, key] = required.split('.') as [keyof HarnessConfig, string];
-    const value = (values[section] as Record<string, unknown>)[key];
+    const [section, key] = required.split('.') as [string, string];
+    const value = config[section]?.[key];
     if (value === '' || value === undefined) {
-      problems.push(`${required}: not set; required by ${options.requiredBy ?? 'this command'}: set it in ${path} or with ${envVarFor(required)}`);
+      problems.push(`${required}: not set; required by ${options.requiredBy ?? 'this command'}: set it in ${file === undefined ? 'the config file' : path} or with ${envVarFor(required)}`);
     }
   }
-  if (problems.length) throw new ConfigError(problems);
+  if (problems.length) throw new ConfigError(capProblems(problems));
+  return { config: typed, origins, warnings: unknownEnvWarnings(env, envNames), ...(file !== undefined ? { file: path } : {}) };
+}
 
-  const origins = new Map<string, Origin>();
-  for (const fieldPath of fieldPaths) {
-    const [section, key] = fieldPath.split('.') as [string, string];
-    const envName = envVarFor(fieldPath);
-    if (flagged.has(fieldPath)) origins.set(fieldPath, { source: 'flag' });
-    else if (env[envName] !== undefined) origins.set(fieldPath, { source: 'env', name: envName });
-    else if (file && typeof file[section] === 'object' && file[section] !== null && key in (file[section] as object)) origins.set(fieldPath, { source: 'file', path });
-    else origins.set(fieldPath, { source: 'default' });
-  }
-  return { config: values, origins, ...(file ? { file: path } : {}) };
+/** Schema defaults go through their format too, so a wrong default fails every test at once. */
+function defaultValue(format: ReturnType<typeof formatFor>, spec: FieldSpec, field: string): unknown {
+  const parsed = format.parse(structuredClone(spec.default) as JsonValue, field);
+  if (!parsed.ok) throw new Error(`schema default of ${field} is invalid: ${parsed.problems.join('; ')}`);
+  return parsed.value;
+}
+
+/** A typed value back as config data (the form a file would hold), for `config show`. */
+export function showField(field: string, value: unknown): JsonValue {
+  const spec = FIELDS.get(field);
+  const format = spec ? formatFor(spec.format) : undefined;
+  return format?.show ? format.show(value) : (value as JsonValue);
 }

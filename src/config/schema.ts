@@ -7,10 +7,12 @@
  * section.someKey -> MESH_HARNESS_SECTION_SOME_KEY.
  */
 import { hostname } from 'node:os';
+import type { FormatName } from './formats.ts';
 
 export interface FieldSpec {
   doc: string;
-  format: string | readonly string[];
+  /** A format from formats.ts (which also fixes the field's TypeScript type), or the allowed strings. */
+  format: FormatName | readonly string[];
   default: unknown;
   /** Shown in docs instead of the computed default (for defaults that depend on the host). */
   docDefault?: string;
@@ -24,33 +26,33 @@ export const schemaSections = {
     group: { doc: 'Name of the ExternalGroup this machine joins (the registrar refuses unknown groups).', format: 'k8s-name-or-empty', default: '' },
     namespace: { doc: 'Kubernetes namespace of the ExternalGroup and of the ExternalWorkload created for this machine.', format: 'k8s-name-or-empty', default: 'default' },
     nodeName: { doc: 'Name of this machine as shown in the destination context and in the ExternalWorkload.', format: 'nonempty-string', default: hostname(), docDefault: 'the host name' },
-    name: { doc: 'ExternalWorkload name. Empty: the registrar assigns one.', format: 'k8s-name-or-empty', default: '' },
+    name: { doc: 'ExternalWorkload name. Empty: derived from the namespace, group, node name and SPIFFE ID (`<group>-<node>-<hash>`, the same function the registrar uses), so the proxy never waits for the registrar.', format: 'k8s-name-or-empty', default: '' },
     ips: { doc: 'Workload IPs announced to the mesh: at most one IPv4 and one IPv6. Empty: detected from the default route.', format: 'ip-list', default: [] },
     ports: { doc: 'Ports the workload serves: numbers or {"port", "name", "protocol"} objects. Traffic to them is redirected to the proxy inbound port.', format: 'workload-ports', default: [] },
   },
   identity: {
     spiffeId: { doc: 'SPIFFE ID this machine must hold, such as spiffe://root.linkerd.cluster.local/vm/web.', format: 'spiffe-id-or-empty', default: '' },
     serverName: { doc: 'DNS name the proxy presents for TLS (SNI); given to the proxy as LINKERD2_PROXY_IDENTITY_SERVER_NAME.', format: 'dns-name-or-empty', default: '' },
-    trustAnchorsFile: { doc: 'PEM file of the mesh trust anchors (the Linkerd identity trust roots). SVID chains are verified against it.', format: 'nonempty-string', default: '/etc/mesh-harness/trust-anchors.pem' },
+    trustAnchorsFile: { doc: 'PEM file of the mesh trust anchors (the Linkerd identity trust roots). SVID chains are verified against it.', format: 'path', default: '/etc/mesh-harness/trust-anchors.pem' },
     workloadApiSocket: { doc: 'SPIFFE Workload API socket of the SPIRE agent: unix:///path or a bare path.', format: 'nonempty-string', default: 'unix:///run/spire/agent/api.sock' },
     expiryMargin: { doc: 'The harness is not ready when its SVID expires within this margin.', format: 'duration', default: 60_000 },
   },
   spire: {
     mode: { doc: '`external`: use a SPIRE agent someone else runs. `managed`: the harness runs spire-agent as a child.', format: ['external', 'managed'], default: 'external' },
-    agentBinary: { doc: 'spire-agent executable (managed mode). A bare name is looked up on PATH.', format: 'nonempty-string', default: 'spire-agent' },
-    agentConfig: { doc: 'spire-agent configuration file (managed mode). Empty: rendered from the fields below.', format: 'optional-string', default: '' },
+    agentBinary: { doc: 'spire-agent executable (managed mode). A bare name is looked up on PATH.', format: 'command', default: 'spire-agent' },
+    agentConfig: { doc: 'spire-agent configuration file (managed mode). Empty: rendered from the fields below.', format: 'optional-path', default: '' },
     serverAddress: { doc: 'SPIRE server host name or IP (managed mode, rendered config).', format: 'optional-string', default: '' },
     serverPort: { doc: 'SPIRE server port (managed mode, rendered config).', format: 'port-number', default: 8081 },
     trustDomain: { doc: 'SPIRE trust domain (managed mode, rendered config).', format: 'nonempty-string', default: 'root.linkerd.cluster.local' },
-    trustBundleFile: { doc: 'Bootstrap trust bundle of the SPIRE server (managed mode, rendered config).', format: 'optional-string', default: '' },
-    joinTokenFile: { doc: 'File holding a join token for node attestation (managed mode). Must not be readable by group or others.', format: 'optional-string', default: '' },
-    dataDir: { doc: 'spire-agent data directory (managed mode).', format: 'nonempty-string', default: '/var/lib/mesh-harness/spire-agent' },
+    trustBundleFile: { doc: 'Bootstrap trust bundle of the SPIRE server (managed mode, rendered config).', format: 'optional-path', default: '' },
+    joinTokenFile: { doc: 'File holding a join token for node attestation (managed mode). Must not be readable by group or others.', format: 'optional-path', default: '' },
+    dataDir: { doc: 'spire-agent data directory (managed mode).', format: 'path', default: '/var/lib/mesh-harness/spire-agent' },
     logLevel: { doc: 'spire-agent log level (managed mode).', format: ['debug', 'info', 'warn', 'error'], default: 'info' },
   },
   proxy: {
-    binary: { doc: 'linkerd2-proxy executable. A bare name is looked up on PATH.', format: 'nonempty-string', default: '/usr/lib/linkerd/linkerd2-proxy' },
-    user: { doc: 'User the proxy runs as; its traffic is never redirected.', format: 'nonempty-string', default: 'meshproxy' },
-    group: { doc: 'Group the proxy and the harness run with; its traffic is never redirected, and a SPIRE entry with selector unix:gid:<gid> identifies both.', format: 'nonempty-string', default: 'meshproxy' },
+    binary: { doc: 'linkerd2-proxy executable. A bare name is looked up on PATH.', format: 'command', default: '/usr/lib/linkerd/linkerd2-proxy' },
+    user: { doc: 'User the proxy runs as; its traffic is never redirected.', format: 'account-name', default: 'meshproxy' },
+    group: { doc: 'Group the proxy and the harness run with; its traffic is never redirected, and a SPIRE entry with selector unix:gid:<gid> identifies both.', format: 'account-name', default: 'meshproxy' },
     inboundPort: { doc: 'Proxy inbound listener port (LINKERD2_PROXY_INBOUND_LISTEN_ADDR).', format: 'port-number', default: 4143 },
     outboundPort: { doc: 'Proxy outbound listener port (LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR).', format: 'port-number', default: 4140 },
     adminPort: { doc: 'Proxy admin port (LINKERD2_PROXY_ADMIN_LISTEN_ADDR, on 127.0.0.1).', format: 'port-number', default: 4191 },
@@ -62,6 +64,8 @@ export const schemaSections = {
     logLevel: { doc: 'LINKERD2_PROXY_LOG.', format: 'nonempty-string', default: 'warn,linkerd=info' },
     logFormat: { doc: 'LINKERD2_PROXY_LOG_FORMAT.', format: ['plain', 'json'], default: 'json' },
     shutdownGrace: { doc: 'How long the proxy may drain after SIGTERM before it is killed (LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD).', format: 'duration', default: 30_000 },
+    inboundDefaultPolicy: { doc: 'LINKERD2_PROXY_INBOUND_DEFAULT_POLICY. Empty: what the registrar sends (the cluster\'s linkerd-config defaultInboundPolicy), all-unauthenticated until it has.', format: ['', 'all-unauthenticated', 'all-authenticated', 'cluster-unauthenticated', 'cluster-authenticated', 'deny', 'audit'], default: '' },
+    clusterNetworks: { doc: 'LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS. Empty: what the registrar sends (linkerd-config clusterNetworks), Linkerd\'s default networks until it has.', format: 'cidr-list', default: [] },
     extraEnv: { doc: 'Additional environment for the proxy. Variables the harness renders itself cannot be overridden here.', format: 'env-map', default: {} },
   },
   iptables: {
@@ -85,7 +89,7 @@ export const schemaSections = {
     workload: { doc: 'Local workload probes with Kubernetes probe fields (httpGet, tcpSocket, exec, periodSeconds, ...). The registrar may send more.', format: 'probe-list', default: [] },
   },
   admin: {
-    address: { doc: 'Admin server listen address.', format: 'nonempty-string', default: '127.0.0.1' },
+    address: { doc: 'Admin server listen address: an IPv4 or IPv6 address (a loopback one unless admin.allowNonLoopback is true).', format: 'ip-address', default: '127.0.0.1' },
     port: { doc: 'Admin server port.', format: 'port-number', default: 4192 },
     allowNonLoopback: { doc: 'Allow the admin server on a non-loopback address (it has no authentication).', format: 'bool', default: false },
   },
@@ -93,7 +97,7 @@ export const schemaSections = {
     level: { doc: 'Harness log level.', format: ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], default: 'info' },
     format: { doc: '`auto`: human-readable on a terminal, JSON otherwise (journald).', format: ['auto', 'json', 'pretty'], default: 'auto' },
   },
-} satisfies Record<string, Section>;
+} as const satisfies Record<string, Section>;
 
 export type SectionName = keyof typeof schemaSections;
 
@@ -110,6 +114,9 @@ export function schemaFields(): Array<[string, FieldSpec]> {
   }
   return fields;
 }
+
+/** MESH_HARNESS_* variables that are not configuration fields (so not warned about). */
+export const nonConfigEnv: ReadonlySet<string> = new Set(['MESH_HARNESS_DEBUG']);
 
 /** Fields the daemon cannot run without; other commands (iptables, check) need fewer. */
 export const requiredForRun = ['identity.spiffeId', 'identity.serverName', 'proxy.destinationAddr'] as const;

@@ -6,6 +6,9 @@ import { prepareSpireAgent, spireAgentSupervisor } from '../identity/spire-agent
 import { IptablesComponent } from '../iptables/component.ts';
 import type { Logger } from '../log/logger.ts';
 import { ProxyComponent } from '../proxy/component.ts';
+import { RegistrationComponent } from '../registration/component.ts';
+import { ProxyReadiness } from '../registration/readiness.ts';
+import { detectWorkloadIps } from '../util/host-ips.ts';
 import type { Component } from './component.ts';
 
 export interface WiringContext {
@@ -18,8 +21,11 @@ export interface WiringContext {
 
 /**
  * The daemon's components in start order (the architecture's startup sequence):
- * spire-agent (managed mode) → identity → iptables → proxy. Identity and iptables start
- * without waiting; the proxy's start waits for a validated SVID.
+ * spire-agent (managed mode) → identity → iptables → proxy → registration (when
+ * control.registrarAddress is set). Identity and iptables start without waiting; the
+ * proxy's start waits for a validated SVID, and so does the registration's connection
+ * (it presents the SVID for mutual TLS). The proxy never waits for the registrar: its
+ * workload name is derived locally.
  */
 export async function buildComponents({ config, log, metrics, currentConfig }: WiringContext): Promise<Component[]> {
   const registry = metrics.registry;
@@ -39,14 +45,30 @@ export async function buildComponents({ config, log, metrics, currentConfig }: W
   components.push(identity);
   components.push(new IptablesComponent({ config, log, registry }));
 
-  components.push(new ProxyComponent({
+  // Detected once: the default route's addresses, when workload.ips is not configured.
+  const detectedIps = config.workload.ips.length ? [] : detectWorkloadIps();
+  const trustAnchorsPem = () => readFile(currentConfig().identity.trustAnchorsFile, 'utf8');
+  let registration: RegistrationComponent | undefined;
+  const proxy = new ProxyComponent({
     config,
     log,
     registry,
     identity,
     // Read at each (re)start, so a reload that changes the name or the anchors file counts.
-    workloadName: () => currentConfig().workload.name,
-    trustAnchorsPem: () => readFile(currentConfig().identity.trustAnchorsFile, 'utf8'),
-  }));
+    workloadName: () => registration?.workloadName() ?? '',
+    trustAnchorsPem,
+    clusterSettings: () => registration?.settings()?.proxy,
+    detectedIps: () => detectedIps,
+  });
+  components.push(proxy);
+
+  if (config.control.registrarAddress) {
+    registration = new RegistrationComponent({ config, log, registry, identity, readiness: new ProxyReadiness(proxy), trustAnchorsPem, detectedIps: () => detectedIps });
+    // New cluster proxy settings re-render the proxy environment; the proxy restarts only if it changed.
+    registration.on('settings', () => {
+      proxy.update(currentConfig()).catch((err: Error) => log.error({ err: err.message }, 'applying the registrar\'s proxy settings failed'));
+    });
+    components.push(registration);
+  }
   return components;
 }

@@ -9,6 +9,7 @@ import type { X509Certificate } from 'node:crypto';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { METRIC_PREFIX } from '../admin/metrics.ts';
+import { anchorsFileError } from '../config/host-checks.ts';
 import type { HarnessConfig } from '../config/types.ts';
 import { BaseComponent, type ComponentState } from '../harness/component.ts';
 import type { Logger } from '../log/logger.ts';
@@ -342,14 +343,6 @@ export class IdentityComponent extends BaseComponent {
     this.anchorsCache = { key, result };
     return result;
   }
-}
-
-function anchorsFileError(file: string, err: unknown): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return `trust anchors file ${file} does not exist; write the mesh trust anchor PEM there or set identity.trustAnchorsFile`;
-  if (code === 'EACCES') return `trust anchors file ${file}: permission denied; make it readable by the harness`;
-  if (code === 'EISDIR') return `trust anchors file ${file} is a directory; point identity.trustAnchorsFile at the PEM file`;
-  return `trust anchors file ${file} cannot be read: ${(err as Error).message}`;
 }
 
 /** Metrics are registered once per registry, even if the component is rebuilt on reload. */

@@ -27,9 +27,9 @@ export interface SpireAgentPaths {
 /** What keeps `spire` from rendering an agent configuration, one line per field. */
 export function spireAgentConfigProblems(spire: HarnessConfig['spire']): string[] {
   const problems: string[] = [];
-  if (!spire.serverAddress) problems.push('spire.serverAddress is empty; set the SPIRE server host name or IP (or give a complete spire.agentConfig)');
+  if (!spire.serverAddress) problems.push('spire.serverAddress: got ""; required when spire.mode is "managed": set the SPIRE server host name or IP (or give a complete spire.agentConfig)');
   if (!spire.trustBundleFile) {
-    problems.push('spire.trustBundleFile is empty; set it to the SPIRE server bundle (`spire-server bundle show`; with an UpstreamAuthority on the mesh trust anchor it is the trust anchors file)');
+    problems.push('spire.trustBundleFile: got ""; required when spire.mode is "managed": set it to the SPIRE server bundle (`spire-server bundle show`; with an UpstreamAuthority on the mesh trust anchor it is the trust anchors file)');
   }
   return problems;
 }

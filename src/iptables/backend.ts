@@ -4,7 +4,7 @@
  * IPv6 is managed too.
  */
 import type { HarnessConfig } from '../config/types.ts';
-import { IptablesUnavailableError, missingProgram } from './errors.ts';
+import { missingProgram } from './errors.ts';
 import type { CommandRunner } from './runner.ts';
 import type { Family } from './ruleset.ts';
 
@@ -87,21 +87,16 @@ export async function kernelHasIpv6(runner: CommandRunner): Promise<boolean> {
   return (await readProc(runner, '/proc/net/if_inet6')) !== undefined;
 }
 
-/** The families to manage under iptables.ipv6, before looking for programs. */
-export async function managedFamilies(runner: CommandRunner, ipv6: HarnessConfig['iptables']['ipv6']): Promise<Family[]> {
-  if (ipv6 === 'off') return ['ipv4'];
-  const hasIpv6 = await kernelHasIpv6(runner);
-  if (ipv6 === 'on' && !hasIpv6) {
-    throw new IptablesUnavailableError('iptables.ipv6 is "on" but the kernel has no IPv6 (/proc/net/if_inet6 is missing); boot without ipv6.disable=1 or set iptables.ipv6 to auto or off');
-  }
-  return hasIpv6 ? ['ipv4', 'ipv6'] : ['ipv4'];
+/** The families to manage: IPv6 as the loader decided it (config.host.ipv6), the same decision the proxy environment reads. */
+export function managedFamilies(ipv6: boolean): Family[] {
+  return ipv6 ? ['ipv4', 'ipv6'] : ['ipv4'];
 }
 
 /** Resolves the backend and the programs for each managed family. */
-export async function resolveBackend(runner: CommandRunner, settings: Pick<HarnessConfig['iptables'], 'backend' | 'ipv6'>): Promise<Backend> {
+export async function resolveBackend(runner: CommandRunner, settings: { backend: HarnessConfig['iptables']['backend']; ipv6: boolean }): Promise<Backend> {
   const { mode, reason } = settings.backend === 'auto' ? await detectMode(runner) : { mode: settings.backend, reason: 'configured' };
   const families: FamilyTools[] = [];
-  for (const family of await managedFamilies(runner, settings.ipv6)) {
+  for (const family of managedFamilies(settings.ipv6)) {
     const tools = await findTools(runner, mode, family);
     if (!tools) {
       const base = programBase(family);

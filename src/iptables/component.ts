@@ -8,7 +8,7 @@
  * are no events (legacy backend, or no nft program), and a periodic resync as a safety net.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { ConfigError } from '../config/load.ts';
+import { ConfigError } from '../util/errors.ts';
 import type { HarnessConfig } from '../config/types.ts';
 import { BaseComponent } from '../harness/component.ts';
 import type { Logger } from '../log/logger.ts';
@@ -207,7 +207,7 @@ export class IptablesComponent extends BaseComponent {
 
   private async prepare(config: HarnessConfig): Promise<void> {
     const input = await resolveRenderInput(config);
-    const backend = await resolveBackend(this.runner, config.iptables);
+    const backend = await resolveBackend(this.runner, { backend: config.iptables.backend, ipv6: config.host.ipv6 });
     this.backend = backend;
     this.tables = backend.families.map((tools) => new NatTable(this.runner, tools, (pid) => this.ownPids.set(pid, this.clock.now() + OWN_PID_TTL_MS)));
     this.desired = desiredRulesets(input, backend.families.map((f) => f.family));

@@ -1,7 +1,7 @@
 /** From configuration to the desired rulesets: the effects (account lookups) before the pure render. */
-import { ConfigError } from '../config/load.ts';
 import type { HarnessConfig } from '../config/types.ts';
-import { resolveGroup, resolveUser, UnknownAccountError } from '../util/users.ts';
+import { ConfigError } from '../util/errors.ts';
+import { resolveGroup, resolveUser } from '../util/users.ts';
 import { renderInputFor, renderRuleset, type RenderInput } from './render.ts';
 import type { Family, Ruleset } from './ruleset.ts';
 
@@ -11,13 +11,16 @@ import type { Family, Ruleset } from './ruleset.ts';
  * own traffic back into itself.
  */
 export async function resolveRenderInput(config: Pick<HarnessConfig, 'proxy' | 'iptables'>): Promise<RenderInput> {
-  try {
-    const [user, group] = await Promise.all([resolveUser(config.proxy.user), resolveGroup(config.proxy.group)]);
-    return renderInputFor(config, { proxyUid: user.uid, harnessGid: group.gid });
-  } catch (err) {
-    if (err instanceof UnknownAccountError) throw new ConfigError([`proxy.${err.kind}: got ${JSON.stringify(err.account)}; ${err.message}`]);
-    throw err;
-  }
+  // Both are looked up even when one fails, so a config with two bad accounts says so at once.
+  const [user, group] = await Promise.allSettled([resolveUser(config.proxy.user), resolveGroup(config.proxy.group)]);
+  if (user.status === 'rejected' || group.status === 'rejected') throw combined([user, group]);
+  return renderInputFor(config, { proxyUid: user.value.uid, harnessGid: group.value.gid });
+}
+
+function combined(results: PromiseSettledResult<unknown>[]): Error {
+  const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as Error] : []));
+  if (errors.every((e) => e instanceof ConfigError)) return new ConfigError(errors.flatMap((e) => (e as ConfigError).problems));
+  return errors.find((e) => !(e instanceof ConfigError))!;
 }
 
 export function desiredRulesets(input: RenderInput, families: readonly Family[]): Map<Family, Ruleset> {

@@ -3,13 +3,9 @@
  * The ones the operator must fix on the host (missing program, missing privilege, missing
  * kernel module) are IptablesUnavailableError, which the CLI maps to exit 69.
  */
+import { UnavailableError } from '../util/errors.ts';
 
-export class IptablesUnavailableError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'IptablesUnavailableError';
-  }
-}
+export class IptablesUnavailableError extends UnavailableError {}
 
 /** iptables-restore or iptables-save failed for a reason not in the list below. */
 export class IptablesCommandError extends Error {

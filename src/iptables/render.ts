@@ -6,9 +6,7 @@
  * The renderer takes numeric ids; resolving the proxy user and group happens before (see
  * desired.ts), so the same input always renders the same bytes.
  */
-import { parsePortSpec } from '../config/formats.ts';
-import type { HarnessConfig, PortSpec } from '../config/types.ts';
-import { canonicalCidr } from './cidr.ts';
+import type { Cidr, HarnessConfig, PortRange } from '../config/types.ts';
 import { COMMENT_TAG, INBOUND_CHAIN, OUTBOUND_CHAIN, type Family, type Rule, type Ruleset } from './ruleset.ts';
 
 export interface RenderInput {
@@ -19,27 +17,19 @@ export interface RenderInput {
   inboundPort: number;
   outboundPort: number;
   /** Empty: every inbound TCP port except the ignored ones. */
-  portsToRedirect: PortSpec[];
-  ignoreInboundPorts: PortSpec[];
-  ignoreOutboundPorts: PortSpec[];
-  ignoreInboundSubnets: string[];
-  ignoreOutboundSubnets: string[];
+  portsToRedirect: readonly PortRange[];
+  ignoreInboundPorts: readonly PortRange[];
+  ignoreOutboundPorts: readonly PortRange[];
+  /** Parsed by the config loader, in the canonical form iptables-save prints. */
+  ignoreInboundSubnets: readonly Cidr[];
+  ignoreOutboundSubnets: readonly Cidr[];
 }
 
 /** The multiport match takes at most 15 ports, a range counting as two. */
 export const MULTIPORT_LIMIT = 15;
 
-interface PortRange {
-  from: number;
-  to: number;
-}
-
-function portRanges(specs: PortSpec[], field: string): PortRange[] {
-  const ranges = specs.map((spec) => {
-    const range = parsePortSpec(spec);
-    if (!range) throw new Error(`iptables.${field}: ${JSON.stringify(spec)} is not a port or a range "low-high"`);
-    return range;
-  });
+function portRanges(specs: readonly PortRange[]): PortRange[] {
+  const ranges = [...specs];
   ranges.sort((a, b) => a.from - b.from || a.to - b.to);
   // Overlapping entries collapse so a port listed twice costs one slot, not two.
   const merged: PortRange[] = [];
@@ -70,11 +60,9 @@ export function multiportLists(ranges: PortRange[]): string[] {
   return lists;
 }
 
-function subnetsFor(family: Family, subnets: string[], field: string): string[] {
+function subnetsFor(family: Family, subnets: readonly Cidr[]): string[] {
   const texts: string[] = [];
-  for (const subnet of subnets) {
-    const cidr = canonicalCidr(subnet);
-    if (!cidr) throw new Error(`iptables.${field}: ${JSON.stringify(subnet)} is not an IPv4 or IPv6 subnet`);
+  for (const cidr of subnets) {
     if (cidr.family === family && !texts.includes(cidr.text)) texts.push(cidr.text);
   }
   return texts;
@@ -87,10 +75,10 @@ function comment(why: string): string[] {
 function inboundRules(input: RenderInput, family: Family): Rule[] {
   const rule = (args: string[]): Rule => ({ chain: INBOUND_CHAIN, args });
   const rules: Rule[] = [];
-  for (const ports of multiportLists(portRanges(input.ignoreInboundPorts, 'ignoreInboundPorts'))) {
+  for (const ports of multiportLists(portRanges(input.ignoreInboundPorts))) {
     rules.push(rule(['-p', 'tcp', '-m', 'multiport', '--dports', ports, ...comment('ignored inbound ports'), '-j', 'RETURN']));
   }
-  for (const subnet of subnetsFor(family, input.ignoreInboundSubnets, 'ignoreInboundSubnets')) {
+  for (const subnet of subnetsFor(family, input.ignoreInboundSubnets)) {
     rules.push(rule(['-s', subnet, '-p', 'tcp', ...comment('ignored inbound source subnet'), '-j', 'RETURN']));
   }
   const redirect = ['-j', 'REDIRECT', '--to-ports', String(input.inboundPort)];
@@ -98,7 +86,7 @@ function inboundRules(input: RenderInput, family: Family): Rule[] {
   if (input.portsToRedirect.length === 0) {
     rules.push(rule(['-p', 'tcp', ...why, ...redirect]));
   } else {
-    for (const ports of multiportLists(portRanges(input.portsToRedirect, 'portsToRedirect'))) {
+    for (const ports of multiportLists(portRanges(input.portsToRedirect))) {
       rules.push(rule(['-p', 'tcp', '-m', 'multiport', '--dports', ports, ...why, ...redirect]));
     }
   }
@@ -115,10 +103,10 @@ function outboundRules(input: RenderInput, family: Family): Rule[] {
     // sent through the proxy in any direction.
     rule(['-o', 'lo', ...comment('loopback'), '-j', 'RETURN']),
   ];
-  for (const subnet of subnetsFor(family, input.ignoreOutboundSubnets, 'ignoreOutboundSubnets')) {
+  for (const subnet of subnetsFor(family, input.ignoreOutboundSubnets)) {
     rules.push(rule(['-d', subnet, ...comment('ignored outbound destination subnet'), '-j', 'RETURN']));
   }
-  for (const ports of multiportLists(portRanges(input.ignoreOutboundPorts, 'ignoreOutboundPorts'))) {
+  for (const ports of multiportLists(portRanges(input.ignoreOutboundPorts))) {
     rules.push(rule(['-p', 'tcp', '-m', 'multiport', '--dports', ports, ...comment('ignored outbound ports'), '-j', 'RETURN']));
   }
   rules.push(rule(['-p', 'tcp', ...comment(`outbound to proxy port ${input.outboundPort}`), '-j', 'REDIRECT', '--to-ports', String(input.outboundPort)]));

@@ -4,9 +4,8 @@
  * code acts on a network namespace they created.
  */
 import { execa } from 'execa';
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { findExecutable } from '../supervisor/which.ts';
 
 export interface CommandResult {
   exitCode: number;
@@ -90,23 +89,7 @@ export function execRunner(options: ExecRunnerOptions = {}): CommandRunner {
         },
       };
     },
-    which(name) {
-      if (name.includes('/')) return isExecutable(name) ? name : undefined;
-      for (const dir of (env.PATH ?? '').split(delimiter)) {
-        if (dir === '') continue;
-        const candidate = join(dir, name);
-        if (isExecutable(candidate)) return candidate;
-      }
-      return undefined;
-    },
+    which: (name) => findExecutable(name, env.PATH, { systemDirs: false }),
   };
 }
 
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}

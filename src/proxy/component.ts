@@ -7,7 +7,7 @@ import type { ChildSpec } from '../supervisor/child.ts';
 import { ChildSupervisor, type ChildSupervisorOptions } from '../supervisor/supervisor.ts';
 import { findExecutable } from '../supervisor/which.ts';
 import { resolveGroup, resolveUser, type ResolvedGroup, type ResolvedUser } from '../util/users.ts';
-import { extraEnvProblems, ProxyEnvError, renderProxyEnv } from './env.ts';
+import { extraEnvProblems, ProxyEnvError, renderProxyEnv, type ClusterProxySettings } from './env.ts';
 
 export interface UserResolver {
   resolveUser(user: string): Promise<ResolvedUser>;
@@ -20,9 +20,13 @@ export interface ProxyComponentOptions {
   registry: Registry;
   /** Resolves once the identity component holds a valid SVID; the proxy never starts before. */
   identity: { waitForSvid(signal?: AbortSignal): Promise<unknown> };
-  /** The ExternalWorkload name as known right now (registrar-assigned or configured; empty if neither). */
+  /** The ExternalWorkload name as known right now (empty: configured or derived, see renderProxyEnv). */
   workloadName: () => string;
   trustAnchorsPem: () => Promise<string> | string;
+  /** Cluster proxy settings the registrar sent, if any (local config overrides them). */
+  clusterSettings?: () => ClusterProxySettings | undefined;
+  /** Workload IPs detected on the host, for LINKERD2_PROXY_INBOUND_IPS when workload.ips is empty. */
+  detectedIps?: () => string[];
   users?: UserResolver;
   /** Restart and readiness tuning; the defaults suit production. */
   supervision?: Pick<ChildSupervisorOptions, 'backoff' | 'readyPollMs' | 'stableAfterMs' | 'crashLoopThreshold'>;
@@ -144,7 +148,12 @@ export class ProxyComponent extends BaseComponent {
   }
 
   private async render(config: HarnessConfig): Promise<Record<string, string>> {
-    return renderProxyEnv(config, { workloadName: this.options.workloadName(), trustAnchorsPem: await this.options.trustAnchorsPem() });
+    return renderProxyEnv(config, {
+      workloadName: this.options.workloadName(),
+      trustAnchorsPem: await this.options.trustAnchorsPem(),
+      cluster: this.options.clusterSettings?.(),
+      detectedIps: this.options.detectedIps?.() ?? [],
+    });
   }
 
   private async childSpec(config: HarnessConfig): Promise<ChildSpec> {

@@ -7,16 +7,33 @@
  * are an integer with a unit, listen addresses are socket addresses, the policy workload
  * and destination context are opaque JSON the control plane reads.
  */
-import { isIP } from 'node:net';
 import type { HarnessConfig } from '../config/types.ts';
+import { ConfigError } from '../util/errors.ts';
+import { configuredWorkloadName } from '../protocol/workload-name.ts';
 import { formatDuration } from '../util/duration.ts';
 
+/** Cluster facts a pod's proxy gets from the injector; the registrar sends them (linkerd-config). */
+export interface ClusterProxySettings {
+  defaultInboundPolicy: string;
+  clusterNetworks: string[];
+}
+
 export interface ProxyEnvContext {
-  /** ExternalWorkload name assigned by the registrar; empty when not known yet. */
+  /** ExternalWorkload name; empty: workload.name, else the derived name (configuredWorkloadName). */
   workloadName: string;
   /** The trust anchors as PEM text (the proxy takes the text, not a file). */
   trustAnchorsPem: string;
+  /** From the registrar's accepted message; local proxy.* settings override them. */
+  cluster?: ClusterProxySettings | undefined;
+  /** Workload IPs detected on the host, used when workload.ips is empty. */
+  detectedIps?: string[];
 }
+
+/** What the proxy gets before the registrar has spoken: Linkerd's own chart defaults. */
+export const LINKERD_DEFAULT_PROXY_SETTINGS: ClusterProxySettings = {
+  defaultInboundPolicy: 'all-unauthenticated',
+  clusterNetworks: ['10.0.0.0/8', '100.64.0.0/10', '172.16.0.0/12', '192.168.0.0/16', 'fd00::/8'],
+};
 
 export const PROXY_ENV = {
   trustAnchors: 'LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS',
@@ -31,6 +48,9 @@ export const PROXY_ENV = {
   policyWorkload: 'LINKERD2_PROXY_POLICY_WORKLOAD',
   inboundListenAddr: 'LINKERD2_PROXY_INBOUND_LISTEN_ADDR',
   inboundPorts: 'LINKERD2_PROXY_INBOUND_PORTS',
+  inboundIps: 'LINKERD2_PROXY_INBOUND_IPS',
+  inboundDefaultPolicy: 'LINKERD2_PROXY_INBOUND_DEFAULT_POLICY',
+  clusterNetworks: 'LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS',
   outboundListenAddr: 'LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR',
   outboundListenAddrs: 'LINKERD2_PROXY_OUTBOUND_LISTEN_ADDRS',
   adminListenAddr: 'LINKERD2_PROXY_ADMIN_LISTEN_ADDR',
@@ -60,6 +80,9 @@ const OWNED: Record<string, string> = {
   [PROXY_ENV.policyWorkload]: 'workload.namespace and workload.name',
   [PROXY_ENV.inboundListenAddr]: 'proxy.inboundPort',
   [PROXY_ENV.inboundPorts]: 'workload.ports',
+  [PROXY_ENV.inboundIps]: 'workload.ips',
+  [PROXY_ENV.inboundDefaultPolicy]: 'proxy.inboundDefaultPolicy',
+  [PROXY_ENV.clusterNetworks]: 'proxy.clusterNetworks',
   [PROXY_ENV.outboundListenAddr]: 'proxy.outboundPort',
   [PROXY_ENV.outboundListenAddrs]: 'proxy.outboundPort',
   [PROXY_ENV.adminListenAddr]: 'proxy.adminPort',
@@ -78,12 +101,7 @@ export function extraEnvProblems(config: HarnessConfig): string[] {
 }
 
 /** Raised by renderProxyEnv when proxy.extraEnv tries to override a rendered variable. */
-export class ProxyEnvError extends Error {
-  constructor(readonly problems: string[]) {
-    super(problems.join('\n'));
-    this.name = 'ProxyEnvError';
-  }
-}
+export class ProxyEnvError extends ConfigError {}
 
 /** `unix:///path` for a bare path; addresses that already carry a scheme pass through. */
 export function workloadApiAddress(socket: string): string {
@@ -91,19 +109,8 @@ export function workloadApiAddress(socket: string): string {
   return socket;
 }
 
-/**
- * Whether the proxy listens for IPv6 too: when the workload announces an IPv6 address or
- * ip6tables is forced on. A host with IPv6 disabled cannot bind `[::]`, so it is never
- * the default.
- */
-export function proxyUsesIpv6(config: HarnessConfig): boolean {
-  if (config.iptables.ipv6 === 'off') return false;
-  return config.iptables.ipv6 === 'on' || config.workload.ips.some((ip) => isIP(ip) === 6);
-}
-
 function workloadPorts(config: HarnessConfig): number[] {
-  const ports = config.workload.ports.map((p) => (typeof p === 'number' ? p : p.port));
-  return [...new Set(ports)];
+  return [...new Set(config.workload.ports.map((p) => p.port))];
 }
 
 export function renderProxyEnv(config: HarnessConfig, ctx: ProxyEnvContext): Record<string, string> {
@@ -111,15 +118,18 @@ export function renderProxyEnv(config: HarnessConfig, ctx: ProxyEnvContext): Rec
   if (problems.length) throw new ProxyEnvError(problems);
 
   const { proxy, identity, workload } = config;
-  const ipv6 = proxyUsesIpv6(config);
+  // The loader's one IPv6 decision, which ip6tables follows too: when IPv6 outbound is
+  // redirected, the proxy must listen where it is sent.
+  const ipv6 = config.host.ipv6;
   const any = ipv6 ? '[::]' : '0.0.0.0';
-  const name = ctx.workloadName || workload.name;
-  // Until the registrar has named this workload the key is left out: the policy
-  // controller rejects such a workload, the proxy keeps retrying, and the harness
-  // restarts it with the name once it is known.
+  const name = ctx.workloadName || configuredWorkloadName(config);
+  // Without a SPIFFE ID there is no name to derive; the key is left out rather than invented.
   const external = name ? { external_workload: name } : {};
   const ports = workloadPorts(config);
   const outbound = `127.0.0.1:${proxy.outboundPort}`;
+  const ips = workload.ips.length ? workload.ips : ctx.detectedIps ?? [];
+  const cluster = ctx.cluster ?? LINKERD_DEFAULT_PROXY_SETTINGS;
+  const networks = proxy.clusterNetworks.length ? proxy.clusterNetworks : cluster.clusterNetworks.length ? cluster.clusterNetworks : LINKERD_DEFAULT_PROXY_SETTINGS.clusterNetworks;
 
   const env: Record<string, string> = {
     [PROXY_ENV.trustAnchors]: ctx.trustAnchorsPem.trim(),
@@ -134,6 +144,9 @@ export function renderProxyEnv(config: HarnessConfig, ctx: ProxyEnvContext): Rec
     [PROXY_ENV.policyWorkload]: JSON.stringify({ ns: workload.namespace, ...external }),
     [PROXY_ENV.inboundListenAddr]: `${any}:${proxy.inboundPort}`,
     ...(ports.length ? { [PROXY_ENV.inboundPorts]: ports.join(',') } : {}),
+    ...(ips.length ? { [PROXY_ENV.inboundIps]: ips.join(',') } : {}),
+    [PROXY_ENV.inboundDefaultPolicy]: proxy.inboundDefaultPolicy || cluster.defaultInboundPolicy || LINKERD_DEFAULT_PROXY_SETTINGS.defaultInboundPolicy,
+    [PROXY_ENV.clusterNetworks]: networks.join(','),
     // Proxies before v2.228 read only the singular name; newer ones prefer the list,
     // which also carries the IPv6 loopback listener.
     [PROXY_ENV.outboundListenAddr]: outbound,

@@ -17,11 +17,12 @@ function isExecutableFile(path: string): boolean {
 /**
  * The absolute path of an executable: a path containing a slash is taken as is (when it
  * exists and is executable), a bare name is searched on PATH and then the usual system
- * directories. Undefined when nothing is found.
+ * directories (unless systemDirs is false: the iptables runner honours PATH exactly, so
+ * a caller can choose the programs). Undefined when nothing is found.
  */
-export function findExecutable(command: string, pathEnv: string | undefined = process.env.PATH): string | undefined {
+export function findExecutable(command: string, pathEnv: string | undefined = process.env.PATH, options: { systemDirs?: boolean } = {}): string | undefined {
   if (command.includes('/')) return isExecutableFile(command) ? resolve(command) : undefined;
-  const dirs = [...(pathEnv ?? '').split(delimiter).filter(Boolean), ...SYSTEM_DIRS];
+  const dirs = [...(pathEnv ?? '').split(delimiter).filter(Boolean), ...(options.systemDirs === false ? [] : SYSTEM_DIRS)];
   for (const dir of dirs) {
     const candidate = join(dir, command);
     if (isExecutableFile(candidate)) return candidate;

@@ -1,4 +1,11 @@
+/**
+ * Users and groups by name, through NSS (getent), so LDAP/SSSD accounts resolve like local
+ * ones. Names are validated before they reach getent and passed after `--`, so no name can
+ * be read as an option; an account that resolves to id 0 is refused, because the rules
+ * exempt the proxy's uid and gid from redirection and root's traffic would bypass the mesh.
+ */
 import { execFile } from 'node:child_process';
+import { ConfigError, UnavailableError } from './errors.ts';
 
 export interface ResolvedUser {
   name: string;
@@ -10,30 +17,40 @@ export interface ResolvedGroup {
   gid: number;
 }
 
-/** Raised when a configured user or group does not exist on this host. */
-export class UnknownAccountError extends Error {
+/** POSIX-ish account names (as useradd accepts them, plus a trailing $ for machine accounts) or a numeric id. */
+export const ACCOUNT_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,255}\$?$/;
+
+/** A configured user or group that cannot be used: a config error (78) naming the field. */
+export class UnknownAccountError extends ConfigError {
   constructor(
     readonly kind: 'user' | 'group',
     readonly account: string,
+    reason: string,
+    field = `proxy.${kind}`,
   ) {
-    super(
-      kind === 'user'
-        ? `user "${account}" does not exist on this host; create it (the package does: useradd --system meshproxy) or set proxy.user`
-        : `group "${account}" does not exist on this host; create it (the package does: groupadd --system meshproxy) or set proxy.group`,
-    );
-    this.name = 'UnknownAccountError';
+    super([`${field}: got ${JSON.stringify(account.slice(0, 64))}; ${reason}`]);
   }
 }
 
-/** Looks up one NSS database entry with getent, so LDAP/SSSD accounts resolve like local ones. */
+function missing(kind: 'user' | 'group', account: string): UnknownAccountError {
+  return new UnknownAccountError(
+    kind,
+    account,
+    kind === 'user'
+      ? `user "${account}" does not exist on this host; create it (the package does: useradd --system meshproxy) or set proxy.user`
+      : `group "${account}" does not exist on this host; create it (the package does: groupadd --system meshproxy) or set proxy.group`,
+  );
+}
+
+/** Looks up one NSS database entry; undefined when there is none. */
 function getent(database: 'passwd' | 'group', key: string): Promise<string[] | undefined> {
   return new Promise((resolve, reject) => {
-    execFile('getent', [database, key], { timeout: 5000 }, (err, stdout) => {
+    execFile('getent', [database, '--', key], { timeout: 5000 }, (err, stdout) => {
       if (err) {
         // getent exits 2 when the key is not found.
         if ((err as { code?: unknown }).code === 2) return resolve(undefined);
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return reject(new Error('getent not found on PATH (package libc-bin); cannot resolve users and groups'));
-        return reject(new Error(`getent ${database} ${key} failed: ${err.message}`));
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return reject(new UnavailableError('getent not found on PATH (package libc-bin); cannot resolve users and groups'));
+        return reject(new UnavailableError(`getent ${database} failed for ${JSON.stringify(key)}: ${err.message.split('\n')[0]}`));
       }
       const line = stdout.split('\n')[0] ?? '';
       resolve(line ? line.split(':') : undefined);
@@ -41,16 +58,31 @@ function getent(database: 'passwd' | 'group', key: string): Promise<string[] | u
   });
 }
 
+async function lookup(kind: 'user' | 'group', account: string): Promise<{ name: string; id: number }> {
+  if (!ACCOUNT_NAME.test(account)) {
+    throw new UnknownAccountError(kind, account, `must be a ${kind} name (letters, digits, "_", ".", "-", not starting with "-") or a numeric id`);
+  }
+  const fields = await getent(kind === 'user' ? 'passwd' : 'group', account);
+  const id = Number(fields?.[2]);
+  if (!fields || fields[2] === undefined || fields[2] === '' || !Number.isInteger(id)) throw missing(kind, account);
+  if (id === 0) {
+    throw new UnknownAccountError(
+      kind,
+      account,
+      `resolves to ${kind === 'user' ? 'uid' : 'gid'} 0 (${fields[0]}); the proxy's ${kind} is exempt from redirection, so root's traffic would bypass the mesh: use the unprivileged meshproxy account`,
+    );
+  }
+  return { name: fields[0]!, id };
+}
+
 /** Resolves a user name or numeric uid. */
 export async function resolveUser(user: string): Promise<ResolvedUser> {
-  const fields = await getent('passwd', user);
-  if (!fields || fields[2] === undefined) throw new UnknownAccountError('user', user);
-  return { name: fields[0]!, uid: Number(fields[2]) };
+  const { name, id } = await lookup('user', user);
+  return { name, uid: id };
 }
 
 /** Resolves a group name or numeric gid. */
 export async function resolveGroup(group: string): Promise<ResolvedGroup> {
-  const fields = await getent('group', group);
-  if (!fields || fields[2] === undefined) throw new UnknownAccountError('group', group);
-  return { name: fields[0]!, gid: Number(fields[2]) };
+  const { name, id } = await lookup('group', group);
+  return { name, gid: id };
 }

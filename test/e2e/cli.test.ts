@@ -1,6 +1,8 @@
 import t from 'tap';
 import { request } from 'node:http';
 import { cleanEnv, runCli, spawnCli } from '../helpers/cli.ts';
+import { writeFileSync } from 'node:fs';
+import { DevCa } from '../../src/dev/ca.ts';
 import { freePort, tempDir, waitFor, writeJson } from '../helpers/tmp.ts';
 
 function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
@@ -16,12 +18,18 @@ function httpGet(port: number, path: string): Promise<{ status: number; body: st
   });
 }
 
-/** A config `run` accepts, with nothing that touches the host (no iptables, a socket nobody serves). */
-function daemonConfig(dir: string, adminPort: number): Record<string, unknown> {
+/**
+ * A config `run` accepts, with nothing that touches the host (no iptables, a socket nobody
+ * serves). Its host checks pass: real trust anchors and an executable that never runs,
+ * because the proxy starts only once an SVID is there.
+ */
+async function daemonConfig(dir: string, adminPort: number): Promise<Record<string, unknown>> {
+  const ca = await DevCa.create({ trustDomain: 'root.linkerd.cluster.local' });
+  writeFileSync(`${dir}/anchors.pem`, ca.bundlePem);
   return {
     workload: { group: 'web', namespace: 'default', ports: [8080] },
     identity: { spiffeId: 'spiffe://root.linkerd.cluster.local/vm/web', serverName: 'web.vm.cluster.local', workloadApiSocket: `unix://${dir}/agent.sock`, trustAnchorsFile: `${dir}/anchors.pem` },
-    proxy: { destinationAddr: 'linkerd-dst-headless.linkerd.svc.cluster.local.:8086', user: 'nobody', group: 'nogroup', binary: '/nonexistent/linkerd2-proxy' },
+    proxy: { destinationAddr: 'linkerd-dst-headless.linkerd.svc.cluster.local.:8086', user: 'nobody', group: 'nogroup', binary: '/bin/true' },
     iptables: { enabled: false },
     admin: { port: adminPort },
     log: { format: 'json' },
@@ -50,7 +58,7 @@ t.test('config validate: three mistakes give three lines and exit 78, no stack t
   t.equal(res.exitCode, 78);
   const lines = res.stderr.split('\n').filter((l) => l.startsWith('  '));
   t.equal(lines.length, 3, res.stderr);
-  t.match(res.stderr, /workload\.colour: unknown key/);
+  t.match(res.stderr, /workload\.colour: got "blue"; unknown key/);
   t.match(res.stderr, /log\.level: got 7; must be one of/);
   t.match(res.stderr, /admin\.port: got 99999; must be a port number/);
   t.notMatch(res.stderr, /\n\s+at /, 'no stack trace');
@@ -92,7 +100,7 @@ t.test('status with no daemon says so and exits 69', async (t) => {
 t.test('run serves /live, /ready 503 with reasons, /metrics; status reads it; SIGTERM exits 0', async (t) => {
   const dir = tempDir(t);
   const port = await freePort();
-  const path = writeJson(dir, 'config.json', daemonConfig(dir, port));
+  const path = writeJson(dir, 'config.json', await daemonConfig(dir, port));
   const child = spawnCli(['run', '--config', path]);
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { ConfigError } from '../../config/load.ts';
+import { ConfigError } from '../../util/errors.ts';
 import { CHECK_BUDGET_MS, runChecks, type Area, type CheckResult } from '../../check/check.ts';
 import type { ConfigLoad } from '../../check/config.ts';
 import { systemEffects } from '../../check/effects.ts';

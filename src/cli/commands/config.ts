@@ -1,7 +1,7 @@
-import type { LoadedConfig } from '../../config/load.ts';
-import { envVarFor, schemaFields } from '../../config/schema.ts';
+import { showField, type LoadedConfig } from '../../config/load.ts';
+import { HOST_CHECKS } from '../../config/host-checks.ts';
+import { envVarFor, requiredForRun, schemaFields } from '../../config/schema.ts';
 import type { Origin } from '../../config/types.ts';
-import { formatDuration } from '../../util/duration.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import { configOptions, parseCommandArgs, write, type Command } from '../command.ts';
 import { loadCommandConfig } from '../command-config.ts';
@@ -15,10 +15,6 @@ function describeOrigin(origin: Origin | undefined): string {
   }
 }
 
-function displayValue(value: unknown, format: unknown): string {
-  if (format === 'duration' && typeof value === 'number') return formatDuration(value);
-  return JSON.stringify(value);
-}
 
 export const configCommand: Command = {
   name: 'config',
@@ -27,10 +23,22 @@ export const configCommand: Command = {
     const [sub, ...rest] = args;
     if (sub === 'validate') {
       const { values, positionals } = parseCommandArgs(this, rest, { ...configOptions }, true);
+      if (positionals.length > 1 || (positionals.length === 1 && values.config !== undefined)) {
+        throw new CliError(`mesh-harness config validate: expected at most one file, got ${positionals.length + (values.config !== undefined ? 1 : 0)}\nusage: ${this.usage}`, EXIT.USAGE);
+      }
       const path = positionals[0] ?? values.config;
       const loaded = loadCommandConfig({ ...values, config: path }, io);
-      // Only the settings: whether this host can run them is what check is for.
-      write(io.stdout, `${loaded.file ?? 'defaults (no config file)'}: valid (settings only; mesh-harness check${path ? ` --config ${path}` : ''} tests this host against them)`);
+      const config = loaded.config as unknown as Record<string, Record<string, unknown>>;
+      const unset = requiredForRun.filter((field) => {
+        const [section, key] = field.split('.') as [string, string];
+        return config[section]![key] === '';
+      });
+      write(io.stdout, [
+        `${loaded.file ?? 'defaults (no config file)'}: valid`,
+        ...(unset.length ? [`note: mesh-harness run also needs ${unset.join(', ')} (not set)`] : []),
+        `not checked without the host (mesh-harness check${path ? ` --config ${path}` : ''} tests them and more; mesh-harness run at start):`,
+        ...HOST_CHECKS.map((check) => `  - ${check}`),
+      ].join('\n'));
       return EXIT.OK;
     }
     if (sub === 'show') {
@@ -39,7 +47,8 @@ export const configCommand: Command = {
       const rows = schemaFields().map(([path, spec]) => {
         const [section, key] = path.split('.') as [string, string];
         const value = (loaded.config as unknown as Record<string, Record<string, unknown>>)[section]![key];
-        return { path, value, display: displayValue(value, spec.format), origin: describeOrigin(loaded.origins.get(path)), env: envVarFor(path) };
+        const shown = showField(path, value);
+        return { path, value: shown, display: spec.format === 'duration' ? String(shown) : JSON.stringify(shown), origin: describeOrigin(loaded.origins.get(path)), env: envVarFor(path) };
       });
       if (values.json) {
         write(io.stdout, JSON.stringify(Object.fromEntries(rows.map((r) => [r.path, { value: r.value, source: r.origin }])), null, 2));

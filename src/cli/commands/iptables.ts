@@ -16,14 +16,14 @@ type Subcommand = (typeof SUBCOMMANDS)[number];
 
 async function managedTables(config: HarnessConfig, runner: CommandRunner) {
   const input = await resolveRenderInput(config);
-  const backend = await resolveBackend(runner, config.iptables);
+  const backend = await resolveBackend(runner, { backend: config.iptables.backend, ipv6: config.host.ipv6 });
   const desired = desiredRulesets(input, backend.families.map((f) => f.family));
   return { backend, tables: backend.families.map((tools) => ({ table: new NatTable(runner, tools), desired: desired.get(tools.family)! })) };
 }
 
 async function render(config: HarnessConfig, runner: CommandRunner, io: CommandIo): Promise<number> {
   const input = await resolveRenderInput(config);
-  const families = await managedFamilies(runner, config.iptables.ipv6);
+  const families = managedFamilies(config.host.ipv6);
   for (const [family, ruleset] of desiredRulesets(input, families)) {
     write(io.stdout, `# ${family}: table nat, for ${family === 'ipv4' ? 'iptables' : 'ip6tables'}-restore --noflush`);
     io.stdout.write(renderRestore(ruleset));

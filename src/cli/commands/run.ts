@@ -4,6 +4,9 @@ import { Harness } from '../../harness/daemon.ts';
 import { createLogger } from '../../log/logger.ts';
 import { createNotifier } from '../../systemd/notify.ts';
 import { harnessVersion } from '../../util/version.ts';
+import { hostProblems } from '../../config/host-checks.ts';
+import type { Logger } from '../../log/logger.ts';
+import { ConfigError, HarnessError } from '../../util/errors.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import { configOptions, parseCommandArgs, type Command } from '../command.ts';
 import { loadCommandConfig } from '../command-config.ts';
@@ -16,7 +19,11 @@ export const runCommand: Command = {
     const load = () => loadCommandConfig(values, io, { require: requiredForRun, requiredBy: 'mesh-harness run' });
     const loaded = load();
     const { config } = loaded;
+    // Every host problem at once, before anything starts: one restart per problem is no way to learn them.
+    const problems = await hostProblems(config, io.env);
+    if (problems.length) throw new ConfigError(problems);
     const log = createLogger({ level: config.log.level, format: config.log.format });
+    installLastResortHandlers(log);
     const metrics = new HarnessMetrics();
     let harness: Harness | undefined;
     // Loaded after the admin server listens: the component modules are most of start-up.
@@ -59,8 +66,9 @@ export const runCommand: Command = {
       log.error({ err: (err as Error).message }, 'startup failed');
       await harness.stop().catch(() => undefined);
       notifier.close();
-      // A component that found a configuration problem (an unknown proxy user, say) is 78.
-      if ((err as Error).name === 'ConfigError') throw err;
+      // A component that found a configuration problem (an unknown proxy user, say) is 78;
+      // anything else that kept the daemon from starting is 69.
+      if (err instanceof HarnessError) throw err;
       throw new CliError(`mesh-harness run: ${(err as Error).message}`, EXIT.UNAVAILABLE);
     }
     const code = await stopped;
@@ -68,3 +76,20 @@ export const runCommand: Command = {
     return code;
   },
 };
+
+/**
+ * A throw nobody caught (in a gRPC callback, a timer) must not reach journald as a bare
+ * stack, nor leave a daemon half alive: one structured `fatal` line, then exit non-zero so
+ * systemd restarts the harness.
+ */
+function installLastResortHandlers(log: Logger): void {
+  const die = (kind: string) => (err: unknown) => {
+    try {
+      log.fatal({ kind, err: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined }, `${kind}: exiting`);
+    } finally {
+      process.exit(EXIT.FAILURE);
+    }
+  };
+  process.on('uncaughtException', die('uncaught exception'));
+  process.on('unhandledRejection', die('unhandled promise rejection'));
+}

@@ -1,4 +1,5 @@
-import { loadConfig, ConfigError } from '../../config/load.ts';
+import { loadConfig } from '../../config/load.ts';
+import { ConfigError } from '../../util/errors.ts';
 import type { HarnessConfig } from '../../config/types.ts';
 import { probeBinary } from '../../supervisor/binary-probe.ts';
 import { harnessVersion } from '../../util/version.ts';
@@ -38,7 +39,7 @@ export const versionCommand: Command = {
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       configProblem = `configuration not usable (${err.problems[0]}${err.problems.length > 1 ? ', ...' : ''}); showing default binary paths`;
-      config = loadConfig({ env: {}, defaultPath: '/nonexistent/mesh-harness-defaults-only.json' }).config;
+      config = loadConfig({ env: {}, path: null }).config;
     }
     const [proxy, spireAgent] = await Promise.all([probe(config.proxy.binary, io.env.PATH), probe(config.spire.agentBinary, io.env.PATH)]);
     const info = { 'mesh-harness': harnessVersion(), node: process.versions.node, proxy, spireAgent, ...(configProblem ? { note: configProblem } : {}) };

@@ -25,7 +25,7 @@ for (const mode of ['nft', 'legacy'] as BackendMode[]) {
   t.test(`${mode}: the running component repairs every kind of drift`, async (t) => {
     const ns = await createNetns(t, `drift-${mode}`);
     const sets = ['proxy.user=nobody', 'proxy.group=nogroup', `iptables.backend=${mode}`, 'iptables.ipv6=off'];
-    const { config } = loadConfig({ path: '/dev/null', env: {}, sets });
+    const { config } = loadConfig({ path: null, env: {}, sets });
     const registry = new Registry();
     const component = new IptablesComponent({ config, log: silentLogger(), registry, runner: ns.runner });
     t.teardown(() => component.stop());
@@ -64,7 +64,7 @@ for (const mode of ['nft', 'legacy'] as BackendMode[]) {
 
 t.test('nft: the component does not react to its own changes', async (t) => {
   const ns = await createNetns(t, 'quiet');
-  const { config } = loadConfig({ path: '/dev/null', env: {}, sets: ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.backend=nft', 'iptables.ipv6=off'] });
+  const { config } = loadConfig({ path: null, env: {}, sets: ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.backend=nft', 'iptables.ipv6=off'] });
   const registry = new Registry();
   let looks = 0;
   const counting: CommandRunner = {
@@ -91,15 +91,15 @@ t.test('nft: the component does not react to its own changes', async (t) => {
 t.test('update() applies a changed configuration and ignores an unchanged one', async (t) => {
   const ns = await createNetns(t, 'reload');
   const sets = ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.ipv6=off'];
-  const { config } = loadConfig({ path: '/dev/null', env: {}, sets });
+  const { config } = loadConfig({ path: null, env: {}, sets });
   const component = new IptablesComponent({ config, log: silentLogger(), registry: new Registry(), runner: ns.runner });
   t.teardown(() => component.stop());
   await component.start();
   t.equal(await component.update(config), false, 'same configuration: nothing applied');
-  const { config: changed } = loadConfig({ path: '/dev/null', env: {}, sets: [...sets, 'iptables.ignoreOutboundPorts=5432'] });
+  const { config: changed } = loadConfig({ path: null, env: {}, sets: [...sets, 'iptables.ignoreOutboundPorts=5432'] });
   t.equal(await component.update(changed), true, 'changed configuration: applied');
   t.match(await ns.exec(['iptables-save', '-t', 'nat']), /--dports 5432 .*-j RETURN/);
-  const { config: disabled } = loadConfig({ path: '/dev/null', env: {}, sets: [...sets, 'iptables.enabled=false', 'iptables.onStop=clean'] });
+  const { config: disabled } = loadConfig({ path: null, env: {}, sets: [...sets, 'iptables.enabled=false', 'iptables.onStop=clean'] });
   await component.update(disabled);
   t.equal(component.state().phase, 'Disabled');
   t.notMatch(await ns.exec(['iptables-save', '-t', 'nat']), /MESH_HARNESS/, 'disabled with onStop=clean: rules removed');
@@ -107,7 +107,7 @@ t.test('update() applies a changed configuration and ignores an unchanged one', 
 
 t.test('a proxy user that does not exist is a configuration error', async (t) => {
   const ns = await createNetns(t, 'nouser');
-  const { config } = loadConfig({ path: '/dev/null', env: {}, sets: ['proxy.user=mh-no-such-user', 'proxy.group=nogroup'] });
+  const { config } = loadConfig({ path: null, env: {}, sets: ['proxy.user=mh-no-such-user', 'proxy.group=nogroup'] });
   const component = new IptablesComponent({ config, log: silentLogger(), registry: new Registry(), runner: ns.runner });
   await t.rejects(component.start(), { name: 'ConfigError', message: /proxy\.user: got "mh-no-such-user"; user "mh-no-such-user" does not exist/ });
   t.equal(component.state().phase, 'Failed');

@@ -58,7 +58,7 @@ function foreign(text: string): string {
 
 async function setup(t: { teardown(fn: () => unknown): void }, mode: BackendMode) {
   const ns = await createNetns(t, `tbl-${mode}`);
-  const { config } = loadConfig({ path: '/dev/null', env: {}, sets: ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.ignoreOutboundSubnets=169.254.169.254,fd00:ec2::254'] });
+  const { config } = loadConfig({ path: null, env: {}, sets: ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.ignoreOutboundSubnets=169.254.169.254,fd00:ec2::254'] });
   const desired = desiredRulesets(await resolveRenderInput(config), FAMILIES);
   const tables = new Map<Family, NatTable>();
   for (const family of FAMILIES) {
@@ -154,13 +154,13 @@ function rulesetFromGolden(text: string, family: Family): Ruleset {
 
 t.test('backend auto follows the rules already on the host', async (t) => {
   const ns = await createNetns(t, 'detect');
-  const fresh = await resolveBackend(ns.runner, { backend: 'auto', ipv6: 'auto' });
+  const fresh = await resolveBackend(ns.runner, { backend: 'auto', ipv6: true });
   t.equal(fresh.mode, 'nft', 'no rules anywhere: the system default (nft on this host)');
   t.same(fresh.families.map((f) => f.family), ['ipv4', 'ipv6']);
   await ns.exec(['iptables-legacy', '-t', 'nat', '-A', 'POSTROUTING', '-s', '172.17.0.0/16', '-j', 'MASQUERADE']);
-  const legacy = await resolveBackend(ns.runner, { backend: 'auto', ipv6: 'off' });
+  const legacy = await resolveBackend(ns.runner, { backend: 'auto', ipv6: false });
   t.equal(legacy.mode, 'legacy', 'a host whose rules live in legacy tables gets ours there too');
   t.match(legacy.reason, /legacy tables hold 1 rules/);
   t.match(legacy.families, [{ family: 'ipv4', restore: /iptables-legacy-restore$/ }]);
-  t.equal((await resolveBackend(ns.runner, { backend: 'nft', ipv6: 'off' })).mode, 'nft', 'a configured backend wins');
+  t.equal((await resolveBackend(ns.runner, { backend: 'nft', ipv6: false })).mode, 'nft', 'a configured backend wins');
 });

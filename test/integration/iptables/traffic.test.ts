@@ -35,7 +35,7 @@ t.test('redirection of real IPv4 and IPv6 traffic', async (t) => {
   ]);
 
   const { config } = loadConfig({
-    path: '/dev/null',
+    path: null,
     env: {},
     sets: [
       'proxy.user=nobody',

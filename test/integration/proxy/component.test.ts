@@ -105,7 +105,7 @@ t.test('update restarts the proxy only when its environment changes', async (t) 
   await waitFor('ready', () => (proxy.state().phase === 'Ready' ? true : undefined));
   const first = proxy.pid();
 
-  const iptablesOnly: HarnessConfig = { ...config, iptables: { ...config.iptables, ignoreOutboundPorts: [5432] } };
+  const iptablesOnly: HarnessConfig = { ...config, iptables: { ...config.iptables, ignoreOutboundPorts: [{ from: 5432, to: 5432 }] } };
   await proxy.update(iptablesOnly);
   t.equal(proxy.pid(), first, 'an iptables-only change leaves the proxy alone');
 

@@ -9,7 +9,7 @@ import { repoRoot } from '../../helpers/cli.ts';
 
 t.test('every check a configuration can produce has its runbook entry in docs/operations.md', async (t) => {
   // Every optional part switched on, so the plan holds every kind of check.
-  const { config } = loadConfig({
+  const loaded = loadConfig({
     env: {},
     defaultPath: '/nonexistent/mesh-harness-check-runbook.json',
     sets: [
@@ -21,7 +21,7 @@ t.test('every check a configuration can produce has its runbook entry in docs/op
       'spire.serverAddress=spire.example',
     ],
   });
-  const checks = planChecks({ ok: true, loaded: { config, origins: new Map() } }, systemEffects({ env: {} }));
+  const checks = planChecks({ ok: true, loaded }, systemEffects({ env: {} }));
   const ids = [...new Set(checks.map((c) => c.id))];
   t.ok(ids.length >= 19, `${ids.length} distinct checks`);
   const doc = readFileSync(join(repoRoot, 'docs', 'operations.md'), 'utf8');

@@ -43,12 +43,13 @@ t.test('rendered agent configuration without a join token file (agent already at
 });
 
 t.test('rendering refuses to guess the server address or the bootstrap bundle', async (t) => {
-  const c = config(tempDir(t), ['spire.serverAddress=', 'spire.trustBundleFile=']);
-  const problems = spireAgentConfigProblems(c.spire);
+  const c = config(tempDir(t));
+  const problems = spireAgentConfigProblems({ ...c.spire, serverAddress: '', trustBundleFile: '' });
   t.equal(problems.length, 2);
-  t.match(problems[0], /^spire.serverAddress is empty/);
-  t.match(problems[1], /^spire.trustBundleFile is empty; .*spire-server bundle show/);
-  t.throws(() => renderSpireAgentConfig(c.spire, '/run/a.sock'), /spire.serverAddress is empty/);
+  t.match(problems[0], /^spire.serverAddress: got ""; required when spire.mode is "managed"/);
+  t.match(problems[1], /^spire.trustBundleFile: got ""; required when spire.mode is "managed": .*spire-server bundle show/);
+  t.throws(() => config(tempDir(t), ['spire.serverAddress=']), { name: 'ConfigError', message: /spire\.serverAddress: got ""/ }, 'the loader applies the same rule');
+  t.throws(() => renderSpireAgentConfig({ ...c.spire, serverAddress: '' }, '/run/a.sock'), /spire.serverAddress: got ""/);
 });
 
 t.test('values are quoted for HCL', async (t) => {

@@ -10,7 +10,7 @@ const input: RenderInput = {
   inboundPort: 4143,
   outboundPort: 4140,
   portsToRedirect: [],
-  ignoreInboundPorts: [22, 4190, 4191],
+  ignoreInboundPorts: [22, 4190, 4191].map((port) => ({ from: port, to: port })),
   ignoreOutboundPorts: [],
   ignoreInboundSubnets: [],
   ignoreOutboundSubnets: [],

@@ -13,7 +13,7 @@ const update = process.env.UPDATE_GOLDEN === '1';
 
 /** Defaults straight from the schema, so a changed default shows up in the golden files. */
 function fromConfig(sets: string[] = [], ids = { proxyUid: 2102, harnessGid: 2102 }): RenderInput {
-  const { config } = loadConfig({ path: '/dev/null', env: {}, sets });
+  const { config } = loadConfig({ path: null, env: {}, sets });
   return renderInputFor(config, ids);
 }
 

@@ -1,9 +1,14 @@
 import t from 'tap';
-import { canonicalCidr } from '../../../src/iptables/cidr.ts';
+import { parsePortSpec } from '../../../src/config/formats.ts';
+import { parseCidr } from '../../../src/util/cidr.ts';
 import { classifyFailure, IptablesCommandError, IptablesUnavailableError } from '../../../src/iptables/errors.ts';
 import { MULTIPORT_LIMIT, multiportLists, renderRuleset, type RenderInput } from '../../../src/iptables/render.ts';
 import { CHAIN_PREFIX, COMMENT_TAG, isOwnedChain, ruleTarget } from '../../../src/iptables/ruleset.ts';
 import { concernsNat } from '../../../src/iptables/watch.ts';
+
+/** The render input holds parsed values, as the config loader produces them. */
+const ports = (...specs: Array<number | string>) => specs.map((spec) => parsePortSpec(spec)!);
+const cidrs = (...texts: string[]) => texts.map((text) => parseCidr(text)!);
 
 const base: RenderInput = {
   proxyUid: 2102,
@@ -11,7 +16,7 @@ const base: RenderInput = {
   inboundPort: 4143,
   outboundPort: 4140,
   portsToRedirect: [],
-  ignoreInboundPorts: [22, 4190, 4191],
+  ignoreInboundPorts: ports(22, 4190, 4191),
   ignoreOutboundPorts: [],
   ignoreInboundSubnets: [],
   ignoreOutboundSubnets: [],
@@ -23,7 +28,7 @@ function portWeight(list: string): number {
 
 t.test('every rule is tagged, every chain prefixed, jumps come only from PREROUTING and OUTPUT', async (t) => {
   for (const family of ['ipv4', 'ipv6'] as const) {
-    const ruleset = renderRuleset({ ...base, ignoreOutboundSubnets: ['169.254.169.254', 'fd00::/8'] }, family);
+    const ruleset = renderRuleset({ ...base, ignoreOutboundSubnets: cidrs('169.254.169.254', 'fd00::/8') }, family);
     for (const chain of ruleset.chains) t.ok(chain.startsWith(CHAIN_PREFIX), chain);
     for (const rule of [...ruleset.rules, ...ruleset.jumps]) {
       const at = rule.args.indexOf('--comment');
@@ -35,7 +40,7 @@ t.test('every rule is tagged, every chain prefixed, jumps come only from PREROUT
 });
 
 t.test('subnets go to their own family only', async (t) => {
-  const input = { ...base, ignoreInboundSubnets: ['10.0.0.0/8', 'fd00::/8'], ignoreOutboundSubnets: ['169.254.169.254', 'fd00:ec2::254'] };
+  const input = { ...base, ignoreInboundSubnets: cidrs('10.0.0.0/8', 'fd00::/8'), ignoreOutboundSubnets: cidrs('169.254.169.254', 'fd00:ec2::254') };
   const v4 = renderRuleset(input, 'ipv4').rules.map((r) => r.args.join(' ')).join('\n');
   const v6 = renderRuleset(input, 'ipv6').rules.map((r) => r.args.join(' ')).join('\n');
   t.match(v4, /-s 10\.0\.0\.0\/8/);
@@ -47,7 +52,7 @@ t.test('subnets go to their own family only', async (t) => {
 });
 
 t.test('outbound exemptions come before the redirect, in a fixed order', async (t) => {
-  const rules = renderRuleset({ ...base, ignoreOutboundPorts: [443], ignoreOutboundSubnets: ['169.254.169.254'] }, 'ipv4').rules.filter((r) => r.chain.endsWith('OUTBOUND'));
+  const rules = renderRuleset({ ...base, ignoreOutboundPorts: ports(443), ignoreOutboundSubnets: cidrs('169.254.169.254') }, 'ipv4').rules.filter((r) => r.chain.endsWith('OUTBOUND'));
   const shape = rules.map((r) => r.args.slice(0, 3).join(' '));
   t.same(shape, ['-m owner --uid-owner', '-m owner --gid-owner', '-o lo -m', '-d 169.254.169.254/32 -m', '-p tcp -m', '-p tcp -m']);
   t.same(rules[0]!.args.slice(0, 4), ['-m', 'owner', '--uid-owner', '2102']);
@@ -56,7 +61,7 @@ t.test('outbound exemptions come before the redirect, in a fixed order', async (
 });
 
 t.test('portsToRedirect limits the inbound redirect; ignored ports still win', async (t) => {
-  const rules = renderRuleset({ ...base, portsToRedirect: [8080, '9000-9010'] }, 'ipv4').rules.filter((r) => r.chain.endsWith('INBOUND'));
+  const rules = renderRuleset({ ...base, portsToRedirect: ports(8080, '9000-9010') }, 'ipv4').rules.filter((r) => r.chain.endsWith('INBOUND'));
   t.equal(rules.length, 2);
   t.same(rules[0]!.args.slice(-1), ['RETURN']);
   t.ok(rules[1]!.args.join(' ').includes('--dports 8080,9000:9010'));
@@ -75,13 +80,8 @@ t.test('multiport lists stay within 15 ports, a range counting two', async (t) =
 });
 
 t.test('overlapping and duplicate ports collapse', async (t) => {
-  const rules = renderRuleset({ ...base, ignoreInboundPorts: [22, 22, '100-200', '150-250', 4191, 4190] }, 'ipv4').rules;
+  const rules = renderRuleset({ ...base, ignoreInboundPorts: ports(22, 22, '100-200', '150-250', 4191, 4190) }, 'ipv4').rules;
   t.ok(rules[0]!.args.includes('22,100:250,4190,4191'), rules[0]!.args.join(' '));
-});
-
-t.test('invalid ports and subnets are refused with the field name', async (t) => {
-  t.throws(() => renderRuleset({ ...base, ignoreOutboundPorts: ['70000'] }, 'ipv4'), /iptables\.ignoreOutboundPorts: "70000"/);
-  t.throws(() => renderRuleset({ ...base, ignoreInboundSubnets: ['10.0.0.0/33'] }, 'ipv4'), /iptables\.ignoreInboundSubnets: "10\.0\.0\.0\/33"/);
 });
 
 t.test('subnets are canonical as iptables-save prints them', async (t) => {
@@ -101,8 +101,8 @@ t.test('subnets are canonical as iptables-save prints them', async (t) => {
     ['fe80::1/10', 'fe80::/10'],
     ['2001:db8::/127', '2001:db8::/127'],
   ];
-  for (const [input, expected] of cases) t.equal(canonicalCidr(input)?.text, expected, input);
-  t.equal(canonicalCidr('not-a-subnet'), undefined);
+  for (const [input, expected] of cases) t.equal(parseCidr(input)?.text, expected, input);
+  t.equal(parseCidr('not-a-subnet'), undefined);
 });
 
 t.test('failures are explained with the cause and the fix', async (t) => {

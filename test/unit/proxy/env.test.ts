@@ -17,11 +17,12 @@ const base = {
   proxy: { destinationAddr: 'linkerd-dst-headless.linkerd.svc.cluster.local.:8086', policyAddr: 'linkerd-policy.linkerd.svc.cluster.local.:8090' },
 };
 
-/** Each scenario: the config file content, the registrar-assigned name, and its golden file. */
-const scenarios: Array<{ name: string; file: Record<string, Record<string, unknown>>; workloadName: string }> = [
+/** Each scenario: the config file content, the registrar-assigned name, and its golden file; IPv4-only hosts unless ipv6Host. */
+const scenarios: Array<{ name: string; file: Record<string, Record<string, unknown>>; workloadName: string; ipv6Host?: boolean; cluster?: { defaultInboundPolicy: string; clusterNetworks: string[] } }> = [
   { name: 'registered', file: base, workloadName: 'web-7f9c2' },
   {
-    name: 'not-yet-registered',
+    // No name from anywhere: derived from namespace, group, node and SPIFFE ID, as the registrar does.
+    name: 'derived-name',
     file: { ...base, workload: { ...base.workload, ports: [] }, proxy: { destinationAddr: base.proxy.destinationAddr } },
     workloadName: '',
   },
@@ -35,6 +36,7 @@ const scenarios: Array<{ name: string; file: Record<string, Record<string, unkno
       proxy: { destinationAddr: '[fd00::10]:8086', adminPort: 5191 },
     },
     workloadName: 'web-7f9c2',
+    ipv6Host: true,
   },
   {
     name: 'extra-env',
@@ -45,22 +47,33 @@ const scenarios: Array<{ name: string; file: Record<string, Record<string, unkno
         logLevel: 'debug',
         logFormat: 'plain',
         shutdownGrace: '1500ms',
-        extraEnv: { LINKERD2_PROXY_INBOUND_DEFAULT_POLICY: 'all-authenticated', LINKERD2_PROXY_CORES: '2', RUST_BACKTRACE: '1' },
+        inboundDefaultPolicy: 'all-authenticated',
+        clusterNetworks: ['10.0.0.0/8'],
+        extraEnv: { LINKERD2_PROXY_CORES: '2', RUST_BACKTRACE: '1' },
       },
     },
     workloadName: "o'brien",
+    // Local settings win over what the registrar sent.
+    cluster: { defaultInboundPolicy: 'deny', clusterNetworks: ['192.168.0.0/16'] },
+  },
+  {
+    name: 'registrar-settings',
+    file: { ...base, workload: { ...base.workload, ips: ['10.0.0.5'] } },
+    workloadName: 'web-7f9c2',
+    cluster: { defaultInboundPolicy: 'cluster-authenticated', clusterNetworks: ['10.0.0.0/8', 'fd00::/8'] },
   },
 ];
 
-function configFrom(t: { teardown(fn: () => unknown): void }, file: Record<string, unknown>): HarnessConfig {
+/** The host is part of the input (it decides IPv6), so the goldens do not depend on the machine. */
+function configFrom(t: { teardown(fn: () => unknown): void }, file: Record<string, unknown>, ipv6Host = false): HarnessConfig {
   const dir = tempDir(t);
-  return loadConfig({ path: writeJson(dir, 'config.json', file), env: {} }).config;
+  return loadConfig({ path: writeJson(dir, 'config.json', file), env: {}, host: { ipv6Loopback: ipv6Host } }).config;
 }
 
 for (const scenario of scenarios) {
   t.test(`golden: ${scenario.name}`, async (t) => {
-    const config = configFrom(t, scenario.file);
-    const rendered = formatEnvFile(renderProxyEnv(config, { workloadName: scenario.workloadName, trustAnchorsPem: ANCHORS }));
+    const config = configFrom(t, scenario.file, scenario.ipv6Host);
+    const rendered = formatEnvFile(renderProxyEnv(config, { workloadName: scenario.workloadName, trustAnchorsPem: ANCHORS, cluster: scenario.cluster }));
     const golden = `${goldenDir}${scenario.name}.env`;
     if (update) writeFileSync(golden, rendered);
     t.ok(existsSync(golden), `test/golden/proxy/${scenario.name}.env exists (UPDATE_GOLDEN=1 writes it)`);
@@ -123,4 +136,30 @@ t.test('the env file is valid shell that round-trips every value', async (t) => 
   const file = writeJson(tempDir(t), 'proxy.env', formatEnvFile(env));
   const out = execFileSync('/bin/sh', ['-c', `set -a; . "$0"; printf '%s\\0' "$A" "$B" "$C" "$D"`, file], { env: {} }).toString();
   t.same(out.split('\0').slice(0, 4), Object.values(env));
+});
+
+t.test('cluster settings: local config over the registrar over Linkerd defaults; INBOUND_IPS from the workload IPs', async (t) => {
+  const config = configFrom(t, base);
+  const defaults = renderProxyEnv(config, { workloadName: 'w', trustAnchorsPem: ANCHORS });
+  t.equal(defaults.LINKERD2_PROXY_INBOUND_DEFAULT_POLICY, 'all-unauthenticated', 'before the registrar spoke: Linkerd default');
+  t.equal(defaults.LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS, '10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fd00::/8');
+  t.notOk('LINKERD2_PROXY_INBOUND_IPS' in defaults, 'no IPs known, none rendered');
+  const cluster = { defaultInboundPolicy: 'deny', clusterNetworks: ['10.1.0.0/16'] };
+  const fromRegistrar = renderProxyEnv(config, { workloadName: 'w', trustAnchorsPem: ANCHORS, cluster, detectedIps: ['192.0.2.7'] });
+  t.equal(fromRegistrar.LINKERD2_PROXY_INBOUND_DEFAULT_POLICY, 'deny');
+  t.equal(fromRegistrar.LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS, '10.1.0.0/16');
+  t.equal(fromRegistrar.LINKERD2_PROXY_INBOUND_IPS, '192.0.2.7', 'detected IPs when workload.ips is empty');
+  const local = configFrom(t, { ...base, workload: { ...base.workload, ips: ['10.0.0.5'] }, proxy: { ...base.proxy, inboundDefaultPolicy: 'audit' } });
+  const overridden = renderProxyEnv(local, { workloadName: 'w', trustAnchorsPem: ANCHORS, cluster, detectedIps: ['192.0.2.7'] });
+  t.equal(overridden.LINKERD2_PROXY_INBOUND_DEFAULT_POLICY, 'audit', 'local proxy.inboundDefaultPolicy wins');
+  t.equal(overridden.LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS, '10.1.0.0/16', 'an empty local clusterNetworks takes the registrar\'s');
+  t.equal(overridden.LINKERD2_PROXY_INBOUND_IPS, '10.0.0.5', 'configured IPs win over detected ones');
+});
+
+t.test('the derived name is the default for the policy workload', async (t) => {
+  const config = configFrom(t, base);
+  const env = renderProxyEnv(config, { workloadName: '', trustAnchorsPem: ANCHORS });
+  const { external_workload: name } = JSON.parse(env.LINKERD2_PROXY_POLICY_WORKLOAD!) as { external_workload: string };
+  t.match(name, /^web-vm-1-[0-9a-f]{10}$/);
+  t.equal(JSON.parse(env.LINKERD2_PROXY_DESTINATION_CONTEXT!).external_workload, name);
 });

@@ -46,6 +46,6 @@ t.test('a missing binary is reported, not an error; a broken config falls back t
 
   const broken = await version(['--config', '/nonexistent/config.json'], {});
   t.equal(broken.code, 0);
-  t.match(broken.out, /note: configuration not usable \(config file \/nonexistent\/config.json: does not exist/);
+  t.match(broken.out, /note: configuration not usable \(config file "\/nonexistent\/config.json": does not exist/);
   t.match(broken.out, 'linkerd2-proxy: /usr/lib/linkerd/linkerd2-proxy');
 });

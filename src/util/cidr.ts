@@ -3,13 +3,28 @@
  * always present, IPv6 compressed the way glibc's inet_ntop does. Rendering in that form is
  * what lets observed rules compare equal to desired ones.
  */
-import { parseCidr } from '../config/formats.ts';
-import type { Family } from './ruleset.ts';
+import { isIP } from 'node:net';
 
-export interface CanonicalCidr {
+export type Family = 'ipv4' | 'ipv6';
+
+/** A parsed subnet: what configuration holds, and what the rule renderer reads. */
+export interface Cidr {
   family: Family;
-  /** Such as "10.0.0.0/8" or "fd00::/8". */
+  /** Such as "10.0.0.0/8" or "fd00::/8": host bits cleared, as iptables-save prints it. */
   text: string;
+}
+
+/** An IPv4 or IPv6 CIDR ("10.0.0.0/8", "fd00::/8") or a bare address, split and checked. */
+function splitCidr(value: string): { address: string; prefix: number; family: 4 | 6 } | undefined {
+  const [address = '', prefixText, extra] = value.trim().split('/');
+  if (extra !== undefined) return undefined;
+  const family = isIP(address);
+  if (family !== 4 && family !== 6) return undefined;
+  const max = family === 4 ? 32 : 128;
+  if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) return undefined;
+  const prefix = prefixText === undefined ? max : Number(prefixText);
+  if (prefix > max) return undefined;
+  return { address, prefix, family };
 }
 
 function ipv4Bytes(address: string): number[] {
@@ -81,8 +96,8 @@ function formatIpv6(bytes: number[]): string {
 }
 
 /** Canonical form of a configured subnet or bare address; undefined when it is not one. */
-export function canonicalCidr(value: string): CanonicalCidr | undefined {
-  const parsed = parseCidr(value);
+export function parseCidr(value: string): Cidr | undefined {
+  const parsed = splitCidr(value);
   if (!parsed) return undefined;
   if (parsed.family === 4) {
     return { family: 'ipv4', text: `${mask(ipv4Bytes(parsed.address), parsed.prefix).join('.')}/${parsed.prefix}` };

@@ -1,0 +1,443 @@
+/**
+ * The registrar's reconciler. Level-triggered: for every workload it knows of (a live
+ * stream here, a stream that dropped here, or an object whose replica's Lease lapsed) it
+ * computes the desired ExternalWorkload and Ready condition from the session and the
+ * group, compares them with the store's cache, and writes only the difference.
+ * Heartbeats never reach it, so a steady fleet costs zero writes. A failed write is
+ * retried with backoff until it lands; nothing is lost until the next reconnect.
+ *
+ * Liveness: a dropped stream keeps its Ready condition for `grace` (a reconnect to any
+ * replica in that window is invisible), then Ready=False (Disconnected); after `ttl` the
+ * object is deleted with uid/resourceVersion preconditions, after re-checking from the
+ * cache that no replica took the workload over. Objects held by a replica whose Lease
+ * lapsed go through the same grace and TTL, counted from the Lease's expiry.
+ */
+import type { Logger } from '../log/logger.ts';
+import type { WorkloadState } from '../protocol/registration.ts';
+import { Backoff } from '../util/backoff.ts';
+import {
+  ANNOTATION,
+  desiredWorkload,
+  mergeForUpdate,
+  registrationKey,
+  reportedReadiness,
+  statusUpdate,
+  workloadMatches,
+  type Readiness,
+  type Registration,
+} from './desired.ts';
+import { leaseExpiry, leaseName } from './leases.ts';
+import { ConflictError, NotFoundError, type ExternalGroup, type ExternalWorkload, type RegistrarStore, type StoreEvent } from './store.ts';
+
+/** A live stream, as the controller sees it. */
+export interface Session {
+  readonly registration: Registration;
+  state: WorkloadState;
+  readonly connectedAt: Date;
+  readonly peer: string;
+  /** Ends the stream, telling the harness why (another stream took the workload over, the group went away). */
+  close(reason: string, message: string): void;
+  /** Sends the group's new settings. */
+  groupChanged(group: ExternalGroup): void;
+}
+
+export interface ControllerOptions {
+  store: RegistrarStore;
+  replica: string;
+  grace: number;
+  ttl: number;
+  deleteRate: number;
+  gcPauseFraction: number;
+  log: Logger;
+  now?: () => number;
+}
+
+export type ClaimResult = { ok: true } | { ok: false; reason: 'NameTaken'; message: string };
+
+interface Tracked {
+  registration: Registration;
+  session?: Session;
+  /** When the last stream here ended (ms). */
+  goneSince?: number;
+  goodbye?: boolean;
+}
+
+/** Below this many workloads the orphan-storm guard does not apply (a small fleet may all go at once). */
+const GC_GUARD_MINIMUM = 10;
+const RESYNC_MS = 15_000;
+const TICK_MS = 250;
+
+export class WorkloadController {
+  private readonly tracked = new Map<string, Tracked>();
+  private readonly dirty = new Set<string>();
+  private readonly wakeAt = new Map<string, number>();
+  private readonly retry = new Map<string, Backoff>();
+  /** Our own last write per object, newer than the cache until the watch delivers it. */
+  private readonly pending = new Map<string, ExternalWorkload>();
+  private readonly now: () => number;
+  private readonly startedAt: number;
+  private running = false;
+  private timers: NodeJS.Timeout[] = [];
+  private unsubscribe?: () => void;
+  private deleteTokens: number;
+  private lastRefill: number;
+  private gcPaused = false;
+  private stopped = false;
+  private loop: Promise<void> = Promise.resolve();
+
+  constructor(private readonly options: ControllerOptions) {
+    this.now = options.now ?? Date.now;
+    this.startedAt = this.now();
+    this.deleteTokens = Math.max(1, options.deleteRate);
+    this.lastRefill = this.startedAt;
+  }
+
+  start(): void {
+    this.unsubscribe = this.options.store.subscribe((event) => this.onStoreEvent(event));
+    this.resync();
+    this.timers.push(setInterval(() => this.tick(), TICK_MS), setInterval(() => this.resync(), RESYNC_MS));
+    for (const timer of this.timers) timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers) clearInterval(timer);
+    this.unsubscribe?.();
+    await this.loop;
+  }
+
+  /** Whether GC is paused by the orphan-storm guard (for /readyz detail and metrics). */
+  get gcIsPaused(): boolean {
+    return this.gcPaused;
+  }
+
+  sessionCount(): number {
+    let n = 0;
+    for (const t of this.tracked.values()) if (t.session) n += 1;
+    return n;
+  }
+
+  sessions(): Session[] {
+    return [...this.tracked.values()].flatMap((t) => (t.session ? [t.session] : []));
+  }
+
+  /**
+   * Whether a registration may take its name. The same machine (identity, node and
+   * machine id) takes over its own older stream at once; another machine is refused
+   * with a reason that names the one holding the name.
+   */
+  claim(registration: Registration): ClaimResult {
+    const id = key(registration.namespace, registration.name);
+    const local = this.tracked.get(id);
+    const wanted = registrationKey(registration.spiffeId, registration.nodeName);
+    if (local) {
+      const held = local.registration;
+      const sameKey = registrationKey(held.spiffeId, held.nodeName) === wanted;
+      if (local.session && (!sameKey || (held.machineId && registration.machineId && held.machineId !== registration.machineId))) {
+        return { ok: false, reason: 'NameTaken', message: `ExternalWorkload ${registration.namespace}/${registration.name} is held by ${describe(held)}, connected since ${local.session.connectedAt.toISOString()} from ${local.session.peer}` };
+      }
+      if (!local.session && !sameKey) {
+        return { ok: false, reason: 'NameTaken', message: `ExternalWorkload ${registration.namespace}/${registration.name} belongs to ${describe(held)}, disconnected; it is deleted after the TTL` };
+      }
+    }
+    const object = this.current(id);
+    if (object) {
+      const holder = object.metadata.annotations?.[ANNOTATION.holder];
+      const objectKey = registrationKey(object.spec.meshTLS.identity, object.metadata.annotations?.[ANNOTATION.nodeName] ?? '');
+      const first = `node ${object.metadata.annotations?.[ANNOTATION.nodeName] ?? '(unknown)'} (${object.spec.meshTLS.identity})`;
+      if (!holder) {
+        return { ok: false, reason: 'NameTaken', message: `ExternalWorkload ${registration.namespace}/${registration.name} exists and is not managed by mesh-registrar (${first}); delete it or choose another workload.name` };
+      }
+      if (objectKey !== wanted) {
+        return { ok: false, reason: 'NameTaken', message: `ExternalWorkload ${registration.namespace}/${registration.name} belongs to ${first}` };
+      }
+      const machine = object.metadata.annotations?.[ANNOTATION.machineId];
+      const liveElsewhere = holder !== this.options.replica && this.holderAlive(holder) && object.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+      if (liveElsewhere && machine && registration.machineId && machine !== registration.machineId) {
+        return { ok: false, reason: 'NameTaken', message: `ExternalWorkload ${registration.namespace}/${registration.name} is held by ${first} on machine ${machine.slice(0, 12)} through replica ${holder}` };
+      }
+    }
+    return { ok: true };
+  }
+
+  /** A stream was accepted (after claim()). An older stream of the same machine is closed. */
+  attach(session: Session): void {
+    const id = key(session.registration.namespace, session.registration.name);
+    const previous = this.tracked.get(id);
+    if (previous?.session && previous.session !== session) previous.session.close('Replaced', 'a newer stream from the same machine took over');
+    this.tracked.set(id, { registration: session.registration, session });
+    this.markDirty(id);
+  }
+
+  setState(session: Session, state: WorkloadState): void {
+    session.state = state;
+    const id = key(session.registration.namespace, session.registration.name);
+    if (this.tracked.get(id)?.session === session) this.markDirty(id);
+  }
+
+  /** A clean stop: Ready=False at once. */
+  goodbye(session: Session): void {
+    this.detach(session, true);
+  }
+
+  /** The stream ended without a goodbye: the grace period starts. */
+  detach(session: Session, goodbye = false): void {
+    const id = key(session.registration.namespace, session.registration.name);
+    const entry = this.tracked.get(id);
+    if (!entry || entry.session !== session) return;
+    this.tracked.set(id, { registration: entry.registration, goneSince: this.now(), goodbye: goodbye || undefined });
+    this.markDirty(id);
+  }
+
+  /** The Ready condition a workload should have now, or undefined to leave it as it is (within grace). */
+  private readiness(entry: Tracked | undefined, absentSince: number | undefined): Readiness | 'delete' | undefined {
+    if (entry?.session) return reportedReadiness(entry.session.state);
+    if (absentSince === undefined) return undefined;
+    const gone = this.now() - absentSince;
+    if (gone >= this.options.ttl) return 'delete';
+    if (entry?.goodbye) return { ready: false, reason: 'Draining', message: 'the harness said goodbye (clean stop)' };
+    if (gone >= this.options.grace) {
+      return { ready: false, reason: 'Disconnected', message: `no stream from the harness since ${new Date(absentSince).toISOString()} (grace ${this.options.grace / 1000}s)` };
+    }
+    return undefined;
+  }
+
+  private holderAlive(holder: string): boolean {
+    const lease = this.options.store.listLeases().find((l) => l.metadata.name === leaseName(holder));
+    return lease !== undefined && leaseExpiry(lease) > this.now();
+  }
+
+  /**
+   * Since when a workload without a stream here has been without a stream anywhere, or
+   * undefined when it is someone else's live responsibility (or not ours at all).
+   */
+  private absentSince(id: string, entry: Tracked | undefined, object: ExternalWorkload | undefined): number | undefined {
+    if (entry?.session) return undefined;
+    const holder = object?.metadata.annotations?.[ANNOTATION.holder];
+    if (object && holder === undefined) return undefined;
+    if (!object || holder === this.options.replica) return entry?.goneSince ?? this.startedAt;
+    const lease = this.options.store.listLeases().find((l) => l.metadata.name === leaseName(holder!));
+    // No Lease at all: its replica is long gone (or never renewed); count from our own start.
+    if (!lease) return this.startedAt;
+    const expiry = leaseExpiry(lease);
+    if (expiry > this.now()) {
+      this.wake(id, expiry + 1);
+      return undefined;
+    }
+    return expiry;
+  }
+
+  private async reconcile(id: string): Promise<void> {
+    const entry = this.tracked.get(id);
+    const object = this.current(id);
+    const [namespace, name] = split(id);
+    if (entry && object && object.metadata.annotations?.[ANNOTATION.holder] !== this.options.replica && !entry.session) {
+      // Another replica took the workload over (a reconnect there): our disconnect is history.
+      this.tracked.delete(id);
+      return;
+    }
+    if (entry?.session && object) {
+      const holder = object.metadata.annotations?.[ANNOTATION.holder];
+      const connectedAt = entry.session.connectedAt.getTime();
+      if (holder && holder !== this.options.replica && this.holderAlive(holder) && this.takenOverAfter(object, connectedAt)) {
+        entry.session.close('Replaced', `replica ${holder} holds a newer stream for this workload`);
+        this.tracked.delete(id);
+        return;
+      }
+    }
+    const absentSince = this.absentSince(id, entry, object);
+    if (!entry?.session && absentSince === undefined) return;
+    const readiness = this.readiness(entry, absentSince);
+
+    if (readiness === 'delete') {
+      if (object) await this.deleteObject(id, object);
+      this.tracked.delete(id);
+      return;
+    }
+    if (absentSince !== undefined) {
+      // Wake up for the next deadline: the end of the grace period, then the TTL.
+      const next = [absentSince + this.options.grace, absentSince + this.options.ttl].find((t) => t > this.now());
+      if (next !== undefined) this.wake(id, next + 1);
+    }
+    if (!entry?.session) {
+      if (readiness && object) await this.writeStatus(object, readiness);
+      return;
+    }
+
+    const group = this.options.store.getGroup(namespace, entry.registration.group);
+    if (!group) {
+      entry.session.close('GroupNotFound', `ExternalGroup ${namespace}/${entry.registration.group} no longer exists`);
+      this.tracked.delete(id);
+      return;
+    }
+    const desired = desiredWorkload(group, entry.registration, this.options.replica);
+    let current = object;
+    if (!current) {
+      current = await this.options.store.createWorkload(desired);
+      this.options.log.info({ workload: id, identity: entry.registration.spiffeId, node: entry.registration.nodeName }, 'created ExternalWorkload');
+      this.pending.set(id, current);
+    } else if (!workloadMatches(current, desired)) {
+      const before = current.metadata.annotations?.[ANNOTATION.holder];
+      current = await this.options.store.updateWorkload(mergeForUpdate(current, desired));
+      if (before !== this.options.replica) this.options.log.info({ workload: id, from: before }, 'took over the ExternalWorkload');
+      this.pending.set(id, current);
+    }
+    if (readiness) await this.writeStatus(current, readiness);
+  }
+
+  /** Whether the object's holder changed after our stream started (a newer stream elsewhere). */
+  private takenOverAfter(object: ExternalWorkload, connectedAt: number): boolean {
+    const seen = this.holderSeenAt.get(key(object.metadata.namespace, object.metadata.name));
+    return seen !== undefined && seen > connectedAt;
+  }
+
+  private readonly holderSeenAt = new Map<string, number>();
+
+  private async writeStatus(current: ExternalWorkload, readiness: Readiness): Promise<void> {
+    const next = statusUpdate(current, readiness, new Date(this.now()));
+    if (!next) return;
+    const id = key(current.metadata.namespace, current.metadata.name);
+    const written = await this.options.store.updateWorkloadStatus(next);
+    this.pending.set(id, written);
+    this.options.log.info({ workload: id, ready: readiness.ready, reason: readiness.reason }, `Ready=${readiness.ready ? 'True' : 'False'} (${readiness.reason})`);
+  }
+
+  private async deleteObject(id: string, object: ExternalWorkload): Promise<void> {
+    if (this.gcPaused) {
+      this.wake(id, this.now() + 1000);
+      return;
+    }
+    this.refillDeleteTokens();
+    if (this.deleteTokens < 1) {
+      this.wake(id, this.now() + Math.ceil(1000 / this.options.deleteRate));
+      return;
+    }
+    this.deleteTokens -= 1;
+    await this.options.store.deleteWorkload(object.metadata.namespace, object.metadata.name, {
+      uid: object.metadata.uid!,
+      resourceVersion: object.metadata.resourceVersion!,
+    });
+    this.pending.delete(id);
+    this.options.log.info({ workload: id, identity: object.spec.meshTLS.identity }, `deleted ExternalWorkload: no harness for ${this.options.ttl / 1000}s`);
+  }
+
+  private refillDeleteTokens(): void {
+    const now = this.now();
+    this.deleteTokens = Math.min(Math.max(1, this.options.deleteRate), this.deleteTokens + ((now - this.lastRefill) / 1000) * this.options.deleteRate);
+    this.lastRefill = now;
+  }
+
+  /** The freshest view of an object: our own last write until the watch catches up. */
+  private current(id: string): ExternalWorkload | undefined {
+    const pending = this.pending.get(id);
+    if (pending) return pending;
+    const [namespace, name] = split(id);
+    return this.options.store.getWorkload(namespace, name);
+  }
+
+  private onStoreEvent(event: StoreEvent): void {
+    if (event.kind === 'ExternalWorkload') {
+      const id = key(event.object.metadata.namespace, event.object.metadata.name);
+      const pending = this.pending.get(id);
+      if (pending && (event.type === 'deleted' || pending.metadata.resourceVersion === event.object.metadata.resourceVersion)) this.pending.delete(id);
+      const holder = event.object.metadata.annotations?.[ANNOTATION.holder];
+      if (holder && holder !== this.options.replica) this.holderSeenAt.set(id, this.now());
+      if (event.type === 'deleted') this.holderSeenAt.delete(id);
+      if (this.tracked.has(id) || holder !== undefined) this.markDirty(id);
+    } else if (event.kind === 'ExternalGroup') {
+      for (const [id, entry] of this.tracked) {
+        if (entry.registration.namespace !== event.object.metadata.namespace || entry.registration.group !== event.object.metadata.name) continue;
+        if (event.type === 'modified' && entry.session) entry.session.groupChanged(event.object);
+        this.markDirty(id);
+      }
+    } else {
+      this.resync();
+    }
+  }
+
+  private markDirty(id: string): void {
+    this.dirty.add(id);
+    if (!this.running && !this.stopped) {
+      this.running = true;
+      this.loop = this.drain();
+    }
+  }
+
+  private wake(id: string, at: number): void {
+    const existing = this.wakeAt.get(id);
+    if (existing === undefined || at < existing) this.wakeAt.set(id, at);
+  }
+
+  private async drain(): Promise<void> {
+    // Yield first so a burst of events (a relist, a reconnect storm) is handled as one batch.
+    await new Promise((resolve) => setImmediate(resolve));
+    while (this.dirty.size && !this.stopped) {
+      const [id] = this.dirty;
+      this.dirty.delete(id!);
+      try {
+        await this.reconcile(id!);
+        this.retry.delete(id!);
+      } catch (err) {
+        if (err instanceof ConflictError || err instanceof NotFoundError) this.pending.delete(id!);
+        let backoff = this.retry.get(id!);
+        if (!backoff) this.retry.set(id!, (backoff = new Backoff({ baseMs: 100, maxMs: 30_000 })));
+        const delay = backoff.next();
+        const level = err instanceof ConflictError ? 'debug' : 'warn';
+        this.options.log[level]({ workload: id, err: (err as Error).message, retryInMs: delay }, 'write failed; retrying');
+        this.wake(id!, this.now() + delay);
+      }
+    }
+    this.running = false;
+  }
+
+  private tick(): void {
+    const now = this.now();
+    for (const [id, at] of this.wakeAt) {
+      if (at <= now) {
+        this.wakeAt.delete(id);
+        this.markDirty(id);
+      }
+    }
+  }
+
+  /**
+   * Everything that may need action: our tracked workloads, objects we hold, and objects
+   * whose replica's Lease lapsed. Also decides the orphan-storm guard.
+   */
+  private resync(): void {
+    const workloads = this.options.store.listWorkloads().filter((w) => w.metadata.annotations?.[ANNOTATION.holder] !== undefined);
+    let orphaned = 0;
+    for (const w of workloads) {
+      const id = key(w.metadata.namespace, w.metadata.name);
+      const holder = w.metadata.annotations![ANNOTATION.holder]!;
+      const entry = this.tracked.get(id);
+      if (entry?.session) continue;
+      if (holder === this.options.replica || !this.holderAlive(holder)) {
+        const since = this.absentSince(id, entry, w);
+        if (since !== undefined && this.now() - since >= this.options.ttl) orphaned += 1;
+        this.markDirty(id);
+      }
+    }
+    for (const id of this.tracked.keys()) this.markDirty(id);
+    const pause = workloads.length >= GC_GUARD_MINIMUM && orphaned > workloads.length * this.options.gcPauseFraction;
+    if (pause !== this.gcPaused) {
+      this.gcPaused = pause;
+      if (pause) {
+        this.options.log.warn({ orphaned, workloads: workloads.length }, `GC paused: ${orphaned} of ${workloads.length} ExternalWorkloads look orphaned at once (more than ${this.options.gcPauseFraction * 100}%); deleting nothing until fewer do (a cluster-wide outage looks like this)`);
+      } else this.options.log.info('GC resumed');
+    }
+  }
+}
+
+function key(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+function split(id: string): [string, string] {
+  const slash = id.indexOf('/');
+  return [id.slice(0, slash), id.slice(slash + 1)];
+}
+
+function describe(registration: Registration): string {
+  return `node ${registration.nodeName} (${registration.spiffeId}${registration.machineId ? `, machine ${registration.machineId.slice(0, 12)}` : ''})`;
+}

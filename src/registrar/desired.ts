@@ -1,0 +1,158 @@
+/**
+ * What an ExternalWorkload should look like, as pure functions of the group (the
+ * template), the registration (what the harness said and what TLS proved) and the
+ * workload's liveness. The controller compares the result with the store's cache and
+ * writes only the difference.
+ */
+import { isIP } from 'node:net';
+import type { WorkloadState } from '../protocol/registration.ts';
+import type { Condition, ExternalGroup, ExternalWorkload, WorkloadPort } from './store.ts';
+
+/** Annotations and labels the registrar owns on every ExternalWorkload it manages. */
+export const ANNOTATION = {
+  /** The replica holding the harness's stream; written only when ownership changes. */
+  holder: 'meshexpansion.dev/registrar-replica',
+  nodeName: 'meshexpansion.dev/node-name',
+  machineId: 'meshexpansion.dev/machine-id',
+} as const;
+
+export const LABEL = { group: 'meshexpansion.dev/group' } as const;
+
+/** What the registrar knows of one machine, keyed by identity + node (never by IP). */
+export interface Registration {
+  namespace: string;
+  name: string;
+  group: string;
+  spiffeId: string;
+  nodeName: string;
+  machineId: string;
+  serverName: string;
+  workloadIps: string[];
+}
+
+export type ReadyReason = 'Ready' | 'ProxyNotReady' | 'ProbeFailed' | 'Disconnected' | 'Draining';
+
+export interface Readiness {
+  ready: boolean;
+  reason: ReadyReason | string;
+  message: string;
+}
+
+/** The key a workload is tracked by: identity and node, never IP (an IP is data). */
+export function registrationKey(spiffeId: string, nodeName: string): string {
+  return `${spiffeId}\n${nodeName}`;
+}
+
+/** At most one IPv4 and one IPv6 address, the first of each, as the CRD allows. */
+export function workloadIps(ips: string[]): Array<{ ip: string }> {
+  const v4 = ips.find((ip) => isIP(ip) === 4);
+  const v6 = ips.find((ip) => isIP(ip) === 6);
+  return [v4, v6].filter((ip): ip is string => Boolean(ip)).map((ip) => ({ ip }));
+}
+
+/** Whether a SPIFFE ID is allowed by a group's allowedIdentities (exact, or a prefix ending in /*). */
+export function identityAllowed(group: ExternalGroup, spiffeId: string): boolean {
+  return (group.spec.allowedIdentities ?? []).some((pattern) =>
+    pattern.endsWith('/*') ? spiffeId.startsWith(pattern.slice(0, -1)) && spiffeId.length > pattern.length - 1 : pattern === spiffeId,
+  );
+}
+
+function normalizedPorts(ports: WorkloadPort[] | undefined): WorkloadPort[] {
+  return (ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), port: p.port, protocol: p.protocol ?? 'TCP' }));
+}
+
+/** The ExternalWorkload's metadata and spec (status is separate: it goes through its subresource). */
+export function desiredWorkload(group: ExternalGroup, registration: Registration, holder: string): ExternalWorkload {
+  const template = group.spec.template ?? {};
+  return {
+    apiVersion: 'workload.linkerd.io/v1beta1',
+    kind: 'ExternalWorkload',
+    metadata: {
+      name: registration.name,
+      namespace: registration.namespace,
+      labels: { ...template.metadata?.labels, [LABEL.group]: group.metadata.name },
+      annotations: {
+        ...template.metadata?.annotations,
+        [ANNOTATION.holder]: holder,
+        [ANNOTATION.nodeName]: registration.nodeName,
+        ...(registration.machineId ? { [ANNOTATION.machineId]: registration.machineId } : {}),
+      },
+      ownerReferences: [{ apiVersion: group.apiVersion, kind: group.kind, name: group.metadata.name, uid: group.metadata.uid ?? '', controller: true, blockOwnerDeletion: false }],
+    },
+    spec: {
+      meshTLS: { identity: registration.spiffeId, serverName: registration.serverName },
+      ports: normalizedPorts(template.ports),
+      workloadIPs: workloadIps(registration.workloadIps),
+    },
+  };
+}
+
+/**
+ * Whether the stored object already matches the desired one. Labels and annotations are
+ * compared on the keys the registrar sets, so other controllers' additions do not cause
+ * a write war.
+ */
+export function workloadMatches(current: ExternalWorkload, desired: ExternalWorkload): boolean {
+  const subset = (want: Record<string, string> | undefined, have: Record<string, string> | undefined) =>
+    Object.entries(want ?? {}).every(([k, v]) => have?.[k] === v);
+  const owners = (w: ExternalWorkload) => JSON.stringify((w.metadata.ownerReferences ?? []).map((o) => [o.kind, o.name, o.uid]));
+  return (
+    subset(desired.metadata.labels, current.metadata.labels) &&
+    subset(desired.metadata.annotations, current.metadata.annotations) &&
+    owners(current) === owners(desired) &&
+    current.spec.meshTLS.identity === desired.spec.meshTLS.identity &&
+    current.spec.meshTLS.serverName === desired.spec.meshTLS.serverName &&
+    JSON.stringify(normalizedPorts(current.spec.ports)) === JSON.stringify(desired.spec.ports ?? []) &&
+    JSON.stringify(current.spec.workloadIPs ?? []) === JSON.stringify(desired.spec.workloadIPs ?? [])
+  );
+}
+
+/** The object to send as an update: the desired fields over the current object (keeping others' additions). */
+export function mergeForUpdate(current: ExternalWorkload, desired: ExternalWorkload): ExternalWorkload {
+  return {
+    ...current,
+    metadata: {
+      ...current.metadata,
+      labels: { ...current.metadata.labels, ...desired.metadata.labels },
+      annotations: { ...current.metadata.annotations, ...desired.metadata.annotations },
+      ownerReferences: desired.metadata.ownerReferences!,
+    },
+    spec: desired.spec,
+  };
+}
+
+export function readyCondition(workload: ExternalWorkload | undefined): Condition | undefined {
+  return workload?.status?.conditions?.find((c) => c.type === 'Ready');
+}
+
+/**
+ * The status to write, or undefined when the stored Ready condition already says the
+ * same. lastTransitionTime moves only when the status flips.
+ */
+export function statusUpdate(current: ExternalWorkload, readiness: Readiness, now: Date): ExternalWorkload | undefined {
+  const existing = readyCondition(current);
+  const status = readiness.ready ? 'True' : 'False';
+  const message = readiness.message.slice(0, 32_768);
+  if (existing && existing.status === status && existing.reason === readiness.reason && (existing.message ?? '') === message) return undefined;
+  const condition: Condition = {
+    type: 'Ready',
+    status,
+    reason: readiness.reason,
+    message,
+    lastTransitionTime: existing && existing.status === status && existing.lastTransitionTime ? existing.lastTransitionTime : now.toISOString().replace(/\.\d+Z$/, 'Z'),
+  };
+  const others = (current.status?.conditions ?? []).filter((c) => c.type !== 'Ready');
+  return { ...current, status: { ...current.status, conditions: [...others, condition] } };
+}
+
+/** Readiness as a connected harness reports it: the proxy first, then the group's probes. */
+export function reportedReadiness(state: WorkloadState | null | undefined): Readiness {
+  if (!state || !state.proxy_ready) {
+    return { ready: false, reason: 'ProxyNotReady', message: state?.message || 'the proxy is not ready' };
+  }
+  const failed = (state.probes ?? []).filter((p) => !p.success);
+  if (failed.length) {
+    return { ready: false, reason: 'ProbeFailed', message: state.message || failed.map((p) => `probe ${p.name} failed${p.message ? `: ${p.message}` : ''}`).join('; ') };
+  }
+  return { ready: true, reason: 'Ready', message: state.message || 'the harness reports the proxy ready' };
+}

@@ -1,0 +1,314 @@
+/**
+ * Registrar test pieces: a PKI from the dev CA (the registrar's serving certificate with
+ * its SPIFFE ID, harness SVIDs), mesh-registrar replicas as real processes (dist/, so a
+ * replica can be SIGKILLed like a pod), harnesses as real RegistrationComponents over
+ * real mutual TLS, and ExternalGroups applied to the real API server.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { X509Certificate } from 'node:crypto';
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import type { HarnessConfig } from '../../src/config/types.ts';
+import { DevCa, type IssuedSvid } from '../../src/dev/ca.ts';
+import { createLogger } from '../../src/log/logger.ts';
+import { proxyOnlyState, type WorkloadState } from '../../src/protocol/registration.ts';
+import { RegistrationComponent } from '../../src/registration/component.ts';
+import type { ReadinessSource } from '../../src/registration/readiness.ts';
+import { REPO_ROOT } from './specs.ts';
+import { freePort, tempDir, waitFor } from './tmp.ts';
+
+interface Teardown {
+  teardown(fn: () => unknown): void;
+}
+
+export const TRUST_DOMAIN = 'root.linkerd.cluster.local';
+export const REGISTRAR_ID = `spiffe://${TRUST_DOMAIN}/ns/mesh-expansion/sa/mesh-registrar`;
+
+export interface Pki {
+  ca: DevCa;
+  dir: string;
+  anchorsFile: string;
+  anchorsPem: string;
+  certFile: string;
+  keyFile: string;
+  svid(spiffeId: string): Promise<IssuedSvid>;
+}
+
+export async function makePki(t: Teardown, trustDomain = TRUST_DOMAIN): Promise<Pki> {
+  const dir = tempDir(t, 'mh-registrar-pki-');
+  const ca = await DevCa.create({ trustDomain });
+  const serving = await ca.issueSvid({ spiffeId: REGISTRAR_ID, ttlMs: 3_600_000 });
+  const anchorsFile = join(dir, 'ca.crt');
+  const certFile = join(dir, 'tls.crt');
+  const keyFile = join(dir, 'tls.key');
+  writeFileSync(anchorsFile, ca.bundlePem);
+  writeFileSync(certFile, serving.chain.join(''));
+  writeFileSync(keyFile, serving.keyPem, { mode: 0o600 });
+  return { ca, dir, anchorsFile, anchorsPem: ca.bundlePem, certFile, keyFile, svid: (spiffeId) => ca.issueSvid({ spiffeId, ttlMs: 3_600_000 }) };
+}
+
+export interface ReplicaOptions {
+  replica: string;
+  pki: Pki;
+  kubeconfig: string;
+  namespace?: string;
+  grace?: string;
+  ttl?: string;
+  heartbeatInterval?: string;
+  leaseDuration?: string;
+  /** Extra config keys. */
+  extra?: Record<string, unknown>;
+}
+
+/** A mesh-registrar process (dist/mesh-registrar.js; run `npm run build` first). */
+export class ReplicaProcess {
+  child!: ChildProcess;
+  grpcAddress = '';
+  adminPort = 0;
+  readonly logFile: string;
+  private readonly configFile: string;
+
+  private constructor(readonly options: ReplicaOptions, dir: string) {
+    this.logFile = join(dir, `${options.replica}.log`);
+    this.configFile = join(dir, `${options.replica}.json`);
+  }
+
+  static async start(t: Teardown, options: ReplicaOptions): Promise<ReplicaProcess> {
+    const dir = tempDir(t, `mh-registrar-${options.replica}-`);
+    const replica = new ReplicaProcess(options, dir);
+    t.teardown(() => replica.kill());
+    await replica.launch();
+    return replica;
+  }
+
+  async launch(): Promise<void> {
+    const [port, adminPort] = [await freePort(), await freePort()];
+    this.grpcAddress = `127.0.0.1:${port}`;
+    this.adminPort = adminPort;
+    writeFileSync(this.configFile, JSON.stringify({
+      listen: this.grpcAddress,
+      adminListen: `127.0.0.1:${adminPort}`,
+      certFile: this.options.pki.certFile,
+      keyFile: this.options.pki.keyFile,
+      caFile: this.options.pki.anchorsFile,
+      trustDomain: TRUST_DOMAIN,
+      replica: this.options.replica,
+      namespace: this.options.namespace ?? 'mesh-expansion',
+      grace: this.options.grace ?? '10s',
+      ttl: this.options.ttl ?? '5m',
+      heartbeatInterval: this.options.heartbeatInterval ?? '1s',
+      leaseDuration: this.options.leaseDuration ?? '15s',
+      store: { kind: 'kube', kubeconfig: this.options.kubeconfig, crdFiles: [] },
+      ...this.options.extra,
+    }));
+    const fd = openSync(this.logFile, 'a');
+    this.child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'mesh-registrar.js'), 'run', '--config', this.configFile, '--log-level', 'debug'], { stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    const child = this.child;
+    await waitFor(`registrar ${this.options.replica} /readyz`, async () => {
+      if (child.exitCode !== null) throw new Error(`mesh-registrar ${this.options.replica} exited ${child.exitCode}:\n${this.log().slice(-3000)}`);
+      try {
+        const response = await fetch(`http://127.0.0.1:${adminPort}/readyz`);
+        return response.ok ? true : undefined;
+      } catch {
+        return undefined;
+      }
+    }, 60_000, 100);
+  }
+
+  log(): string {
+    try {
+      return readFileSync(this.logFile, 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  async metrics(): Promise<string> {
+    return (await fetch(`http://127.0.0.1:${this.adminPort}/metrics`)).text();
+  }
+
+  /** SIGKILL: the replica dies like a node going away (no drain, no more Lease renewals). */
+  async kill(): Promise<void> {
+    await this.signal('SIGKILL');
+  }
+
+  async terminate(): Promise<number | null> {
+    return this.signal('SIGTERM');
+  }
+
+  private async signal(signal: NodeJS.Signals): Promise<number | null> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill(signal);
+    return exited;
+  }
+}
+
+/** Readiness the test sets by hand: the input a proxy (or probes) would give. */
+export class ManualReadiness extends EventEmitter implements ReadinessSource {
+  private state: WorkloadState = proxyOnlyState(true);
+
+  current(): WorkloadState {
+    return this.state;
+  }
+
+  set(state: WorkloadState): void {
+    this.state = state;
+    this.emit('change', state);
+  }
+}
+
+export interface HarnessOptions {
+  pki: Pki;
+  spiffeId: string;
+  registrarAddress: string;
+  group: string;
+  namespace?: string;
+  nodeName: string;
+  ips?: string[];
+  machineId?: string;
+  registrarIdentity?: string;
+  /** An SVID from somewhere else (another CA) instead of one from the test PKI. */
+  svid?: IssuedSvid;
+}
+
+/** A harness's registration component, with a real SVID and mutual TLS, and the rest of the harness left out. */
+export function registrationComponent(options: Omit<HarnessOptions, 'pki' | 'svid'> & { anchorsFile: string; anchorsPem: string; svid: { spiffeId: string; chain: string[]; keyPem: string } }): { component: RegistrationComponent; readiness: ManualReadiness } {
+  const { svid } = options;
+  const validated = {
+    spiffeId: svid.spiffeId,
+    svid: { spiffeId: svid.spiffeId, chain: svid.chain.map((pem) => new X509Certificate(pem)), keyPem: svid.keyPem, bundle: [], hint: '' },
+  };
+  const config = {
+    workload: { group: options.group, namespace: options.namespace ?? 'default', nodeName: options.nodeName, name: '', ips: options.ips ?? ['192.0.2.10'], ports: [] },
+    identity: { spiffeId: options.spiffeId, serverName: `${options.nodeName}.vm.example`, trustAnchorsFile: options.anchorsFile, workloadApiSocket: '/nonexistent', expiryMargin: 60_000 },
+    control: { registrarAddress: options.registrarAddress, registrarIdentity: options.registrarIdentity ?? REGISTRAR_ID, heartbeatInterval: 1000 },
+  } as unknown as HarnessConfig;
+  const readiness = new ManualReadiness();
+  const component = new RegistrationComponent({
+    config,
+    log: createLogger({ level: process.env.MH_TEST_LOG ? 'debug' : 'silent', format: 'json' }),
+    registry: new Registry(),
+    identity: { current: () => validated, waitForSvid: async () => validated },
+    readiness,
+    trustAnchorsPem: () => options.anchorsPem,
+    machineId: options.machineId ?? `machine-${options.nodeName}`,
+    backoff: { baseMs: 100, maxMs: 1000 },
+  });
+  return { component, readiness };
+}
+
+export async function startHarness(t: Teardown, options: HarnessOptions): Promise<{ component: RegistrationComponent; readiness: ManualReadiness }> {
+  const svid = options.svid ?? (await options.pki.svid(options.spiffeId));
+  const harness = registrationComponent({ ...options, anchorsFile: options.pki.anchorsFile, anchorsPem: options.pki.anchorsPem, svid });
+  const { component } = harness;
+  let stopped = false;
+  t.teardown(async () => {
+    if (!stopped) await component.stop();
+  });
+  await component.start();
+  const stop = component.stop.bind(component);
+  component.stop = async () => {
+    stopped = true;
+    await stop();
+  };
+  return harness;
+}
+
+/** A harness in a process of its own (test/fixtures/registration-harness.ts), so a test can SIGKILL it. */
+export async function startHarnessProcess(t: Teardown, options: HarnessOptions): Promise<ChildProcess> {
+  const svid = options.svid ?? (await options.pki.svid(options.spiffeId));
+  const dir = tempDir(t, 'mh-registrar-harness-');
+  const file = join(dir, 'options.json');
+  const { pki, ...rest } = options;
+  writeFileSync(file, JSON.stringify({ ...rest, anchorsFile: pki.anchorsFile, anchorsPem: pki.anchorsPem, svid: { spiffeId: svid.spiffeId, chain: svid.chain, keyPem: svid.keyPem } }), { mode: 0o600 });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'test', 'fixtures', 'registration-harness.ts'), file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  await waitFor('the harness process registered', () => {
+    if (child.exitCode !== null) throw new Error(`harness fixture exited ${child.exitCode}: ${output}`);
+    return output.includes('registered') ? true : undefined;
+  }, 60_000, 100);
+  return child;
+}
+
+export interface GroupSpec {
+  name: string;
+  namespace?: string;
+  allowedIdentities: string[];
+  labels?: Record<string, string>;
+  ports?: Array<{ port: number; name?: string }>;
+  probes?: Array<Record<string, unknown>>;
+}
+
+export function groupManifest(group: GroupSpec): string {
+  return JSON.stringify({
+    apiVersion: 'meshexpansion.dev/v1alpha1',
+    kind: 'ExternalGroup',
+    metadata: { name: group.name, namespace: group.namespace ?? 'default' },
+    spec: {
+      allowedIdentities: group.allowedIdentities,
+      template: { metadata: { labels: group.labels ?? { app: group.name }, annotations: { 'example.com/owner': 'tests' } }, ports: group.ports ?? [{ port: 8080, name: 'http' }] },
+      ...(group.probes ? { probes: group.probes } : {}),
+    },
+  });
+}
+
+/**
+ * What a Kubernetes Service gives the harness in front of several replicas: one address;
+ * each new connection goes to the first backend that accepts it. A dead replica's
+ * connections die with it, and reconnects land on a live one.
+ */
+export class FirstLiveRelay {
+  private constructor(private readonly server: Server, readonly address: string) {}
+
+  static async start(t: Teardown, backends: () => string[]): Promise<FirstLiveRelay> {
+    const sockets = new Set<Socket>();
+    const server = createServer((client) => {
+      client.pause();
+      const candidates = [...backends()];
+      const attempt = () => {
+        const next = candidates.shift();
+        if (!next) return client.destroy();
+        const [host, port] = [next.slice(0, next.lastIndexOf(':')), Number(next.slice(next.lastIndexOf(':') + 1))];
+        const upstream = connect(port, host);
+        // Refused before connecting: that backend is down, try the next.
+        upstream.once('error', () => {
+          upstream.destroy();
+          attempt();
+        });
+        upstream.once('connect', () => {
+          upstream.removeAllListeners('error');
+          for (const socket of [client, upstream]) {
+            sockets.add(socket);
+            socket.once('close', () => sockets.delete(socket));
+            socket.on('error', () => {
+              client.destroy();
+              upstream.destroy();
+            });
+          }
+          upstream.once('close', () => client.destroy());
+          client.once('close', () => upstream.destroy());
+          client.pipe(upstream).pipe(client);
+          client.resume();
+        });
+      };
+      attempt();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+    const relay = new FirstLiveRelay(server, `127.0.0.1:${(server.address() as AddressInfo).port}`);
+    t.teardown(async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    return relay;
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * mesh-registrar against a real kube-apiserver, running under the RBAC of
+ * deploy/kubernetes (not cluster-admin): replicas are real mesh-registrar processes
+ * (dist/), harnesses are real registration components over real mutual TLS with SVIDs
+ * from the dev CA. Every object the registrar writes is validated by the API server
+ * against the real Linkerd CRD.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadSync } from '@grpc/proto-loader';
+import * as grpc from '@grpc/grpc-js';
+import t, { type Test } from 'tap';
+import { DevCa } from '../../../src/dev/ca.ts';
+import { PROTO_FILE } from '../../../src/protocol/registration.ts';
+import { workloadName } from '../../../src/protocol/workload-name.ts';
+import type { ExternalWorkload } from '../../../src/registrar/store.ts';
+import { KubeCluster, SKIP_WITHOUT_KUBE } from '../../helpers/kube.ts';
+import { FirstLiveRelay, groupManifest, makePki, ReplicaProcess, startHarness, startHarnessProcess, TRUST_DOMAIN, type GroupSpec, type ReplicaOptions } from '../../helpers/registrar.ts';
+import { REPO_ROOT } from '../../helpers/specs.ts';
+import { tempDir, waitFor } from '../../helpers/tmp.ts';
+
+const VM_ID = `spiffe://${TRUST_DOMAIN}/vm/web`;
+
+t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, async (t) => {
+  const cluster = await KubeCluster.start(t);
+  const pki = await makePki(t);
+  let namespaces = 0;
+
+  async function namespace(): Promise<string> {
+    namespaces += 1;
+    const ns = `mh-reg-${namespaces}`;
+    await cluster.kubectl(['create', 'namespace', ns]);
+    return ns;
+  }
+
+  async function applyGroup(group: GroupSpec): Promise<void> {
+    await cluster.kubectl(['apply', '-f', '-'], { input: groupManifest(group) });
+  }
+
+  async function getWorkload(ns: string, name: string): Promise<ExternalWorkload | undefined> {
+    const { status, body } = await cluster.request('GET', `/apis/workload.linkerd.io/v1beta1/namespaces/${ns}/externalworkloads/${name}`);
+    if (status === 404) return undefined;
+    if (status !== 200) throw new Error(`GET externalworkload ${ns}/${name}: ${status}`);
+    return body as ExternalWorkload;
+  }
+
+  function ready(workload: ExternalWorkload | undefined): { status?: string; reason?: string; message?: string } | undefined {
+    return workload?.status?.conditions?.find((c) => c.type === 'Ready');
+  }
+
+  async function waitForReady(ns: string, name: string, status: 'True' | 'False', reason?: string, timeoutMs = 30_000): Promise<ExternalWorkload> {
+    return waitFor(`${ns}/${name} Ready=${status}${reason ? ` (${reason})` : ''}`, async () => {
+      const workload = await getWorkload(ns, name);
+      const condition = ready(workload);
+      return condition?.status === status && (!reason || condition.reason === reason) ? workload : undefined;
+    }, timeoutMs, 100);
+  }
+
+  function replica(t: Test, options: Omit<ReplicaOptions, 'pki' | 'kubeconfig'>): Promise<ReplicaProcess> {
+    return ReplicaProcess.start(t, { pki, kubeconfig: cluster.registrarKubeconfig, ...options });
+  }
+
+  t.test('a harness registers: the ExternalWorkload appears with its name, identity, IPs, ports and labels; Ready follows the proxy', async (t) => {
+    const ns = await namespace();
+    await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`], labels: { app: 'web', tier: 'backend' }, ports: [{ port: 8080, name: 'http' }] });
+    const r = await replica(t, { replica: 'reg-a' });
+    const { component, readiness } = await startHarness(t, { pki, spiffeId: VM_ID, registrarAddress: r.grpcAddress, group: 'web', namespace: ns, nodeName: 'vm-1', ips: ['192.0.2.10', 'fd00::10'] });
+    const name = workloadName({ namespace: ns, group: 'web', nodeName: 'vm-1', spiffeId: VM_ID });
+    const workload = await waitForReady(ns, name, 'True');
+    t.equal(component.workloadName(), name, 'the harness and the registrar agree on the name without asking each other');
+    t.same(workload.spec.meshTLS, { identity: VM_ID, serverName: 'vm-1.vm.example' });
+    t.same(workload.spec.workloadIPs, [{ ip: '192.0.2.10' }, { ip: 'fd00::10' }]);
+    t.same(workload.spec.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }]);
+    t.match(workload.metadata.labels, { app: 'web', tier: 'backend' });
+    t.equal(workload.metadata.ownerReferences?.[0]?.kind, 'ExternalGroup');
+    t.equal(workload.metadata.annotations?.['meshexpansion.dev/registrar-replica'], 'reg-a');
+    t.equal(component.state().phase, 'Ready');
+
+    readiness.set({ proxy_ready: false, probes: [], reason: 'ProxyNotReady', message: 'the proxy is not ready (CrashLoop)' });
+    const down = await waitForReady(ns, name, 'False', 'ProxyNotReady');
+    t.equal(ready(down)?.message, 'the proxy is not ready (CrashLoop)');
+    readiness.set({ proxy_ready: true, probes: [], reason: '', message: '' });
+    await waitForReady(ns, name, 'True');
+
+    readiness.set({ proxy_ready: true, probes: [{ name: 'http', success: false, message: 'HTTP 503', observed_unix_ms: Date.now() }], reason: '', message: '' });
+    t.match(ready(await waitForReady(ns, name, 'False', 'ProbeFailed'))?.message, /http.*503/);
+    readiness.set({ proxy_ready: true, probes: [], reason: '', message: '' });
+    await waitForReady(ns, name, 'True');
+  });
+
+  t.test('steady state: a connected, heartbeating fleet costs zero ExternalWorkload writes for a minute', async (t) => {
+    const ns = await namespace();
+    await applyGroup({ name: 'fleet', namespace: ns, allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`] });
+    const r = await replica(t, { replica: 'reg-steady', heartbeatInterval: '1s' });
+    const names: string[] = [];
+    for (const node of ['vm-1', 'vm-2', 'vm-3']) {
+      await startHarness(t, { pki, spiffeId: VM_ID, registrarAddress: r.grpcAddress, group: 'fleet', namespace: ns, nodeName: node });
+      names.push(workloadName({ namespace: ns, group: 'fleet', nodeName: node, spiffeId: VM_ID }));
+    }
+    for (const name of names) await waitForReady(ns, name, 'True');
+    // Let the watch deliver the last writes before counting.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const before = await cluster.writeRequests({ group: 'workload.linkerd.io' });
+    await new Promise((resolve) => setTimeout(resolve, 60_000));
+    const after = await cluster.writeRequests({ group: 'workload.linkerd.io' });
+    t.equal(after - before, 0, `apiserver_request_total counted ${after - before} ExternalWorkload writes in a minute of heartbeats`);
+    for (const name of names) t.equal(ready(await getWorkload(ns, name))?.status, 'True', `${name} still Ready`);
+  });
+
+  t.test('refusals: identity not allowed (reason in the harness status), another trust domain fails the handshake, a taken name', async (t) => {
+    const ns = await namespace();
+    await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID] });
+    const r = await replica(t, { replica: 'reg-refuse' });
+
+    const stranger = await startHarness(t, { pki, spiffeId: `spiffe://${TRUST_DOMAIN}/vm/intruder`, registrarAddress: r.grpcAddress, group: 'web', namespace: ns, nodeName: 'vm-x' });
+    const refused = await waitFor('the stranger refused', () => (stranger.component.state().lastError ? stranger.component.state() : undefined), 30_000);
+    t.equal(refused.phase, 'Degraded');
+    t.match(refused.message, /refused by the registrar \(NotAllowed\)/);
+    t.match(refused.lastError, /intruder is not in ExternalGroup .*allowedIdentities/);
+    t.match(r.log(), /refused: spiffe:\/\/root\.linkerd\.cluster\.local\/vm\/intruder is not in ExternalGroup/, 'the refusal is logged by the registrar');
+
+    const otherCa = await DevCa.create({ trustDomain: 'other.example' });
+    const foreignSvid = await otherCa.issueSvid({ spiffeId: 'spiffe://other.example/vm/web', ttlMs: 3_600_000 });
+    const foreign = await startHarness(t, { pki, spiffeId: 'spiffe://other.example/vm/web', svid: foreignSvid, registrarAddress: r.grpcAddress, group: 'web', namespace: ns, nodeName: 'vm-f' });
+    const failed = await waitFor('the foreign harness fails', () => (foreign.component.state().lastError ? foreign.component.state() : undefined), 30_000);
+    t.equal(failed.phase, 'Degraded');
+    t.notMatch(failed.message, /refused by the registrar/, 'not a refusal: the TLS handshake failed before any message');
+    t.notMatch(r.log(), /other\.example/, 'the registrar never saw a stream from the other trust domain');
+
+    const first = await startHarness(t, { pki, spiffeId: VM_ID, registrarAddress: r.grpcAddress, group: 'web', namespace: ns, nodeName: 'vm-1', machineId: 'machine-one' });
+    await waitFor('first registered', () => (first.component.state().phase === 'Ready' ? true : undefined), 30_000);
+    const second = await startHarness(t, { pki, spiffeId: VM_ID, registrarAddress: r.grpcAddress, group: 'web', namespace: ns, nodeName: 'vm-1', machineId: 'machine-two' });
+    const taken = await waitFor('second refused', () => (second.component.state().lastError ? second.component.state() : undefined), 30_000);
+    t.match(taken.message, /NameTaken/);
+    t.match(taken.lastError, /held by node vm-1 .*machine machine-one/, 'the reason names the first machine');
+    t.equal(first.component.state().phase, 'Ready', 'the first machine keeps its registration');
+  });
+
+  t.test('clean stop: goodbye makes the workload Ready=False at once, long before the grace period', async (t) => {
+    const ns = await namespace();
+    await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID] });
+    const r = await replica(t, { replica: 'reg-bye', grace: '5m', ttl: '10m' });
+    const { component } = await startHarness(t, { pki, spiffeId: VM_ID, registrarAddress: r.grpcAddress, group: 'web', namespace: ns, nodeName: 'vm-1' });
+    const name = workloadName({ namespace: ns, group: 'web', nodeName: 'vm-1', spiffeId: VM_ID });
+    await waitForReady(ns, name, 'True');
+    await component.stop();
+    await waitForReady(ns, name, 'False', 'Draining', 20_000);
+  });
+
+  t.test('harness SIGKILL: Ready stays through the grace, then Ready=False (Disconnected), deleted after the TTL', async (t) => {
+    const ns = await namespace();
+    await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID] });
+    const r = await replica(t, { replica: 'reg-kill', grace: '3s', ttl: '8s', heartbeatInterval: '1s' });
+    const harness = await startHarnessProcess(t, { pki, spiffeId: VM_ID, registrarAddress: r.grpcAddress, group: 'web', namespace: ns, nodeName: 'vm-1' });
+    const name = workloadName({ namespace: ns, group: 'web', nodeName: 'vm-1', spiffeId: VM_ID });
+    await waitForReady(ns, name, 'True');
+    harness.kill('SIGKILL');
+    const killedAt = Date.now();
+    const down = await waitForReady(ns, name, 'False', 'Disconnected');
+    t.ok(Date.now() - killedAt >= 3000, 'not before the grace period ended');
+    t.match(ready(down)?.message, /no stream from the harness/);
+    await waitFor(`${name} deleted`, async () => ((await getWorkload(ns, name)) ? undefined : true), 30_000, 200);
+    t.ok(Date.now() - killedAt >= 8000, 'not before the TTL');
+    t.match(r.log(), /deleted ExternalWorkload/);
+  });
+
+  t.test('replica killed: the harness reconnects to the other replica within the grace, and Ready never flaps', async (t) => {
+    const ns = await namespace();
+    await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID] });
+    const r1 = await replica(t, { replica: 'reg-one', grace: '10s', ttl: '5m' });
+    const r2 = await replica(t, { replica: 'reg-two', grace: '10s', ttl: '5m' });
+    const relay = await FirstLiveRelay.start(t, () => [r1.grpcAddress, r2.grpcAddress]);
+    const { component } = await startHarness(t, { pki, spiffeId: VM_ID, registrarAddress: relay.address, group: 'web', namespace: ns, nodeName: 'vm-1' });
+    const name = workloadName({ namespace: ns, group: 'web', nodeName: 'vm-1', spiffeId: VM_ID });
+    const before = await waitForReady(ns, name, 'True');
+    t.equal(before.metadata.annotations?.['meshexpansion.dev/registrar-replica'], 'reg-one');
+
+    const seen: string[] = [];
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        const condition = ready(await getWorkload(ns, name));
+        seen.push(condition?.status ?? 'absent');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    })();
+    await r1.kill();
+    const after = await waitFor('reg-two holds the workload', async () => {
+      const workload = await getWorkload(ns, name);
+      return workload?.metadata.annotations?.['meshexpansion.dev/registrar-replica'] === 'reg-two' ? workload : undefined;
+    }, 10_000, 100);
+    // Past the dead replica's grace period too: nobody may mark it NotReady later.
+    await new Promise((resolve) => setTimeout(resolve, 12_000));
+    watching = false;
+    await watcher;
+    t.equal(ready(after)?.status, 'True');
+    t.same([...new Set(seen)], ['True'], `Ready was True in all ${seen.length} observations`);
+    t.equal(component.state().phase, 'Ready');
+    t.match(component.state().message, /reg-two/);
+  });
+
+  t.test('replica and VM die together: Ready=False after the Lease expires plus the grace, deleted after the TTL', async (t) => {
+    const ns = await namespace();
+    await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID] });
+    const timing = { grace: '2s', ttl: '10s', leaseDuration: '4s' };
+    const r1 = await replica(t, { replica: 'reg-doomed', ...timing });
+    const r2 = await replica(t, { replica: 'reg-survivor', ...timing });
+    const relay = await FirstLiveRelay.start(t, () => [r1.grpcAddress, r2.grpcAddress]);
+    const harness = await startHarnessProcess(t, { pki, spiffeId: VM_ID, registrarAddress: relay.address, group: 'web', namespace: ns, nodeName: 'vm-1' });
+    const name = workloadName({ namespace: ns, group: 'web', nodeName: 'vm-1', spiffeId: VM_ID });
+    const workload = await waitForReady(ns, name, 'True');
+    t.equal(workload.metadata.annotations?.['meshexpansion.dev/registrar-replica'], 'reg-doomed');
+    harness.kill('SIGKILL');
+    await r1.kill();
+    const diedAt = Date.now();
+    const down = await waitForReady(ns, name, 'False', 'Disconnected', 40_000);
+    // The Lease was renewed at most leaseDuration/3 before the kill: it lapses at least 2/3 of it later.
+    t.ok(Date.now() - diedAt >= 2000 + 2000, 'not before the Lease lapsed and the grace passed');
+    t.match(ready(down)?.message, /no stream from the harness/);
+    await waitFor(`${name} deleted by the surviving replica`, async () => ((await getWorkload(ns, name)) ? undefined : true), 40_000, 200);
+    t.match(r2.log(), /deleted ExternalWorkload/);
+  });
+
+  t.test('protocol compatibility: a harness from before later fields, and one newer than the registrar, both register', async (t) => {
+    const ns = await namespace();
+    await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID] });
+    const r = await replica(t, { replica: 'reg-compat' });
+    const svid = await pki.svid(VM_ID);
+    const credentials = grpc.credentials.createSsl(Buffer.from(pki.anchorsPem), Buffer.from(svid.keyPem), Buffer.from(svid.chain.join('')), { checkServerIdentity: () => undefined });
+
+    async function connect(protoFile: string, hello: Record<string, unknown>, extra: Array<Record<string, unknown>> = []): Promise<Record<string, unknown>> {
+      const definition = loadSync(protoFile, { keepCase: true, defaults: true, oneofs: true, longs: String });
+      const Service = (grpc.loadPackageDefinition(definition) as any).meshexpansion.registration.v1.Registration as grpc.ServiceClientConstructor;
+      const client = new Service(r.grpcAddress, credentials, { 'grpc.ssl_target_name_override': 'mesh-registrar' });
+      t.teardown(() => client.close());
+      const call = (client as any).Connect() as grpc.ClientDuplexStream<unknown, Record<string, unknown>>;
+      call.on('error', () => undefined);
+      const first = new Promise<Record<string, unknown>>((resolve) => call.once('data', resolve));
+      call.write({ hello });
+      for (const message of extra) call.write(message);
+      const answer = await first;
+      call.end();
+      return answer;
+    }
+
+    // Version 0: Hello as it was before workload_name, state, server_name and machine_id existed.
+    const dir = tempDir(t, 'mh-registrar-proto-');
+    const oldProto = join(dir, 'old.proto');
+    writeFileSync(oldProto, `syntax = "proto3";
+package meshexpansion.registration.v1;
+service Registration { rpc Connect(stream HarnessMessage) returns (stream RegistrarMessage); }
+message HarnessMessage { oneof message { Hello hello = 1; } }
+message Hello { uint32 protocol_version = 1; string group = 2; string namespace = 3; string node_name = 4; repeated string workload_ips = 5; }
+message RegistrarMessage { oneof message { Accepted accepted = 1; Refused refused = 2; } }
+message Accepted { uint32 protocol_version = 1; string workload_name = 2; uint32 heartbeat_interval_seconds = 3; }
+message Refused { string reason = 1; string message = 2; }
+`);
+    const old = await connect(oldProto, { protocol_version: 0, group: 'web', namespace: ns, node_name: 'vm-old', workload_ips: ['192.0.2.30'] });
+    t.equal(old['message'], 'accepted', `an old harness is accepted: ${JSON.stringify(old)}`);
+    t.equal((old['accepted'] as { workload_name: string }).workload_name, workloadName({ namespace: ns, group: 'web', nodeName: 'vm-old', spiffeId: VM_ID }), 'the registrar derives the name the old harness could not send');
+
+    // A newer harness: a field and a message kind this registrar does not know.
+    const current = readFileSync(join(REPO_ROOT, PROTO_FILE), 'utf8');
+    const newer = current
+      .replace('  string machine_id = 10;\n}', '  string machine_id = 10;\n  string future_field = 99;\n}')
+      .replace('    Goodbye goodbye = 4;\n', '    Goodbye goodbye = 4;\n    Telemetry telemetry = 50;\n')
+      .concat('\nmessage Telemetry { string text = 1; }\n');
+    t.not(newer, current);
+    writeFileSync(join(dir, 'newer.proto'), newer);
+    const answer = await connect(join(dir, 'newer.proto'), { protocol_version: 2, group: 'web', namespace: ns, node_name: 'vm-new', workload_ips: ['192.0.2.31'], future_field: 'x', server_name: 'vm-new.example', machine_id: 'm-new' }, [{ telemetry: { text: 'hello from the future' } }]);
+    t.equal(answer['message'], 'accepted', `a newer harness is accepted: ${JSON.stringify(answer)}`);
+    t.equal((answer['accepted'] as { protocol_version: number }).protocol_version, 1, 'the registrar says which version it speaks');
+  });
+});
