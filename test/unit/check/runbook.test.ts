@@ -19,6 +19,7 @@ t.test('every check a configuration can produce has its runbook entry in docs/op
       'control.registrarAddress=registrar.example:8443',
       'spire.mode=managed',
       'spire.serverAddress=spire.example',
+      'spire.trustBundleFile=/etc/mesh-harness/trust-anchors.pem',
     ],
   });
   const checks = planChecks({ ok: true, loaded }, systemEffects({ env: {} }));
