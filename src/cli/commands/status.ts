@@ -1,28 +1,8 @@
-import { request } from 'node:http';
+import { adminClientHost, fetchAdminStatus } from '../../admin/client.ts';
 import type { AdminStatus } from '../../admin/server.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import { configOptions, parseCommandArgs, write, type Command } from '../command.ts';
 import { loadCommandConfig } from '../command-config.ts';
-
-function fetchStatus(host: string, port: number, timeoutMs: number): Promise<AdminStatus> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host, port, path: '/status', method: 'GET', timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => {
-        try {
-          resolve(JSON.parse(body) as AdminStatus);
-        } catch {
-          reject(new Error(`the admin API at ${host}:${port} answered something that is not mesh-harness status JSON`));
-        }
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer from ${host}:${port} within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 function age(since: string): string {
   const seconds = Math.max(0, Math.round((Date.now() - Date.parse(since)) / 1000));
@@ -84,10 +64,10 @@ export const statusCommand: Command = {
   async run(args, io) {
     const { values } = parseCommandArgs(this, args, { ...configOptions, json: { type: 'boolean' } });
     const { config } = loadCommandConfig(values, io);
-    const host = config.admin.address === '0.0.0.0' ? '127.0.0.1' : config.admin.address === '::' ? '::1' : config.admin.address;
+    const host = adminClientHost(config.admin);
     let status: AdminStatus;
     try {
-      status = await fetchStatus(host, config.admin.port, 3000);
+      status = await fetchAdminStatus(host, config.admin.port, 3000);
     } catch (err) {
       throw new CliError(`no mesh-harness daemon answers on ${host}:${config.admin.port} (${(err as Error).message}); is it running? try: systemctl status mesh-harness`, EXIT.UNAVAILABLE);
     }
