@@ -93,5 +93,8 @@ t.test('every remote black-holed: check still ends within its bound, each check 
   t.match(run.find('network.tcp', '198.51.100.7:8086').message, '198.51.100.7:8086 did not answer within 2 s: packets are dropped on the way');
   t.match(run.find('network.dns', 'policy.mh-check.test').message, /resolving policy\.mh-check\.test got no answer within 2 s|did not finish within/);
   t.match(run.find('network.dns', 'registrar.mh-check.test').message, /got no answer|did not finish within/);
-  t.match(run.find('daemon.status'), { result: 'warning', message: /127\.0\.0\.1:14192 did not give mesh-harness status: no answer from 127\.0\.0\.1:14192 within 1500 ms/ });
+  // Under load the check's own 1.5 s answer timeout and its 2 s outer deadline race; either way it must say it timed out.
+  const status = run.find('daemon.status');
+  t.not(status.result, 'pass', 'a silent admin port is not a running daemon');
+  t.match(status.message, /127\.0\.0\.1:14192 did not give mesh-harness status: no answer from 127\.0\.0\.1:14192 within 1500 ms|did not finish within/);
 });
