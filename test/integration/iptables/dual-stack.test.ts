@@ -39,6 +39,8 @@ t.test('dual stack: IPv6 outbound from a workload user reaches the proxy where t
   t.teardown(() => component.stop());
   await component.start();
   t.same(component.state().detail?.families, ['ipv4', 'ipv6'], 'ip6tables is managed by the same decision');
+  // The jumps go in once the proxy has answered ready; the daemon's wiring calls this then.
+  await component.enableRedirect();
 
   const replies = await connectFrom(vm, WORKLOAD_USER, [{ host: PEER.v4, port: 80 }, { host: PEER.v6, port: 80 }]);
   t.same(replies, ['proxy-outbound', 'proxy-outbound'], 'IPv4 and IPv6 outbound both reach the proxy (IPv6 was ECONNREFUSED before)');
