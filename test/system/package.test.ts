@@ -97,7 +97,7 @@ t.test('npm run package output', async (t) => {
       t.match(flags, /^\/etc\/mesh-harness\/config.json cn$/m, 'noreplace');
       const scripts = await run('rpm', ['-qp', '--scripts', file]);
       t.match(scripts, /postinstall scriptlet[^]*create-meshproxy-account\.sh[^]*daemon-reload/, '%post: account and daemon-reload');
-      t.notMatch(scripts, /systemctl[^\n]*(enable|start|preset)\b(?![^\n]*--now)/, 'never enables or starts (only disable --now on erase)');
+      t.notMatch(scripts, /systemctl[^\n]*\b(enable|start|preset)\b(?![^\n]*--now)/, 'never enables or starts (only disable --now on erase)');
       t.match(scripts, /preuninstall scriptlet[^]*\$1 -eq 0[^]*disable --now mesh-harness[^]*iptables clean/, '%preun: stop and clean on erase only');
       t.match(scripts, /postuninstall scriptlet[^]*try-restart mesh-harness/, '%postun: restart on upgrade if running');
       const requires = (await run('rpm', ['-qp', '--requires', file])).split('\n');
