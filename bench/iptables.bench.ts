@@ -92,6 +92,8 @@ async function repairLatency(mode: BackendMode, drifts: number): Promise<BenchRo
   const component = new IptablesComponent({ config: config([`iptables.backend=${mode}`, 'iptables.ipv6=off']), log: silentLogger(), registry, runner: ns.runner });
   cleanups.push(() => component.stop());
   await component.start();
+  // The jumps too, as in the daemon once the proxy has answered ready.
+  await component.enableRedirect();
   const samples: number[] = [];
   for (let i = 0; i < drifts; i++) {
     const before = await repairsOf(registry);
@@ -124,6 +126,7 @@ async function steadyCpu(mode: BackendMode, windowMs: number): Promise<BenchRow>
   const component = new IptablesComponent({ config: config([`iptables.backend=${mode}`]), log: silentLogger(), registry: new Registry(), runner: ns.runner });
   cleanups.push(() => component.stop());
   await component.start();
+  await component.enableRedirect();
   await sleep(2000);
   const pids = String((await execa('ip', ['netns', 'pids', ns.name])).stdout).split('\n').filter(Boolean).map(Number);
   const cpu = () => cpuSeconds('self') + cpuSeconds('self', true) + pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);

@@ -14,7 +14,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Registry } from 'prom-client';
-import type { ComponentState } from '../src/harness/component.ts';
+import type { ComponentState } from '../src/component/component.ts';
 import { IdentityComponent } from '../src/identity/component.ts';
 import { silentLogger } from '../src/log/logger.ts';
 import { ProxyComponent } from '../src/proxy/component.ts';

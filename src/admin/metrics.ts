@@ -1,5 +1,9 @@
-import { Registry, Gauge } from 'prom-client';
-import type { ComponentState } from '../harness/component.ts';
+/**
+ * Every metric the harness exports is named here and created through the helpers below,
+ * so a name lives in one place and two components sharing a registry share one series.
+ */
+import { Registry, Counter, Gauge } from 'prom-client';
+import type { ComponentState } from '../component/component.ts';
 import { registerEventLoopLag } from './event-loop-lag.ts';
 import processCpuTotal from 'prom-client/lib/metrics/processCpuTotal.js';
 import processStartTime from 'prom-client/lib/metrics/processStartTime.js';
@@ -15,6 +19,27 @@ import version from 'prom-client/lib/metrics/version.js';
 import gc from 'prom-client/lib/metrics/gc.js';
 
 export const METRIC_PREFIX = 'mesh_harness_';
+
+export const METRIC = {
+  componentReady: `${METRIC_PREFIX}component_ready`,
+  componentPhaseSince: `${METRIC_PREFIX}component_phase_since_timestamp_seconds`,
+  childRestarts: `${METRIC_PREFIX}child_restarts_total`,
+  childUp: `${METRIC_PREFIX}child_up`,
+  svidExpiry: `${METRIC_PREFIX}svid_expiry_timestamp_seconds`,
+  svidRotations: `${METRIC_PREFIX}svid_rotations_total`,
+  iptablesDriftRepairs: `${METRIC_PREFIX}iptables_drift_repairs_total`,
+  iptablesLastApply: `${METRIC_PREFIX}iptables_last_apply_timestamp_seconds`,
+} as const;
+
+/** The counter registered under `name`, created on first use. */
+export function sharedCounter<L extends string = never>(registry: Registry, name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
+  return (registry.getSingleMetric(name) as Counter<L> | undefined) ?? new Counter<L>({ name, help, labelNames, registers: [registry] });
+}
+
+/** The gauge registered under `name`, created on first use. */
+export function sharedGauge<L extends string = never>(registry: Registry, name: string, help: string, labelNames: readonly L[] = []): Gauge<L> {
+  return (registry.getSingleMetric(name) as Gauge<L> | undefined) ?? new Gauge<L>({ name, help, labelNames, registers: [registry] });
+}
 
 /**
  * prom-client's default process metrics (CPU, memory, file descriptors, heap, GC), all but
@@ -44,13 +69,13 @@ export class HarnessMetrics {
       registerEventLoopLag(this.registry, METRIC_PREFIX);
     }
     this.componentReady = new Gauge({
-      name: `${METRIC_PREFIX}component_ready`,
+      name: METRIC.componentReady,
       help: 'Whether a harness component is ready (1) or not (0).',
       labelNames: ['component'],
       registers: [this.registry],
     });
     this.componentPhaseSince = new Gauge({
-      name: `${METRIC_PREFIX}component_phase_since_timestamp_seconds`,
+      name: METRIC.componentPhaseSince,
       help: 'When the component entered its current phase.',
       labelNames: ['component', 'phase'],
       registers: [this.registry],

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ComponentState } from '../harness/component.ts';
+import type { ComponentState } from '../component/component.ts';
 import type { Logger } from '../log/logger.ts';
 import type { HarnessMetrics } from './metrics.ts';
 

@@ -14,6 +14,7 @@ interface CommandEntry {
 const commands: CommandEntry[] = [
   { name: 'run', summary: 'run the node agent (systemd ExecStart)', load: async () => (await import('./commands/run.ts')).runCommand },
   { name: 'status', summary: "show the running daemon's state", load: async () => (await import('./commands/status.ts')).statusCommand },
+  { name: 'check', summary: 'preflight and live diagnosis: one line per check, a hint on each failure', load: async () => (await import('./commands/check.ts')).checkCommand },
   { name: 'config', summary: 'validate a configuration file, or show the effective configuration', load: async () => (await import('./commands/config.ts')).configCommand },
   { name: 'iptables', summary: 'print, apply, diff or remove the traffic redirection rules', load: async () => (await import('./commands/iptables.ts')).iptablesCommand },
   { name: 'proxy', summary: 'print the exact environment the harness gives the proxy (sourceable by a shell)', load: async () => (await import('./commands/proxy.ts')).proxyCommand },
@@ -69,7 +70,9 @@ if (isEntryPoint) {
     (code) => {
       process.exitCode = code;
       // The daemon returns after shutdown; open handles must not keep a stopped harness alive.
-      if (process.argv[2] === 'run') setImmediate(() => process.exit(code));
+      // check returns at its deadline; a probe it gave up on (a black-holed DNS lookup in the
+      // thread pool) must not keep it running.
+      if (process.argv[2] === 'run' || process.argv[2] === 'check') setImmediate(() => process.exit(code));
     },
     (err: unknown) => {
       process.stderr.write(`mesh-harness: unexpected failure: ${String(err)}\n`);

@@ -73,7 +73,8 @@ export const schemaSections = {
     backend: { doc: 'iptables backend: `auto` detects whether the host uses nft or legacy.', format: ['auto', 'nft', 'legacy'], default: 'auto' },
     ipv6: { doc: 'Manage ip6tables too: `auto` when the kernel has IPv6.', format: ['auto', 'on', 'off'], default: 'auto' },
     portsToRedirect: { doc: 'Inbound ports to redirect. Empty: all TCP ports except the ignored ones.', format: 'port-spec-list', default: [] },
-    ignoreInboundPorts: { doc: 'Inbound ports or ranges never redirected (SSH and the proxy admin/control ports by default).', format: 'port-spec-list', default: [22, 4190, 4191] },
+    ignoreInboundPorts: { doc: 'Inbound ports or ranges never redirected, in addition to the always exempt ones: SSH (22 and the ports in sshd_config, see redirectSsh) and the proxy\'s inbound, admin and control ports.', format: 'port-spec-list', default: [] },
+    redirectSsh: { doc: 'Send inbound SSH (port 22 and the ports in sshd_config) through the proxy too. Off by default so a proxy that is down never locks the operator out; set it only with another way into the machine.', format: 'bool', default: false },
     ignoreOutboundPorts: { doc: 'Outbound destination ports or ranges never redirected.', format: 'port-spec-list', default: [] },
     ignoreInboundSubnets: { doc: 'Source subnets whose inbound connections are never redirected.', format: 'cidr-list', default: [] },
     ignoreOutboundSubnets: { doc: 'Destination subnets never redirected outbound (for example 169.254.169.254/32, the cloud metadata service).', format: 'cidr-list', default: [] },
@@ -86,7 +87,9 @@ export const schemaSections = {
     heartbeatInterval: { doc: 'Heartbeat interval until the registrar sends its own.', format: 'duration', default: 10_000 },
   },
   probes: {
-    workload: { doc: 'Local workload probes with Kubernetes probe fields (httpGet, tcpSocket, exec, periodSeconds, ...). The registrar may send more.', format: 'probe-list', default: [] },
+    workload: { doc: 'Local workload probes with Kubernetes probe fields (httpGet, tcpSocket, grpc, exec, periodSeconds, ...); all must pass. The ExternalGroup may add more (see docs/probes.md).', format: 'probe-list', default: [] },
+    allowClusterExec: { doc: 'Run exec probes that come from the ExternalGroup. Off: they are refused and the workload is not ready (whoever edits the group would otherwise run commands on this VM).', format: 'bool', default: false },
+    execUser: { doc: 'Unprivileged account every exec probe runs as, with a clean environment. Never root, and never the proxy user or group (their traffic bypasses the mesh and they can fetch the SVID).', format: 'account-name', default: 'nobody' },
   },
   admin: {
     address: { doc: 'Admin server listen address: an IPv4 or IPv6 address (a loopback one unless admin.allowNonLoopback is true).', format: 'ip-address', default: '127.0.0.1' },

@@ -3,7 +3,7 @@ import type { HarnessMetrics } from '../admin/metrics.ts';
 import type { HarnessConfig } from '../config/types.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Notifier } from '../systemd/notify.ts';
-import { allReady, type Component, type ComponentState } from './component.ts';
+import { allReady, type Component, type ComponentState, type PreparedUpdate } from '../component/component.ts';
 import { ConfigState } from './config-state.ts';
 
 export interface HarnessOptions {
@@ -21,14 +21,25 @@ export interface HarnessOptions {
   startedAt?: Date;
   /** sd_notify; absent or disabled outside systemd. */
   notifier?: Notifier;
+
   /** Re-reads and validates the configuration for SIGHUP; throws a ConfigError on problems. */
   reloadConfig?: () => HarnessConfig;
 }
 
+/** READY=1 at the latest this long after every component was started. */
+export const READY_DEADLINE_MS = 60_000;
+
 /**
  * The daemon's core: serves the admin API first (so /live answers while the rest comes
  * up), starts components in order, stops them in reverse order, and tells systemd what
- * it is doing (READY=1 only once every component is ready).
+ * it is doing.
+ *
+ * Start-up readiness (READY=1): sent once the harness is meshed (every component ready),
+ * or once it knows why it is not yet (see settled()), or READY_DEADLINE_MS after every
+ * component was started at the latest.
+ * STATUS= says what it waits for, and it keeps trying. So `systemctl start` returns within
+ * about a minute, a machine that cannot get its identity is not killed and restarted in a
+ * loop by TimeoutStartSec, and /ready (503 until meshed) stays the meshed signal.
  */
 export class Harness implements AdminSource {
   private readonly admin: AdminServer;
@@ -38,6 +49,9 @@ export class Harness implements AdminSource {
   private watchdog: NodeJS.Timeout | undefined;
   private lastStatus = '';
   private readySent = false;
+  /** Every component's start() was called: a state that is not Starting is then a definite one. */
+  private allStarted = false;
+  private readyDeadline: NodeJS.Timeout | undefined;
   private readonly onChange = () => this.notifyState();
   private parts: Component[] = [];
 
@@ -86,11 +100,33 @@ export class Harness implements AdminSource {
     this.options.log.info({ address: address.address, port: address.port }, 'admin server listening');
     if (typeof this.options.components === 'function') this.parts = await this.options.components();
     for (const component of [this.configState, ...this.parts]) component.on('change', this.onChange);
-    for (const component of this.parts) {
+    for (const [index, component] of this.parts.entries()) {
       if (this.stopping) return;
-      await component.start();
+      const started = component.start();
+      // Readiness to systemd does not wait for the last start to return: the proxy's lasts
+      // until it has an SVID, which may take forever on a machine without a SPIRE entry.
+      if (index === this.parts.length - 1) this.allComponentsStarted();
+      await started;
     }
     this.notifyState();
+  }
+
+  private allComponentsStarted(): void {
+    this.allStarted = true;
+    this.readyDeadline = setTimeout(() => this.notifyState(true), READY_DEADLINE_MS);
+    this.readyDeadline.unref();
+    this.notifyState();
+  }
+
+  /**
+   * Whether the harness knows why it is not meshed: every component has been started, none
+   * is at its first attempt, and one that is not ready reports an error (a missing SPIRE
+   * entry, say). A component merely waiting for another (the proxy for the SVID it is
+   * about to get) is no reason to stop waiting for the meshed state.
+   */
+  private settled(): boolean {
+    const states = this.components();
+    return this.allStarted && states.every((s) => s.phase !== 'Starting') && states.some((s) => !s.ready && s.lastError !== undefined);
   }
 
   /** SIGHUP: validate the new configuration, keep the old one on error, apply only what changed. */
@@ -117,10 +153,33 @@ export class Harness implements AdminSource {
       if (next.admin.address !== this.config.admin.address || next.admin.port !== this.config.admin.port) {
         log.warn('admin address changes take effect at the next restart');
       }
-      // Accepted first: components read the configuration in force while they apply it.
-      this.configState.accepted(next);
+      // All or nothing: every component checks the new configuration against the host
+      // first; only when all of them can apply it does any of them change anything.
+      const prepared: Array<{ name: string; update: PreparedUpdate }> = [];
       for (const component of this.parts) {
-        if (component.update) await component.update(next);
+        if (!component.prepare) continue;
+        try {
+          prepared.push({ name: component.name, update: await component.prepare(next) });
+        } catch (err) {
+          this.configState.refused(component.name, (err as { problems?: string[] }).problems ?? [(err as Error).message]);
+          return;
+        }
+      }
+      this.configState.accepted(next);
+      const failures: string[] = [];
+      for (const { name, update } of prepared) {
+        try {
+          await update.commit();
+        } catch (err) {
+          // A commit that fails after every prepare passed is the component's own problem
+          // (its state says what it retries); the configuration stays accepted.
+          failures.push(`${name}: ${(err as Error).message}`);
+          log.error({ failed: name, err: (err as Error).message }, 'component could not apply the reloaded configuration');
+        }
+      }
+      if (failures.length) {
+        this.configState.partlyApplied(failures);
+        return;
       }
       log.info('configuration reloaded');
     } finally {
@@ -134,16 +193,18 @@ export class Harness implements AdminSource {
     return this.stopping;
   }
 
-  private notifyState(): void {
+  private notifyState(deadlinePassed = false): void {
     const notifier = this.options.notifier;
     if (!notifier?.enabled || this.stopping) return;
     const status = this.statusText();
     const fields: Record<string, string | number> = {};
     if (status !== this.lastStatus) fields.STATUS = status;
-    if (!this.readySent && this.ready()) {
+    if (!this.readySent && (this.ready() || this.settled() || (deadlinePassed && this.allStarted))) {
       fields.READY = 1;
+      fields.STATUS = status;
       this.readySent = true;
-      this.options.log.info('all components ready; told systemd READY=1');
+      if (this.ready()) this.options.log.info('all components ready; told systemd READY=1');
+      else this.options.log.warn({ status }, 'told systemd READY=1 without being meshed yet; still trying (see STATUS and /status)');
     }
     this.lastStatus = status;
     if (Object.keys(fields).length) notifier.notify(fields);
@@ -152,6 +213,7 @@ export class Harness implements AdminSource {
   private async doStop(): Promise<void> {
     this.options.notifier?.notify({ STOPPING: 1, STATUS: 'stopping' });
     if (this.watchdog) clearInterval(this.watchdog);
+    clearTimeout(this.readyDeadline);
     const errors: string[] = [];
     for (const component of [...this.parts].reverse()) {
       try {

@@ -7,11 +7,12 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { X509Certificate } from 'node:crypto';
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { Counter, Gauge, type Registry } from 'prom-client';
-import { METRIC_PREFIX } from '../admin/metrics.ts';
+import type { Counter, Gauge, Registry } from 'prom-client';
+import { METRIC, sharedCounter, sharedGauge } from '../admin/metrics.ts';
 import { anchorsFileError } from '../config/host-checks.ts';
 import type { HarnessConfig } from '../config/types.ts';
-import { BaseComponent, type ComponentState } from '../harness/component.ts';
+import { BaseComponent, type ComponentState, type PreparedUpdate } from '../component/component.ts';
+import { OperationQueue } from '../component/queue.ts';
 import type { Logger } from '../log/logger.ts';
 import { formatDuration } from '../util/duration.ts';
 import { parseTrustAnchors, verifySvid } from './verify.ts';
@@ -47,6 +48,8 @@ export class IdentityComponent extends BaseComponent {
   private client: WorkloadApiClient | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
+  /** start, reload and stop, one at a time. */
+  private readonly queue = new OperationQueue();
 
   /** The latest complete SVID set from the Workload API. */
   private offered: X509Svid[] | undefined;
@@ -71,16 +74,8 @@ export class IdentityComponent extends BaseComponent {
     super('identity', options.log.child({ component: 'identity' }), options.now);
     this.options = options;
     this.config = options.config;
-    this.expiryGauge = metric(options.registry, `${METRIC_PREFIX}svid_expiry_timestamp_seconds`, (name) => new Gauge({
-      name,
-      help: 'When the current X.509 SVID expires (Unix seconds); 0 while the harness holds no valid SVID.',
-      registers: [options.registry],
-    }));
-    this.rotations = metric(options.registry, `${METRIC_PREFIX}svid_rotations_total`, (name) => new Counter({
-      name,
-      help: 'X.509 SVIDs replaced by a new one (different serial) since the harness started.',
-      registers: [options.registry],
-    }));
+    this.expiryGauge = sharedGauge(options.registry, METRIC.svidExpiry, 'When the current X.509 SVID expires (Unix seconds); 0 while the harness holds no valid SVID.');
+    this.rotations = sharedCounter(options.registry, METRIC.svidRotations, 'X.509 SVIDs replaced by a new one (different serial) since the harness started.');
     this.expiryGauge.set(0);
   }
 
@@ -115,25 +110,37 @@ export class IdentityComponent extends BaseComponent {
     return { ...state, detail: { ...state.detail, expiresInSeconds } };
   }
 
-  async start(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    this.setState('Starting', { message: `connecting to the Workload API at ${this.config.identity.workloadApiSocket}`, detail: this.changedDetail() });
-    this.openClient();
-    this.resync();
+  start(): Promise<void> {
+    return this.queue.run(async () => {
+      if (this.running) return;
+      this.running = true;
+      this.setState('Starting', { message: `connecting to the Workload API at ${this.config.identity.workloadApiSocket}`, detail: this.changedDetail() });
+      this.openClient();
+      this.resync();
+    });
   }
 
-  async stop(): Promise<void> {
-    this.running = false;
-    this.setState('Stopping', { message: 'closing the Workload API stream' });
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.closeClient();
-    this.setState('Stopped', { message: 'stopped', lastError: undefined });
+  stop(): Promise<void> {
+    return this.queue.run(async () => {
+      this.running = false;
+      this.setState('Stopping', { message: 'closing the Workload API stream' });
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      await this.closeClient();
+      this.setState('Stopped', { message: 'stopped', lastError: undefined });
+    });
   }
 
-  /** Applies a reloaded configuration (SIGHUP); the stream is reopened only if the socket changed. */
-  async update(config: HarnessConfig): Promise<void> {
+  /**
+   * Reload: nothing to check ahead (a wrong address, ID or anchors file is reported, and
+   * retried, as this component's own state); the commit reopens the stream only if the
+   * socket changed.
+   */
+  async prepare(config: HarnessConfig): Promise<PreparedUpdate> {
+    return { commit: () => this.queue.run(() => this.apply(config)) };
+  }
+
+  private async apply(config: HarnessConfig): Promise<void> {
     const before = this.config.identity;
     this.config = config;
     this.anchorsCache = undefined;
@@ -251,7 +258,10 @@ export class IdentityComponent extends BaseComponent {
     const detail = this.changedDetail();
     const svid = this.validated;
     if (this.problem) {
-      this.setState('Failed', { message: this.problem, lastError: this.problem, detail });
+      // An unusable address is Failed: only a reload can change it. Anything else is
+      // Degraded: every event and the periodic resync look again, so fixing the entry or
+      // the anchors file heals it without a restart.
+      this.setState(this.problem === this.addressProblem ? 'Failed' : 'Degraded', { message: this.problem, lastError: this.problem, detail });
     } else if (svid) {
       const until = svid.notAfter.toISOString();
       const remaining = svid.notAfter.getTime() - this.now().getTime();
@@ -280,7 +290,9 @@ export class IdentityComponent extends BaseComponent {
       } else {
         message = `connecting to the Workload API at ${socket}`;
       }
-      this.setState('Starting', { message, lastError: err?.message, detail });
+      // Once the Workload API has answered (or failed to), the component knows why it has
+      // no SVID and waits for it: Pending. Starting only until that first answer.
+      this.setState(err ? 'Pending' : 'Starting', { message, lastError: err?.message, detail });
     }
     this.scheduleResync();
   }
@@ -343,9 +355,4 @@ export class IdentityComponent extends BaseComponent {
     this.anchorsCache = { key, result };
     return result;
   }
-}
-
-/** Metrics are registered once per registry, even if the component is rebuilt on reload. */
-function metric<T>(registry: Registry, name: string, create: (name: string) => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? create(name);
 }

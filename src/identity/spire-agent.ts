@@ -124,12 +124,11 @@ export interface SpireAgentSupervisorOptions {
 }
 
 /**
- * Gets everything spire-agent needs on disk and returns its spec: checks the join token
- * file, resolves the binary, creates the data and socket directories, and writes the
- * rendered configuration (unless the operator gave one). Throws an Error written for the
- * operator when something is wrong; run again on reload.
+ * What spire-agent needs, checked without changing anything (a reload's prepare step):
+ * the binary, the join token file, the fields the rendered configuration needs. Throws an
+ * Error written for the operator.
  */
-export function prepareSpireAgent(config: HarnessConfig): ChildSpec {
+export function checkSpireAgent(config: HarnessConfig): { binary: string; socketPath: string } {
   const problems: string[] = [];
   const socketPath = parseWorkloadApiAddress(config.identity.workloadApiSocket);
   const binary = findExecutable(config.spire.agentBinary);
@@ -140,6 +139,17 @@ export function prepareSpireAgent(config: HarnessConfig): ChildSpec {
   }
   if (!config.spire.agentConfig) problems.push(...spireAgentConfigProblems(config.spire));
   if (problems.length) throw new Error(problems.join('\n'));
+  return { binary: binary!, socketPath };
+}
+
+/**
+ * Gets everything spire-agent needs on disk and returns its spec: checks the join token
+ * file, resolves the binary, creates the data and socket directories, and writes the
+ * rendered configuration (unless the operator gave one). Throws an Error written for the
+ * operator when something is wrong; run again on reload.
+ */
+export function prepareSpireAgent(config: HarnessConfig): ChildSpec {
+  const { binary, socketPath } = checkSpireAgent(config);
 
   mkdirSync(config.spire.dataDir, { recursive: true, mode: 0o700 });
   // The proxy user must reach the socket, so its directory is world-searchable.
@@ -149,7 +159,7 @@ export function prepareSpireAgent(config: HarnessConfig): ChildSpec {
     configFile = join(config.spire.dataDir, 'agent.conf');
     writeFileSync(configFile, renderSpireAgentConfig(config.spire, socketPath), { mode: 0o600 });
   }
-  return { ...spireAgentChildSpec(config, { configFile }), command: binary! };
+  return { ...spireAgentChildSpec(config, { configFile }), command: binary };
 }
 
 /**

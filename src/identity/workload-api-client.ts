@@ -307,3 +307,50 @@ export function workloadApiServes(socketPath: string, timeoutMs = 2000): Promise
     call.on('status', (status: grpc.StatusObject) => settle(status.code !== grpc.status.UNAVAILABLE && status.code !== grpc.status.DEADLINE_EXCEEDED));
   });
 }
+
+/**
+ * One FetchX509SVID answer: the first message of the stream, decoded, then the stream is
+ * cancelled. For one-shot callers (`mesh-harness check`); the daemon keeps the stream open
+ * with WorkloadApiClient. Rejects with the same operator-facing errors as the client.
+ */
+export function fetchX509SvidsOnce(socketPath: string, timeoutMs: number): Promise<X509Svid[]> {
+  return new Promise((resolve, reject) => {
+    const Client = workloadApiService();
+    const client = new Client(`unix://${socketPath}`, grpc.credentials.createInsecure());
+    const metadata = new grpc.Metadata();
+    metadata.set(SECURITY_HEADER, 'true');
+    const call = (client as unknown as { FetchX509SVID(req: object, md: grpc.Metadata, options: grpc.CallOptions): grpc.ClientReadableStream<RawX509SvidResponse> }).FetchX509SVID(
+      {},
+      metadata,
+      { deadline: Date.now() + timeoutMs },
+    );
+    let settled = false;
+    const settle = (outcome: () => void): void => {
+      if (settled) return;
+      settled = true;
+      call.cancel();
+      client.close();
+      outcome();
+    };
+    call.on('data', (message: RawX509SvidResponse) =>
+      settle(() => {
+        try {
+          if (!message || !Array.isArray(message.svids)) throw new Error('X509SVIDResponse without svids');
+          resolve(message.svids.map(decodeX509Svid));
+        } catch (err) {
+          reject(new Error(`the Workload API at ${socketPath} sent an unusable X509SVIDResponse: ${(err as Error).message}`));
+        }
+      }),
+    );
+    call.on('error', () => undefined);
+    call.on('status', (status: grpc.StatusObject) =>
+      settle(() => {
+        if (status.code === grpc.status.DEADLINE_EXCEEDED) {
+          reject(Object.assign(new Error(`the Workload API at ${socketPath} sent no SVID within ${timeoutMs} ms; is spire-agent healthy (spire-agent healthcheck)?`), { code: status.code }));
+        } else {
+          reject(describeWorkloadApiStatus(status, socketPath));
+        }
+      }),
+    );
+  });
+}

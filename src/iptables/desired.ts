@@ -4,17 +4,18 @@ import { ConfigError } from '../util/errors.ts';
 import { resolveGroup, resolveUser } from '../util/users.ts';
 import { renderInputFor, renderRuleset, type RenderInput } from './render.ts';
 import type { Family, Ruleset } from './ruleset.ts';
+import { sshdPorts } from './sshd.ts';
 
 /**
- * Resolves proxy.user and proxy.group to ids. A missing account is a configuration error:
- * rendering owner matches for an account that does not exist would redirect the proxy's
- * own traffic back into itself.
+ * Resolves proxy.user and proxy.group to ids and reads sshd's ports. A missing account is
+ * a configuration error: rendering owner matches for an account that does not exist would
+ * redirect the proxy's own traffic back into itself.
  */
-export async function resolveRenderInput(config: Pick<HarnessConfig, 'proxy' | 'iptables'>): Promise<RenderInput> {
+export async function resolveRenderInput(config: Pick<HarnessConfig, 'proxy' | 'iptables'>, sshdConfigDir?: string): Promise<RenderInput> {
   // Both are looked up even when one fails, so a config with two bad accounts says so at once.
   const [user, group] = await Promise.allSettled([resolveUser(config.proxy.user), resolveGroup(config.proxy.group)]);
   if (user.status === 'rejected' || group.status === 'rejected') throw combined([user, group]);
-  return renderInputFor(config, { proxyUid: user.value.uid, harnessGid: group.value.gid });
+  return renderInputFor(config, { proxyUid: user.value.uid, harnessGid: group.value.gid, sshdPorts: sshdPorts(sshdConfigDir) });
 }
 
 function combined(results: PromiseSettledResult<unknown>[]): Error {
@@ -23,6 +24,15 @@ function combined(results: PromiseSettledResult<unknown>[]): Error {
   return errors.find((e) => !(e instanceof ConfigError))!;
 }
 
-export function desiredRulesets(input: RenderInput, families: readonly Family[]): Map<Family, Ruleset> {
-  return new Map(families.map((family) => [family, renderRuleset(input, family)]));
+/**
+ * The rulesets to converge on. Until `redirect` (the proxy has answered ready once), the
+ * owned chains are prepared but nothing jumps into them: no connection is sent to a proxy
+ * that is not there, so a machine that cannot get its identity keeps all its traffic.
+ */
+export function desiredRulesets(input: RenderInput, families: readonly Family[], options: { redirect?: boolean } = {}): Map<Family, Ruleset> {
+  const redirect = options.redirect ?? true;
+  return new Map(families.map((family) => {
+    const ruleset = renderRuleset(input, family);
+    return [family, redirect ? ruleset : { ...ruleset, jumps: [] }];
+  }));
 }

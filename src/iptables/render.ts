@@ -16,6 +16,13 @@ export interface RenderInput {
   harnessGid: number;
   inboundPort: number;
   outboundPort: number;
+  /**
+   * Inbound ports no configuration can redirect: SSH (22 and the ports sshd is configured
+   * with, unless iptables.redirectSsh) and the proxy's own inbound, admin and control
+   * ports. They are exempt before anything else, so a wrong ignoreInboundPorts or
+   * portsToRedirect cannot lock the operator out.
+   */
+  protectedInboundPorts: number[];
   /** Empty: every inbound TCP port except the ignored ones. */
   portsToRedirect: readonly PortRange[];
   ignoreInboundPorts: readonly PortRange[];
@@ -75,6 +82,10 @@ function comment(why: string): string[] {
 function inboundRules(input: RenderInput, family: Family): Rule[] {
   const rule = (args: string[]): Rule => ({ chain: INBOUND_CHAIN, args });
   const rules: Rule[] = [];
+  const exempt = input.protectedInboundPorts.map((port) => ({ from: port, to: port }));
+  for (const ports of multiportLists(portRanges(exempt))) {
+    rules.push(rule(['-p', 'tcp', '-m', 'multiport', '--dports', ports, ...comment('SSH and proxy ports, always exempt'), '-j', 'RETURN']));
+  }
   for (const ports of multiportLists(portRanges(input.ignoreInboundPorts))) {
     rules.push(rule(['-p', 'tcp', '-m', 'multiport', '--dports', ports, ...comment('ignored inbound ports'), '-j', 'RETURN']));
   }
@@ -126,14 +137,33 @@ export function renderRuleset(input: RenderInput, family: Family): Ruleset {
   };
 }
 
-/** The render input from configuration and the resolved proxy uid and harness gid. */
-export function renderInputFor(config: Pick<HarnessConfig, 'proxy' | 'iptables'>, ids: { proxyUid: number; harnessGid: number }): RenderInput {
+/** The port SSH uses when sshd's configuration says nothing else. */
+export const SSH_PORT = 22;
+
+/** What the render needs from the host, looked up before (desired.ts). */
+export interface HostFacts {
+  proxyUid: number;
+  harnessGid: number;
+  /** Ports sshd is configured to listen on (sshd_config `Port`), when it could be read. */
+  sshdPorts?: number[];
+}
+
+/** The inbound ports always exempt from redirection, sorted and without duplicates. */
+export function protectedInboundPorts(config: Pick<HarnessConfig, 'proxy' | 'iptables'>, sshdPorts: number[] = []): number[] {
+  const { proxy, iptables } = config;
+  const ssh = iptables.redirectSsh ? [] : [SSH_PORT, ...sshdPorts];
+  return [...new Set([...ssh, proxy.inboundPort, proxy.adminPort, proxy.controlPort])].sort((a, b) => a - b);
+}
+
+/** The render input from configuration and the host facts (resolved ids, sshd's ports). */
+export function renderInputFor(config: Pick<HarnessConfig, 'proxy' | 'iptables'>, host: HostFacts): RenderInput {
   const { iptables, proxy } = config;
   return {
-    proxyUid: ids.proxyUid,
-    harnessGid: ids.harnessGid,
+    proxyUid: host.proxyUid,
+    harnessGid: host.harnessGid,
     inboundPort: proxy.inboundPort,
     outboundPort: proxy.outboundPort,
+    protectedInboundPorts: protectedInboundPorts(config, host.sshdPorts),
     portsToRedirect: iptables.portsToRedirect,
     ignoreInboundPorts: iptables.ignoreInboundPorts,
     ignoreOutboundPorts: iptables.ignoreOutboundPorts,

@@ -5,6 +5,7 @@
  */
 import { execa } from 'execa';
 import { createInterface } from 'node:readline';
+import { tiedArgv } from '../supervisor/child.ts';
 import { findExecutable } from '../supervisor/which.ts';
 
 export interface CommandResult {
@@ -55,16 +56,20 @@ export class CommandNotFoundError extends Error {
 export function execRunner(options: ExecRunnerOptions = {}): CommandRunner {
   const prefix = options.prefix ?? [];
   const env = options.env ?? process.env;
+  // Every program runs tied to the harness (parent-death signal, own process group), so a
+  // SIGKILLed harness leaves no nft monitor or iptables-restore behind.
   const command = (argv: string[]): [string, string[]] => {
-    const full = [...prefix, ...argv];
-    return [full[0]!, full.slice(1)];
+    const { file, args } = tiedArgv([...prefix, ...argv]);
+    return [file, args];
   };
   return {
     async run(argv, runOptions = {}) {
       const [file, args] = command(argv);
+      const program = prefix[0] ?? argv[0]!;
       const child = execa(file, args, {
         env,
         extendEnv: false,
+        detached: true,
         reject: false,
         stripFinalNewline: false,
         ...(runOptions.input !== undefined ? { input: runOptions.input } : { stdin: 'ignore' }),
@@ -72,20 +77,26 @@ export function execRunner(options: ExecRunnerOptions = {}): CommandRunner {
       });
       if (child.pid !== undefined) runOptions.onSpawn?.(child.pid);
       const result = await child;
-      if ((result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') throw new CommandNotFoundError(file);
-      if (result.timedOut) return { exitCode: 124, stdout: String(result.stdout ?? ''), stderr: `${file} timed out after ${runOptions.timeoutMs ?? 30_000} ms` };
+      // Not found: ENOENT when spawned directly, 127 from the launch shell's exec otherwise.
+      if ((result.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' || (file !== program && result.exitCode === 127 && /not found/.test(String(result.stderr ?? '')))) throw new CommandNotFoundError(program);
+      if (result.timedOut) return { exitCode: 124, stdout: String(result.stdout ?? ''), stderr: `${program} timed out after ${runOptions.timeoutMs ?? 30_000} ms` };
       return { exitCode: result.exitCode ?? 1, stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? '') };
     },
     stream(argv, onLine) {
       const [file, args] = command(argv);
-      const child = execa(file, args, { env, extendEnv: false, reject: false, stdin: 'ignore', stderr: 'ignore', buffer: false });
+      const child = execa(file, args, { env, extendEnv: false, detached: true, reject: false, stdin: 'ignore', stderr: 'ignore', buffer: false });
       if (child.stdout) createInterface({ input: child.stdout }).on('line', onLine);
       const exited = child.then((r) => r.exitCode ?? r.signal ?? 'failed to start');
       return {
         pid: child.pid,
         exited,
         stop: () => {
-          child.kill('SIGTERM');
+          // The whole group: with a prefix (ip netns exec) or a helper of its own, nothing stays.
+          try {
+            if (child.pid !== undefined) process.kill(-child.pid, 'SIGTERM');
+          } catch {
+            child.kill('SIGTERM');
+          }
         },
       };
     },

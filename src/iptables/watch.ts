@@ -50,8 +50,9 @@ export class NftMonitor {
     return this.stream !== undefined;
   }
 
-  /** Starts watching; false when there is no nft program to watch with. */
+  /** Starts watching (once: a second call while watching starts no second monitor); false when there is no nft program. */
   start(): boolean {
+    if (!this.stopped) return true;
     const nft = this.options.runner.which('nft');
     if (!nft) return false;
     this.stopped = false;

@@ -1,6 +1,7 @@
 import type { Registry } from 'prom-client';
 import type { HarnessConfig } from '../config/types.ts';
-import { BaseComponent, type ComponentState } from '../harness/component.ts';
+import { BaseComponent, type ComponentState, type PreparedUpdate } from '../component/component.ts';
+import { OperationQueue } from '../component/queue.ts';
 import type { Logger } from '../log/logger.ts';
 import type { ChildSpec } from '../supervisor/child.ts';
 import { ChildSupervisor, type ChildSupervisorOptions } from '../supervisor/supervisor.ts';
@@ -57,6 +58,8 @@ export class ProxyComponent extends BaseComponent {
   /** Aborts a start() that is still resolving the user or waiting for the SVID. */
   private starting: AbortController | undefined;
   private facts: Record<string, unknown> = {};
+  /** The launch after the SVID wait, reload commits and stop, one at a time. */
+  private readonly queue = new OperationQueue();
 
   constructor(private readonly options: ProxyComponentOptions) {
     super('proxy', options.log.child({ component: 'proxy' }));
@@ -77,7 +80,12 @@ export class ProxyComponent extends BaseComponent {
     this.starting = abort;
     // Configuration errors fail the start before waiting for anything: an unknown user,
     // an extraEnv that fights the rendered environment.
-    await this.childSpec(this.config);
+    try {
+      await this.childSpec(this.config);
+    } catch (err) {
+      this.setState('Failed', { message: 'cannot resolve the proxy user', lastError: (err as Error).message });
+      throw err;
+    }
     const problems = extraEnvProblems(this.config);
     if (problems.length) {
       this.setState('Failed', { message: 'proxy.extraEnv overrides variables the harness renders', lastError: problems.join('; ') });
@@ -91,7 +99,11 @@ export class ProxyComponent extends BaseComponent {
       if (abort.signal.aborted) return;
       throw err;
     }
-    const svidReadyAt = new Date().toISOString();
+    await this.queue.run(() => this.launch(abort, new Date().toISOString()));
+  }
+
+  private async launch(abort: AbortController, svidReadyAt: string): Promise<void> {
+    if (abort.signal.aborted) return;
     // Built now, not before the wait: a reload or the workload name may have arrived meanwhile.
     const spec = await this.childSpec(this.config);
     spec.env = await this.render(this.config);
@@ -120,12 +132,22 @@ export class ProxyComponent extends BaseComponent {
     await supervisor.start();
   }
 
-  /** Applies a reloaded configuration; restarts the proxy only when what it would be started with changed. */
-  async update(config: HarnessConfig): Promise<void> {
-    this.config = config;
-    if (!this.supervisor || !this.spec) return;
+  /**
+   * Reload, first half: resolves the user and group and renders the environment for
+   * `config` (trust anchors read, extraEnv checked) without touching the running proxy.
+   */
+  async prepare(config: HarnessConfig): Promise<PreparedUpdate> {
+    const problems = extraEnvProblems(config);
+    if (problems.length) throw new ProxyEnvError(problems);
     const next = await this.childSpec(config);
     next.env = await this.render(config);
+    return { commit: () => this.queue.run(() => this.commit(config, next)) };
+  }
+
+  /** Restarts the proxy only when what it would be started with changed. */
+  private async commit(config: HarnessConfig, next: ChildSpec): Promise<void> {
+    this.config = config;
+    if (!this.supervisor || !this.spec) return;
     if (sameSpec(this.spec, next)) {
       this.log.debug('proxy environment unchanged; not restarting the proxy');
       return;
@@ -139,8 +161,10 @@ export class ProxyComponent extends BaseComponent {
   async stop(): Promise<void> {
     this.starting?.abort();
     this.starting = undefined;
-    if (this.supervisor) await this.supervisor.stop();
-    else this.setState('Stopped', { message: 'stopped' });
+    await this.queue.run(async () => {
+      if (this.supervisor) await this.supervisor.stop();
+      else this.setState('Stopped', { message: 'stopped' });
+    });
   }
 
   /** The running proxy's PID, if any. */
@@ -177,14 +201,7 @@ export class ProxyComponent extends BaseComponent {
   }
 
   private async childSpec(config: HarnessConfig): Promise<ChildSpec> {
-    let user: ResolvedUser;
-    let group: ResolvedGroup;
-    try {
-      [user, group] = await Promise.all([this.users.resolveUser(config.proxy.user), this.users.resolveGroup(config.proxy.group)]);
-    } catch (err) {
-      this.setState('Failed', { message: 'cannot resolve the proxy user', lastError: (err as Error).message });
-      throw err;
-    }
+    const [user, group] = await Promise.all([this.users.resolveUser(config.proxy.user), this.users.resolveGroup(config.proxy.group)]);
     return {
       name: 'proxy',
       // A bare name is looked up now; a missing binary still starts (and fails with exit

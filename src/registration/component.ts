@@ -18,7 +18,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { Counter, Gauge } from 'prom-client';
 import type { HarnessConfig } from '../config/types.ts';
-import { BaseComponent } from '../harness/component.ts';
+import { BaseComponent, type PreparedUpdate } from '../component/component.ts';
 import type { Logger } from '../log/logger.ts';
 import {
   PROTOCOL_VERSION,
@@ -120,8 +120,12 @@ export class RegistrationComponent extends BaseComponent {
     this.setState('Stopped', { message: 'stopped', lastError: undefined });
   }
 
-  /** A reload: a new registrar address or identity reconnects; anything else applies in place. */
-  async update(config: HarnessConfig): Promise<void> {
+  /** A reload: nothing to check ahead; the commit reconnects on a new registrar address or identity, anything else applies in place. */
+  async prepare(config: HarnessConfig): Promise<PreparedUpdate> {
+    return { commit: async () => this.apply(config) };
+  }
+
+  private apply(config: HarnessConfig): void {
     const before = this.config;
     this.config = config;
     const reconnect = JSON.stringify([before.control, before.workload, before.identity.spiffeId, before.identity.serverName]) !== JSON.stringify([config.control, config.workload, config.identity.spiffeId, config.identity.serverName]);

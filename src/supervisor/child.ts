@@ -1,3 +1,5 @@
+import { findExecutable } from './which.ts';
+
 /** What to run as a supervised child: everything a restart needs to start it again the same way. */
 export interface ChildSpec {
   /** Component name; also `component` on every log line the child writes. */
@@ -12,6 +14,8 @@ export interface ChildSpec {
   cwd?: string;
   /** How long the child may drain after SIGTERM before it is killed. */
   stopGraceMs: number;
+  /** PR_SET_NO_NEW_PRIVS: setuid programs (sudo, su) cannot raise the child's privileges again. */
+  noNewPrivileges?: boolean;
 }
 
 /**
@@ -43,10 +47,33 @@ export function launchArgv(spec: ChildSpec, harnessPid: number, paths: LaunchPat
   if (spec.gid !== undefined) credentials.push('--regid', String(spec.gid));
   if (spec.uid !== undefined) credentials.push('--reuid', String(spec.uid));
   if (spec.uid !== undefined || spec.gid !== undefined) credentials.push('--clear-groups');
+  if (spec.noNewPrivileges) credentials.push('--no-new-privs');
   return {
     file: paths.setpriv,
     args: ['--pdeathsig', 'KILL', ...credentials, '--', paths.sh, '-c', PARENT_CHECK, EXEC_SHIM_NAME, String(harnessPid), spec.command, ...spec.args],
   };
+}
+
+/** setpriv and sh, found once; undefined without setpriv (package util-linux). */
+let launchPaths: LaunchPaths | undefined;
+export function findLaunchPaths(): LaunchPaths | undefined {
+  if (launchPaths) return launchPaths;
+  const setpriv = findExecutable('setpriv');
+  if (!setpriv) return undefined;
+  launchPaths = { setpriv, sh: findExecutable('sh') ?? '/bin/sh' };
+  return launchPaths;
+}
+
+/**
+ * The argv that runs a helper program (nft monitor, iptables-restore, ...) tied to the
+ * harness the same way as a supervised child: the parent-death signal, and the harness-PID
+ * check. Spawn it `detached` so it leads its own process group. Without setpriv, the
+ * program as is: a helper is not worth refusing to run the harness for.
+ */
+export function tiedArgv(argv: string[], harnessPid = process.pid): { file: string; args: string[] } {
+  const paths = findLaunchPaths();
+  if (!paths) return { file: argv[0]!, args: argv.slice(1) };
+  return launchArgv({ name: argv[0]!, command: argv[0]!, args: argv.slice(1), env: {}, stopGraceMs: 0 }, harnessPid, paths);
 }
 
 /** How a child ended, in words for `status` and the log. */

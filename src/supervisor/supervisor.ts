@@ -1,13 +1,14 @@
 import { execa } from 'execa';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Counter, Gauge, Registry } from 'prom-client';
 import type { Readable } from 'node:stream';
-import { METRIC_PREFIX } from '../admin/metrics.ts';
-import { BaseComponent } from '../harness/component.ts';
+import { METRIC, sharedCounter, sharedGauge } from '../admin/metrics.ts';
+import { BaseComponent } from '../component/component.ts';
+import { OperationQueue } from '../component/queue.ts';
 import type { Logger } from '../log/logger.ts';
 import { Backoff } from '../util/backoff.ts';
 import { formatDuration } from '../util/duration.ts';
-import { describeExit, launchArgv, type ChildSpec, type LaunchPaths } from './child.ts';
+import { describeExit, findLaunchPaths, launchArgv, type ChildSpec } from './child.ts';
 import { parseChildLine } from './child-log.ts';
 import { LineSplitter } from './lines.ts';
 import { findExecutable } from './which.ts';
@@ -97,15 +98,6 @@ function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`;
 }
 
-/** Metrics are shared by every supervisor on a registry (one series per child). */
-function sharedCounter(registry: Registry, name: string, help: string): Counter<'child'> {
-  return (registry.getSingleMetric(name) as Counter<'child'> | undefined) ?? new Counter({ name, help, labelNames: ['child'], registers: [registry] });
-}
-
-function sharedGauge(registry: Registry, name: string, help: string): Gauge<'child'> {
-  return (registry.getSingleMetric(name) as Gauge<'child'> | undefined) ?? new Gauge({ name, help, labelNames: ['child'], registers: [registry] });
-}
-
 /**
  * Keeps one child process running: spawns it (as the configured user, in its own process
  * group, armed to die with the harness), pipes its output into the harness log, polls its
@@ -134,8 +126,7 @@ export class ChildSupervisor extends BaseComponent {
   private quickFailures = 0;
   private restarts = 0;
   /** start/stop/restart run one at a time, in call order. */
-  private operations: Promise<void> = Promise.resolve();
-  private paths: LaunchPaths | undefined;
+  private readonly operations = new OperationQueue();
 
   constructor(options: ChildSupervisorOptions) {
     super(options.spec.name, options.log.child({ component: options.spec.name }));
@@ -148,8 +139,8 @@ export class ChildSupervisor extends BaseComponent {
     const { baseMs, maxMs } = options.backoff ?? DEFAULTS.backoff;
     this.backoff = new Backoff({ baseMs, maxMs, ...(options.random ? { random: options.random } : {}) });
     this.crashLoopBackoff = new Backoff({ baseMs: maxMs, maxMs, ...(options.random ? { random: options.random } : {}) });
-    this.restartsTotal = sharedCounter(options.registry, `${METRIC_PREFIX}child_restarts_total`, 'Times a supervised child was restarted after it exited on its own.');
-    this.up = sharedGauge(options.registry, `${METRIC_PREFIX}child_up`, 'Whether a supervised child process is running (1) or not (0).');
+    this.restartsTotal = sharedCounter(options.registry, METRIC.childRestarts, 'Times a supervised child was restarted after it exited on its own.', ['child']);
+    this.up = sharedGauge(options.registry, METRIC.childUp, 'Whether a supervised child process is running (1) or not (0).', ['child']);
     this.restartsTotal.inc({ child: this.name }, 0);
     this.up.set({ child: this.name }, 0);
   }
@@ -203,9 +194,7 @@ export class ChildSupervisor extends BaseComponent {
   }
 
   private serially(operation: () => Promise<void>): Promise<void> {
-    const next = this.operations.then(operation);
-    this.operations = next.catch(() => undefined);
-    return next;
+    return this.operations.run(operation);
   }
 
   private cancelRestart(): void {
@@ -213,17 +202,9 @@ export class ChildSupervisor extends BaseComponent {
     this.restartTimer = undefined;
   }
 
-  private launchPaths(): LaunchPaths | undefined {
-    if (this.paths) return this.paths;
-    const setpriv = findExecutable('setpriv');
-    if (!setpriv) return undefined;
-    this.paths = { setpriv, sh: findExecutable('sh') ?? '/bin/sh' };
-    return this.paths;
-  }
-
   private spawn(): void {
     const spec = this.spec;
-    const paths = this.launchPaths();
+    const paths = findLaunchPaths();
     if (!paths) {
       this.failed('setpriv not found on PATH (package util-linux); it starts children so they cannot outlive the harness');
       return;
@@ -429,7 +410,8 @@ export class ChildSupervisor extends BaseComponent {
     if (crashLoop) {
       this.setState('CrashLoop', { message: `${reason}; ${this.quickFailures} quick failures in a row, restarting in ${seconds(delay)}`, lastError: reason, detail });
     } else {
-      this.setState('Failed', { message: `${reason}, restarting in ${seconds(delay)}`, lastError: reason, detail });
+      // Degraded, not Failed: the supervisor keeps retrying by itself.
+      this.setState('Degraded', { message: `${reason}, restarting in ${seconds(delay)}`, lastError: reason, detail });
     }
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;

@@ -4,44 +4,17 @@
  * socket stood in for by a real datagram socket that checks sender credentials.
  */
 import t from 'tap';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { writeDevProxyLauncher } from '../../src/dev/proxy/launcher.ts';
-import { harnessBin } from '../helpers/cli.ts';
+import { alive, startHarnessIn, type RunningHarness } from '../helpers/harness.ts';
 import { childEnv, connectFrom, createNetns, linkNetns, startListeners } from '../helpers/netns.ts';
 import { startNotifyReceiver } from '../helpers/notify.ts';
 import { SKIP_WITHOUT_SPIRE, SpireServer } from '../helpers/spire.ts';
 import { tempDir, waitFor } from '../helpers/tmp.ts';
 
 const SPIFFE_ID = 'spiffe://root.linkerd.cluster.local/vm/web';
-
-interface LogLine {
-  time: string;
-  level: number;
-  component: string;
-  msg: string;
-  phase?: string;
-  event?: string;
-  pid?: number;
-  [key: string]: unknown;
-}
-
-interface RunningHarness {
-  pid: number;
-  child: ResultPromise;
-  log: LogLine[];
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 t.test('the harness brings the VM into the mesh and keeps it there', { skip: SKIP_WITHOUT_SPIRE, timeout: 240_000 }, async (t) => {
   const dir = tempDir(t, 'mh-e2e-');
@@ -76,26 +49,7 @@ t.test('the harness brings the VM into the mesh and keeps it there', { skip: SKI
 
   const notify = await startNotifyReceiver(t, join(dir, 'notify.sock'));
 
-  const startHarness = (): RunningHarness => {
-    const child = execa('ip', ['netns', 'exec', vm.name, process.execPath, harnessBin, 'run', '--config', configPath], {
-      env: { ...childEnv(), NOTIFY_SOCKET: join(dir, 'notify.sock') },
-      extendEnv: false,
-      reject: false,
-      buffer: false,
-    });
-    const log: LogLine[] = [];
-    createInterface({ input: child.stderr! }).on('line', (line) => {
-      try {
-        log.push(JSON.parse(line) as LogLine);
-      } catch {
-        log.push({ time: new Date().toISOString(), level: 50, component: 'unparsed', msg: line });
-      }
-    });
-    t.teardown(() => {
-      if (alive(child.pid!)) child.kill('SIGKILL');
-    });
-    return { pid: child.pid!, child, log };
-  };
+  const startHarness = (): RunningHarness => startHarnessIn(t, vm, configPath, join(dir, 'notify.sock'));
 
   const admin = async (path: string): Promise<string> =>
     vm.exec([process.execPath, '-e', `fetch('http://127.0.0.1:${adminPort}${path}').then(async (r) => console.log(JSON.stringify({ status: r.status, body: await r.text() })))`]);

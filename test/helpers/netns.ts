@@ -129,9 +129,12 @@ export interface ListenerSpec {
   host?: string;
 }
 
-/** TCP listeners inside the namespace, each answering with its own reply; stopped at teardown. */
-export async function startListeners(t: Teardown, ns: Netns, specs: ListenerSpec[]): Promise<void> {
-  const child: ResultPromise = execa(ns.prefix[0]!, [...ns.prefix.slice(1), process.execPath, '-e', LISTENER, JSON.stringify(specs.map((s) => ({ host: '::', ...s })))], {
+/**
+ * Runs a Node script inside the namespace (optionally behind a command such as setpriv)
+ * until teardown; resolves once the script prints "ready".
+ */
+export async function startScriptIn(t: Teardown, ns: Netns, what: string, script: string, args: string[] = [], wrapper: string[] = []): Promise<void> {
+  const child: ResultPromise = execa(ns.prefix[0]!, [...ns.prefix.slice(1), ...wrapper, process.execPath, '-e', script, ...args], {
     env: childEnv(),
     extendEnv: false,
     reject: false,
@@ -143,8 +146,13 @@ export async function startListeners(t: Teardown, ns: Netns, specs: ListenerSpec
   });
   await new Promise<void>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => line === 'ready' && resolve());
-    void child.then((r) => reject(new Error(`listeners in ${ns.name} exited early: ${String(r.stderr ?? '')}`)));
+    void child.then((r) => reject(new Error(`${what} in ${ns.name} exited early: ${String(r.stderr ?? '')}`)));
   });
+}
+
+/** TCP listeners inside the namespace, each answering with its own reply; stopped at teardown. */
+export function startListeners(t: Teardown, ns: Netns, specs: ListenerSpec[]): Promise<void> {
+  return startScriptIn(t, ns, 'listeners', LISTENER, [JSON.stringify(specs.map((s) => ({ host: '::', ...s })))]);
 }
 
 const CLIENT = `

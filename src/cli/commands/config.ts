@@ -36,7 +36,7 @@ export const configCommand: Command = {
       write(io.stdout, [
         `${loaded.file ?? 'defaults (no config file)'}: valid`,
         ...(unset.length ? [`note: mesh-harness run also needs ${unset.join(', ')} (not set)`] : []),
-        'not checked without the host (mesh-harness run checks them all at start):',
+        `not checked without the host (mesh-harness check${path ? ` --config ${path}` : ''} tests them and more; mesh-harness run at start):`,
         ...HOST_CHECKS.map((check) => `  - ${check}`),
       ].join('\n'));
       return EXIT.OK;

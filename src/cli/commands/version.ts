@@ -1,8 +1,7 @@
-import { execa } from 'execa';
 import { loadConfig } from '../../config/load.ts';
 import { ConfigError } from '../../util/errors.ts';
 import type { HarnessConfig } from '../../config/types.ts';
-import { findExecutable } from '../../supervisor/which.ts';
+import { probeBinary } from '../../supervisor/binary-probe.ts';
 import { harnessVersion } from '../../util/version.ts';
 import { configOptions, parseCommandArgs, write, type Command } from '../command.ts';
 import { loadCommandConfig } from '../command-config.ts';
@@ -16,23 +15,9 @@ export interface BinaryVersion {
   version?: string;
 }
 
-/** A slow or hanging binary must not make `version` slow. */
-const PROBE_TIMEOUT_MS = 2000;
-
-/**
- * Asks a binary for its version. linkerd2-proxy has no --version (it reads only its
- * environment and exits 64 on this empty one), so a failure is "unknown", not an error.
- * The probe gets no environment beyond PATH, so it can never start a real proxy.
- */
 async function probe(configured: string, pathEnv: string | undefined): Promise<BinaryVersion> {
-  const path = findExecutable(configured, pathEnv);
-  if (!path) return { configured };
-  const result = await execa(path, ['--version'], { env: { PATH: pathEnv ?? '/usr/sbin:/usr/bin:/sbin:/bin' }, extendEnv: false, reject: false, all: true, stdin: 'ignore', timeout: PROBE_TIMEOUT_MS });
-  const line = String(result.all ?? '')
-    .split('\n')
-    .map((l) => l.trim())
-    .find(Boolean);
-  return result.exitCode === 0 && line ? { configured, path, version: line.slice(0, 120) } : { configured, path };
+  const { path, version } = await probeBinary(configured, pathEnv);
+  return { configured, ...(path ? { path } : {}), ...(version ? { version } : {}) };
 }
 
 function describe(name: string, binary: BinaryVersion): string {

@@ -2,7 +2,7 @@ import t from 'tap';
 import { request } from 'node:http';
 import { HarnessMetrics } from '../../../src/admin/metrics.ts';
 import { loadConfig } from '../../../src/config/load.ts';
-import { BaseComponent, type Phase } from '../../../src/harness/component.ts';
+import { BaseComponent, type Phase } from '../../../src/component/component.ts';
 import { Harness } from '../../../src/harness/daemon.ts';
 import { silentLogger } from '../../../src/log/logger.ts';
 import { freePort, tempDir } from '../../helpers/tmp.ts';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Registry, type Counter, type Gauge } from 'prom-client';
 import type { Test } from 'tap';
 import { loadConfig } from '../../../src/config/load.ts';
-import type { ComponentState } from '../../../src/harness/component.ts';
+import type { ComponentState } from '../../../src/component/component.ts';
 import { IdentityComponent } from '../../../src/identity/component.ts';
 import { DevCa } from '../../../src/dev/ca.ts';
 import { silentLogger } from '../../../src/log/logger.ts';
@@ -137,7 +137,7 @@ export function clientSuite(t: Test, backend: Backend): void {
     const workload = await backend.workload(t, { registered: false, exclusive: true });
     const { identity } = await startIdentity(t, workload);
     const waiting = await waitForState(identity, 'PermissionDenied', (s) => /PermissionDenied/.test(s.message), step);
-    t.equal(waiting.phase, 'Starting');
+    t.equal(waiting.phase, 'Pending');
     t.equal(waiting.ready, false);
     t.match(waiting.message, /create a registration entry for spiffe:\/\//);
     t.equal(identity.current(), undefined);
@@ -171,7 +171,7 @@ export function clientSuite(t: Test, backend: Backend): void {
     const anchorsFile = join(tempDir(t), 'wrong-anchors.pem');
     writeFileSync(anchorsFile, stranger.bundlePem);
     const { identity, registry } = await startIdentity(t, workload, { anchorsFile });
-    const failed = await waitForState(identity, 'Failed', (s) => s.phase === 'Failed', step);
+    const failed = await waitForState(identity, 'Degraded', (s) => s.phase === 'Degraded', step);
     t.equal(failed.ready, false);
     t.match(failed.lastError, `does not verify against any trust anchor in ${anchorsFile}`);
     t.match(failed.lastError, /issuer .*CN=/);

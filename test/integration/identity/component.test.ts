@@ -35,13 +35,13 @@ function identityFor(t: Test, dir: string, sets: string[]): IdentityComponent {
   return identity;
 }
 
-t.test('a missing trust anchors file is a clear Failed state, repaired by writing the file', async (t) => {
+t.test('a missing trust anchors file is a clear Degraded state (retried), repaired by writing the file', async (t) => {
   const dir = tempDir(t);
   const ca = await DevCa.create({ trustDomain: TD });
   await serve(t, join(dir, 'api.sock'), ca);
   const identity = identityFor(t, dir, []);
   await identity.start();
-  const failed = await waitForState(identity, 'Failed', (s) => s.phase === 'Failed', STEP);
+  const failed = await waitForState(identity, 'Degraded', (s) => s.phase === 'Degraded', STEP);
   t.equal(failed.message, `trust anchors file ${join(dir, 'anchors.pem')} does not exist; write the mesh trust anchor PEM there or set identity.trustAnchorsFile`);
   t.equal(identity.current(), undefined);
 
@@ -56,7 +56,7 @@ t.test('a trust anchors file without certificates names the file', async (t) => 
   writeFileSync(join(dir, 'anchors.pem'), 'not a certificate\n');
   const identity = identityFor(t, dir, []);
   await identity.start();
-  const failed = await waitForState(identity, 'Failed', (s) => s.phase === 'Failed', STEP);
+  const failed = await waitForState(identity, 'Degraded', (s) => s.phase === 'Degraded', STEP);
   t.match(failed.message, `trust anchors ${join(dir, 'anchors.pem')}: no PEM certificate found`);
 });
 
@@ -76,7 +76,7 @@ t.test('waiting for the socket says so, and a server appearing later is picked u
   const identity = identityFor(t, dir, []);
   await identity.start();
   const waiting = await waitForState(identity, 'waiting for the socket', (s) => s.lastError !== undefined, STEP);
-  t.equal(waiting.phase, 'Starting');
+  t.equal(waiting.phase, 'Pending');
   t.equal(waiting.message, `waiting for the Workload API socket unix://${join(dir, 'api.sock')}; is spire-agent running?`);
   t.match(waiting.lastError, 'does not exist');
   const svid = identity.waitForSvid();
@@ -91,7 +91,7 @@ t.test('an SVID set without the configured ID says which IDs were offered', asyn
   await serve(t, join(dir, 'api.sock'), ca, [{ spiffeId: `spiffe://${TD}/vm/db` }, { spiffeId: `spiffe://${TD}/vm/cache` }]);
   const identity = identityFor(t, dir, []);
   await identity.start();
-  const failed = await waitForState(identity, 'Failed', (s) => s.phase === 'Failed', STEP);
+  const failed = await waitForState(identity, 'Degraded', (s) => s.phase === 'Degraded', STEP);
   t.match(failed.message, `the Workload API offers spiffe://${TD}/vm/db, spiffe://${TD}/vm/cache but not ${ID}`);
 });
 
@@ -143,7 +143,7 @@ t.test('update() with a new socket follows the new server', async (t) => {
     env: {},
     sets: [`identity.spiffeId=${ID}`, `identity.trustAnchorsFile=${join(dir, 'anchors.pem')}`, `identity.workloadApiSocket=${other}`, 'identity.expiryMargin=1s'],
   });
-  await identity.update(config);
+  await (await identity.prepare(config)).commit();
   const svid = await identity.waitForSvid();
   t.equal(svid.spiffeId, ID);
   t.equal(identity.state().detail?.['socket'], other);

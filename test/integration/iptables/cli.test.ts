@@ -25,7 +25,7 @@ t.test('render, apply, diff and clean with a config file of {}', async (t) => {
   const render = await cli(ns, args('render'), { env: ACCOUNTS });
   t.equal(render.exitCode, 0, render.stderr);
   t.match(render.stdout, /# ipv4: table nat[^\n]*\n\*nat\n:MESH_HARNESS_INBOUND - \[0:0\]/);
-  t.match(render.stdout, /--dports 22,4190,4191 /, 'default ignored inbound ports');
+  t.match(render.stdout, /--dports 22,4143,4190,4191 .*SSH and proxy ports, always exempt/, 'SSH and the proxy ports are always exempt');
   t.match(render.stdout, /# ipv6: table nat/);
 
   const firstDiff = await cli(ns, args('diff'), { env: ACCOUNTS });

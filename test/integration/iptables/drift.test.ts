@@ -10,6 +10,7 @@ import { desiredRulesets, resolveRenderInput } from '../../../src/iptables/desir
 import { NatTable } from '../../../src/iptables/nat-table.ts';
 import type { CommandRunner } from '../../../src/iptables/runner.ts';
 import { silentLogger } from '../../../src/log/logger.ts';
+import { captureLogger } from '../../unit/supervisor/helpers.ts';
 import { createNetns } from '../../helpers/netns.ts';
 import { waitFor } from '../../helpers/tmp.ts';
 
@@ -30,6 +31,8 @@ for (const mode of ['nft', 'legacy'] as BackendMode[]) {
     const component = new IptablesComponent({ config, log: silentLogger(), registry, runner: ns.runner });
     t.teardown(() => component.stop());
     await component.start();
+    t.equal(component.state().phase, 'Pending', 'chains prepared, no jumps until the proxy answers ready');
+    await component.enableRedirect();
     t.equal(component.state().phase, 'Ready');
     t.equal(component.state().detail?.changeEvents, mode === 'nft' ? 'nft monitor' : 'poll every 1000 ms');
     t.equal(await repairsOf(registry), 0, 'the first install is not a repair');
@@ -77,6 +80,7 @@ t.test('nft: the component does not react to its own changes', async (t) => {
   const component = new IptablesComponent({ config, log: silentLogger(), registry, runner: counting });
   t.teardown(() => component.stop());
   await component.start();
+  await component.enableRedirect();
   await new Promise((r) => setTimeout(r, 300));
   looks = 0;
   await ns.exec(['iptables-nft', '-t', 'nat', '-F', 'MESH_HARNESS_INBOUND']);
@@ -88,21 +92,51 @@ t.test('nft: the component does not react to its own changes', async (t) => {
   t.equal(looks, 2, 'one pass, not one per event of our own transaction');
 });
 
-t.test('update() applies a changed configuration and ignores an unchanged one', async (t) => {
+t.test('a reload applies a changed configuration, is not drift, and ignores an unchanged one', async (t) => {
   const ns = await createNetns(t, 'reload');
+  const sets = ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.ipv6=off'];
+  const { config } = loadConfig({ path: null, env: {}, sets });
+  const registry = new Registry();
+  const { log, records } = captureLogger();
+  const component = new IptablesComponent({ config, log, registry, runner: ns.runner });
+  t.teardown(() => component.stop());
+  await component.start();
+  await component.enableRedirect();
+  t.equal(component.state().phase, 'Ready');
+  // Without the '# Generated ... on <time>' lines.
+  const saves = async () => (await ns.exec(['iptables-save', '-t', 'nat'])).split('\n').filter((l) => !l.startsWith('#')).join('\n');
+  const before = await saves();
+  await (await component.prepare(config)).commit();
+  t.equal(await saves(), before, 'same configuration: nothing applied');
+  const { config: changed } = loadConfig({ path: null, env: {}, sets: [...sets, 'iptables.ignoreOutboundPorts=5432'] });
+  await (await component.prepare(changed)).commit();
+  t.match(await saves(), /--dports 5432 .*-j RETURN/);
+  // Let a netfilter event or poll of our own change come and go: still not drift.
+  await new Promise((r) => setTimeout(r, 1500));
+  t.equal(await repairsOf(registry), 0, 'a reload that changes the rules is not counted as drift');
+  t.notOk(records.some((r) => /repaired iptables drift/.test(String(r.msg))), 'nor logged as drift');
+  t.equal(component.state().detail?.repairs, 0);
+  t.ok(records.some((r) => r.msg === 'applied redirect rules' && r.trigger === 'configuration reloaded'), 'logged as applied by the reload');
+  const { config: disabled } = loadConfig({ path: null, env: {}, sets: [...sets, 'iptables.enabled=false', 'iptables.onStop=clean'] });
+  await (await component.prepare(disabled)).commit();
+  t.equal(component.state().phase, 'Disabled');
+  t.notMatch(await saves(), /MESH_HARNESS/, 'disabled with onStop=clean: rules removed');
+});
+
+t.test('a reload the host cannot apply is refused by prepare and changes nothing', async (t) => {
+  const ns = await createNetns(t, 'refuse');
   const sets = ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.ipv6=off'];
   const { config } = loadConfig({ path: null, env: {}, sets });
   const component = new IptablesComponent({ config, log: silentLogger(), registry: new Registry(), runner: ns.runner });
   t.teardown(() => component.stop());
   await component.start();
-  t.equal(await component.update(config), false, 'same configuration: nothing applied');
-  const { config: changed } = loadConfig({ path: null, env: {}, sets: [...sets, 'iptables.ignoreOutboundPorts=5432'] });
-  t.equal(await component.update(changed), true, 'changed configuration: applied');
-  t.match(await ns.exec(['iptables-save', '-t', 'nat']), /--dports 5432 .*-j RETURN/);
-  const { config: disabled } = loadConfig({ path: null, env: {}, sets: [...sets, 'iptables.enabled=false', 'iptables.onStop=clean'] });
-  await component.update(disabled);
-  t.equal(component.state().phase, 'Disabled');
-  t.notMatch(await ns.exec(['iptables-save', '-t', 'nat']), /MESH_HARNESS/, 'disabled with onStop=clean: rules removed');
+  await component.enableRedirect();
+  const saves = async () => (await ns.exec(['iptables-save', '-t', 'nat'])).split('\n').filter((l) => !l.startsWith('#')).join('\n');
+  const before = await saves();
+  const { config: bad } = loadConfig({ path: null, env: {}, sets: [...sets, 'proxy.user=mh-no-such-user', 'iptables.ignoreOutboundPorts=5432'] });
+  await t.rejects(component.prepare(bad), { name: 'ConfigError' });
+  t.equal(await saves(), before, 'rules unchanged');
+  t.equal(component.state().phase, 'Ready');
 });
 
 t.test('a proxy user that does not exist is a configuration error', async (t) => {

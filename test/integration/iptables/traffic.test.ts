@@ -41,6 +41,8 @@ t.test('redirection of real IPv4 and IPv6 traffic', async (t) => {
       'proxy.user=nobody',
       'proxy.group=nogroup',
       'iptables.ignoreOutboundPorts=443',
+      // Replaces nothing: SSH stays exempt whatever the list says.
+      'iptables.ignoreInboundPorts=8443',
       `iptables.ignoreInboundSubnets=${PEER_IGNORED.v4}/32,${PEER_IGNORED.v6}/128`,
       `iptables.ignoreOutboundSubnets=${PEER_IGNORED.v4},${PEER_IGNORED.v6}`,
       'iptables.onStop=clean',
@@ -49,13 +51,26 @@ t.test('redirection of real IPv4 and IPv6 traffic', async (t) => {
   const component = new IptablesComponent({ config, log: silentLogger(), registry: new Registry(), runner: vm.runner });
   t.teardown(() => component.stop());
   await component.start();
-  t.equal(component.state().phase, 'Ready');
+  t.equal(component.state().phase, 'Pending');
   t.same(component.state().detail?.families, ['ipv4', 'ipv6'], 'IPv6 detected in the namespace');
+
+  // Before the proxy has answered ready: chains prepared, nothing enters them.
+  t.notMatch(await vm.exec(['iptables-save', '-t', 'nat']), /-j MESH_HARNESS_/, 'no jump before the proxy is ready');
+  for (const family of ['v4', 'v6'] as const) {
+    const [inbound] = await connectFrom(peer, { uid: 0, gid: 0 }, [{ host: VM[family], port: 8080, localAddress: PEER[family] }]);
+    t.equal(inbound, 'vm-8080', `${family}: inbound reaches the workload directly while the proxy is not ready`);
+    const [outbound] = await connectFrom(vm, { uid: DAEMON, gid: DAEMON }, [{ host: PEER[family], port: 80 }]);
+    t.equal(outbound, 'peer-80', `${family}: outbound reaches the peer directly while the proxy is not ready`);
+  }
+
+  await component.enableRedirect();
+  t.equal(component.state().phase, 'Ready');
 
   for (const family of ['v4', 'v6'] as const) {
     const inbound: Array<[ConnectTarget, string, string]> = [
       [{ host: VM[family], port: 8080, localAddress: PEER[family] }, 'proxy-inbound', 'a workload port is redirected to the proxy inbound port'],
-      [{ host: VM[family], port: 22, localAddress: PEER[family] }, 'vm-22', 'an ignored inbound port is not redirected'],
+      [{ host: VM[family], port: 22, localAddress: PEER[family] }, 'vm-22', 'SSH is always exempt, though ignoreInboundPorts does not list it'],
+      [{ host: VM[family], port: 8443, localAddress: PEER[family] }, 'error: ECONNREFUSED', 'an ignored inbound port is not redirected (nothing listens on it)'],
       [{ host: VM[family], port: 8080, localAddress: PEER_IGNORED[family] }, 'vm-8080', 'an ignored source subnet is not redirected'],
     ];
     const replies = await connectFrom(peer, { uid: 0, gid: 0 }, inbound.map(([target]) => target));

@@ -99,17 +99,17 @@ t.test('SIGKILL of the proxy: restarted, counted, ready again', async (t) => {
   t.equal((await httpGet(config.proxy.adminPort, '/ready')).status, 200);
 });
 
-t.test('update restarts the proxy only when its environment changes', async (t) => {
+t.test('a reload restarts the proxy only when its environment changes', async (t) => {
   const { proxy, config, records } = await setup(t, { identities: [{ spiffeId: SPIFFE_ID }] });
   await proxy.start();
   await waitFor('ready', () => (proxy.state().phase === 'Ready' ? true : undefined));
   const first = proxy.pid();
 
   const iptablesOnly: HarnessConfig = { ...config, iptables: { ...config.iptables, ignoreOutboundPorts: [{ from: 5432, to: 5432 }] } };
-  await proxy.update(iptablesOnly);
+  await (await proxy.prepare(iptablesOnly)).commit();
   t.equal(proxy.pid(), first, 'an iptables-only change leaves the proxy alone');
 
-  await proxy.update({ ...iptablesOnly, proxy: { ...iptablesOnly.proxy, logLevel: 'debug' } });
+  await (await proxy.prepare({ ...iptablesOnly, proxy: { ...iptablesOnly.proxy, logLevel: 'debug' } })).commit();
   t.not(proxy.pid(), first, 'a new log level restarts it');
   t.same(records.find((r) => r.event === 'proxy-restart')?.changed, ['LINKERD2_PROXY_LOG']);
   await waitFor('ready again', () => (proxy.state().phase === 'Ready' ? true : undefined));

@@ -23,7 +23,9 @@ t.test('defaults match the real linkerd2-proxy ports and the admin contract', as
   t.equal(config.proxy.adminPort, 4191);
   t.equal(config.admin.address, '127.0.0.1');
   t.equal(config.admin.port, 4192);
-  t.same(config.iptables.ignoreInboundPorts, [{ from: 22, to: 22 }, { from: 4190, to: 4190 }, { from: 4191, to: 4191 }], 'port specs are parsed');
+  t.same(config.iptables.ignoreInboundPorts, [], 'nothing beyond the always exempt SSH and proxy ports');
+  t.equal(config.iptables.redirectSsh, false);
+  t.same(loadConfig({ path: null, env: {}, sets: ['iptables.ignoreInboundPorts=8443,9000-9100'] }).config.iptables.ignoreInboundPorts, [{ from: 8443, to: 8443 }, { from: 9000, to: 9100 }], 'port specs are parsed');
   t.equal(config.spire.mode, 'external');
   t.same(origins.get('proxy.inboundPort'), { source: 'default' });
 });
@@ -103,7 +105,7 @@ t.test('every validation error class is reported', async (t) => {
     ['bad CIDR', { iptables: { ignoreOutboundSubnets: ['10.0.0.0/33'] } }, /^iptables\.ignoreOutboundSubnets\[0\]: got "10\.0\.0\.0\/33"; must be an IPv4 or IPv6 CIDR/],
     ['bad port range', { iptables: { ignoreInboundPorts: ['9000-8000'] } }, /^iptables\.ignoreInboundPorts\[0\]: got "9000-8000"; must be a port from 1 to 65535 or a range/],
     ['too many IPv4 addresses', { workload: { ips: ['10.0.0.1', '10.0.0.2'] } }, /at most one IPv4 and one IPv6/],
-    ['bad probe', { probes: { workload: [{ httpGet: { port: 80 }, tcpSocket: { port: 80 } }] } }, /^probes\.workload\[0\]: got .*needs exactly one of httpGet, tcpSocket, exec; has httpGet, tcpSocket/],
+    ['bad probe', { probes: { workload: [{ httpGet: { port: 80 }, tcpSocket: { port: 80 } }] } }, /^probes\.workload\[0\]: has httpGet and tcpSocket; needs exactly one of httpGet, tcpSocket, grpc, exec$/],
     ['bad env name', { proxy: { extraEnv: { 'NOT-VALID': 'x' } } }, /^proxy\.extraEnv\.NOT-VALID: got "NOT-VALID"; the name must be letters, digits and "_"/],
     ['port clash', { proxy: { inboundPort: 4140 } }, /^proxy\.outboundPort: got 4140; must differ from proxy\.inboundPort/],
     ['extraEnv overriding a rendered variable', { proxy: { extraEnv: { LINKERD2_PROXY_ADMIN_LISTEN_ADDR: '0.0.0.0:4191' } } }, /^proxy\.extraEnv\.LINKERD2_PROXY_ADMIN_LISTEN_ADDR: the harness renders this variable itself; remove it and set proxy\.adminPort/],
@@ -111,8 +113,8 @@ t.test('every validation error class is reported', async (t) => {
     ['admin address not an IP', { admin: { address: 'localhost' } }, /^admin\.address: got "localhost"; must be an IPv4 or IPv6 address/],
     ['managed mode without its files', { spire: { mode: 'managed', serverAddress: 'spire.example' } }, /^spire\.trustBundleFile: got ""; required when spire\.mode is "managed"/],
     ['a string where a list is expected', { workload: { ports: '8080' } }, /^workload\.ports: got "8080"; must be a list of ports.*write \["8080"\] for one entry/],
-    ['probe name of another type', { probes: { workload: [{ name: 5, tcpSocket: { port: 80 } }] } }, /^probes\.workload\[0\]\.name: got 5; must be a lowercase name/],
-    ['unknown key in a probe handler', { probes: { workload: [{ httpGet: { port: 80, host: 'x' } }] } }, /^probes\.workload\[0\]\.httpGet\.host: got "x"; unknown key; allowed: port, path, scheme/],
+    ['probe name of another type', { probes: { workload: [{ name: 5, tcpSocket: { port: 80 } }] } }, /^probes\.workload\[0\]\.name: got 5; must be 1-63 letters, digits/],
+    ['unknown key in a probe handler', { probes: { workload: [{ httpGet: { port: 80, hosts: 'x' } }] } }, /^probes\.workload\[0\]\.httpGet\.hosts: unknown key; allowed: path, port, host, scheme, httpHeaders$/],
     ['NUL in a path', { identity: { trustAnchorsFile: '/etc/a\u0000b' } }, /^identity\.trustAnchorsFile: got "\/etc\/a\\u0000b"; must be a non-empty path without NUL/],
     ['newline in a binary name', { proxy: { binary: 'proxy\nrm' } }, /^proxy\.binary: got "proxy\\nrm"; must be an absolute path or a program name/],
     ['a user name that is an option', { proxy: { user: '--no-idn' } }, /^proxy\.user: got "--no-idn"; must be a user or group name .*not starting with "-"/],

@@ -132,6 +132,6 @@ t.test('12. small things', async (t) => {
 
 t.test('config validate says what it cannot check without the host', async (t) => {
   const result = await expect(t, ['config', 'validate', file(t, {})], {}, 0);
-  t.match(result.stdout, /: valid\nnote: mesh-harness run also needs identity\.spiffeId, identity\.serverName, proxy\.destinationAddr \(not set\)\nnot checked without the host/);
+  t.match(result.stdout, /: valid\nnote: mesh-harness run also needs identity\.spiffeId, identity\.serverName, proxy\.destinationAddr \(not set\)\nnot checked without the host \(mesh-harness check/);
   t.match(result.stdout, /proxy\.user and proxy\.group exist on this host and are not root/);
 });

@@ -9,6 +9,7 @@ const input: RenderInput = {
   harnessGid: 2102,
   inboundPort: 4143,
   outboundPort: 4140,
+  protectedInboundPorts: [22, 4143, 4190, 4191],
   portsToRedirect: [],
   ignoreInboundPorts: [22, 4190, 4191].map((port) => ({ from: port, to: port })),
   ignoreOutboundPorts: [],

@@ -12,9 +12,9 @@ const goldenDir = join(repoRoot, 'test', 'golden', 'iptables');
 const update = process.env.UPDATE_GOLDEN === '1';
 
 /** Defaults straight from the schema, so a changed default shows up in the golden files. */
-function fromConfig(sets: string[] = [], ids = { proxyUid: 2102, harnessGid: 2102 }): RenderInput {
+function fromConfig(sets: string[] = [], ids = { proxyUid: 2102, harnessGid: 2102 }, sshdPorts: number[] = []): RenderInput {
   const { config } = loadConfig({ path: null, env: {}, sets });
-  return renderInputFor(config, ids);
+  return renderInputFor(config, { ...ids, sshdPorts });
 }
 
 const manyPorts = Array.from({ length: 200 }, (_, i) => 10_000 + i * 7);
@@ -26,6 +26,10 @@ const scenarios: Record<string, RenderInput> = {
   'ports-to-redirect': fromConfig(['iptables.portsToRedirect=8080,8443,9000-9100']),
   'ports-to-redirect-split': fromConfig([`iptables.portsToRedirect=${Array.from({ length: 20 }, (_, i) => 8000 + i).join(',')}`]),
   'no-ignored-ports': fromConfig(['iptables.ignoreInboundPorts=[]']),
+  // sshd listens on 2222 too (sshd_config Port): exempt like 22.
+  'sshd-ports': fromConfig([], undefined, [22, 2222]),
+  // The explicit opt-in: SSH goes through the proxy; the proxy's own ports stay exempt.
+  'redirect-ssh': fromConfig(['iptables.redirectSsh=true'], undefined, [2222]),
   'ignored-inbound-ranges': fromConfig(['iptables.ignoreInboundPorts=22,4190-4191,30000-32767,6443']),
   'ignored-outbound-ports': fromConfig(['iptables.ignoreOutboundPorts=25,443,3306,5432-5440']),
   'overlapping-and-duplicate-ports': fromConfig(['iptables.ignoreInboundPorts=22,22,100-200,150-250,251,4191,4190']),

@@ -2,7 +2,8 @@ import t from 'tap';
 import { parsePortSpec } from '../../../src/config/formats.ts';
 import { parseCidr } from '../../../src/util/cidr.ts';
 import { classifyFailure, IptablesCommandError, IptablesUnavailableError } from '../../../src/iptables/errors.ts';
-import { MULTIPORT_LIMIT, multiportLists, renderRuleset, type RenderInput } from '../../../src/iptables/render.ts';
+import { MULTIPORT_LIMIT, multiportLists, protectedInboundPorts, renderRuleset, type RenderInput } from '../../../src/iptables/render.ts';
+import { loadConfig } from '../../../src/config/load.ts';
 import { CHAIN_PREFIX, COMMENT_TAG, isOwnedChain, ruleTarget } from '../../../src/iptables/ruleset.ts';
 import { concernsNat } from '../../../src/iptables/watch.ts';
 
@@ -15,6 +16,7 @@ const base: RenderInput = {
   harnessGid: 2103,
   inboundPort: 4143,
   outboundPort: 4140,
+  protectedInboundPorts: [],
   portsToRedirect: [],
   ignoreInboundPorts: ports(22, 4190, 4191),
   ignoreOutboundPorts: [],
@@ -129,4 +131,14 @@ t.test('nft monitor lines are filtered to table nat of ip and ip6', async (t) =>
   t.notOk(concernsNat('add rule ip filter INPUT tcp dport 22 accept'));
   t.notOk(concernsNat('add rule inet firewalld filter_INPUT accept'));
   t.notOk(concernsNat('add element ip filter blocklist { 1.2.3.4 }'));
+});
+
+t.test('SSH and the proxy ports are exempt first, whatever the lists say; SSH only without redirectSsh', async (t) => {
+  const config = (sets: string[]) => loadConfig({ path: null, env: {}, sets }).config;
+  t.same(protectedInboundPorts(config(['iptables.ignoreInboundPorts=[]'])), [22, 4143, 4190, 4191], 'defaults: SSH and inbound/control/admin');
+  t.same(protectedInboundPorts(config(['proxy.adminPort=5191', 'proxy.controlPort=5190', 'proxy.inboundPort=5143']), [2222, 22]), [22, 2222, 5143, 5190, 5191], 'configured proxy ports and the ports from sshd_config');
+  t.same(protectedInboundPorts(config(['iptables.redirectSsh=true']), [2222]), [4143, 4190, 4191], 'the explicit opt-in drops SSH, never the proxy ports');
+  const rules = renderRuleset({ ...base, protectedInboundPorts: [22, 4143], ignoreInboundPorts: [], portsToRedirect: [{ from: 22, to: 22 }, { from: 8080, to: 8080 }] }, 'ipv4').rules.filter((r) => r.chain.endsWith('INBOUND'));
+  t.same(rules[0]!.args.slice(0, 6), ['-p', 'tcp', '-m', 'multiport', '--dports', '22,4143']);
+  t.same(rules[0]!.args.slice(-2), ['-j', 'RETURN'], 'a RETURN in front of the redirect, even of a portsToRedirect that lists 22');
 });

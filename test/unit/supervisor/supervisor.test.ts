@@ -2,7 +2,7 @@ import t from 'tap';
 import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Registry, type Counter, type Gauge } from 'prom-client';
-import type { ComponentState } from '../../../src/harness/component.ts';
+import type { ComponentState } from '../../../src/component/component.ts';
 import { silentLogger } from '../../../src/log/logger.ts';
 import type { ChildSpec } from '../../../src/supervisor/child.ts';
 import { ChildSupervisor, type ChildExit, type ChildSupervisorOptions } from '../../../src/supervisor/supervisor.ts';
@@ -82,7 +82,7 @@ t.test('restarts a child that exits, with growing backoff, counting restarts', a
   await supervisor.start();
   await waitFor('three restarts', () => (spawned.length >= 4 ? true : undefined));
   await supervisor.stop();
-  const failures = states.filter((s) => s.phase === 'Failed').map((s) => s.message);
+  const failures = states.filter((s) => s.phase === 'Degraded').map((s) => s.message);
   t.same(failures.slice(0, 3), ['exited with code 3, restarting in 0.1s', 'exited with code 3, restarting in 0.2s', 'exited with code 3, restarting in 0.4s']);
   t.ok((await metric('mesh_harness_child_restarts_total'))! >= 3);
   t.equal(await metric('mesh_harness_child_up'), 0);
@@ -116,8 +116,8 @@ t.test('a child that ran for the stable period starts the backoff over', async (
   });
   await supervisor.start();
   await waitFor('three exits', () => (spawned.length >= 4 ? true : undefined));
-  const failures = states.filter((s) => s.phase === 'Failed' || s.phase === 'CrashLoop').map((s) => `${s.phase}: ${s.message}`);
-  t.same(failures.slice(0, 3), Array(3).fill('Failed: exited with code 1, restarting in 0.1s'), 'every exit is the first one again; no CrashLoop');
+  const failures = states.filter((s) => s.phase === 'Degraded' || s.phase === 'CrashLoop').map((s) => `${s.phase}: ${s.message}`);
+  t.same(failures.slice(0, 3), Array(3).fill('Degraded: exited with code 1, restarting in 0.1s'), 'every exit is the first one again; no CrashLoop');
 });
 
 t.test('a crash-looping child that finally runs becomes ready', async (t) => {

@@ -3,9 +3,22 @@ import type { HarnessConfig } from '../config/types.ts';
 import type { Logger } from '../log/logger.ts';
 
 /**
- * Phases every component reports the same way. `Ready` is the only healthy phase;
- * `Degraded` means working but not good enough for traffic (for example an SVID about to
- * expire), `CrashLoop` means a child keeps failing and is retried slowly.
+ * The component framework: phases, observable state, and the base class every component
+ * (identity, iptables, proxy, spire-agent, the configuration) extends. A leaf module:
+ * components import it, it imports none of them.
+ *
+ * Each phase means the same thing in every component (docs/operations.md lists them):
+ * - `Pending`: not started, or waiting for something outside itself (an SVID, the proxy's
+ *   first readiness); it keeps waiting on its own.
+ * - `Starting`: its first attempt is under way.
+ * - `Ready`: doing its job. With `Disabled`, the only phases that count as ready.
+ * - `Degraded`: something is wrong and it keeps retrying by itself (a lost stream, a child
+ *   that exited and is restarted, rules another program keeps changing).
+ * - `CrashLoop`: a child keeps failing quickly; it is still retried, at the slowest pace.
+ * - `Failed`: it gave up and does not retry; only a reload or a restart (after the operator
+ *   fixed the cause) brings it back.
+ * - `Stopping`, `Stopped`: on the way out, and out.
+ * - `Disabled`: switched off in the configuration.
  */
 export type Phase = 'Pending' | 'Starting' | 'Ready' | 'Degraded' | 'Failed' | 'CrashLoop' | 'Stopping' | 'Stopped' | 'Disabled';
 
@@ -29,10 +42,20 @@ export interface Component {
   start(): Promise<void>;
   stop(): Promise<void>;
   state(): ComponentState;
-  /** SIGHUP: apply a new, already validated configuration; only what changed. */
-  update?(config: HarnessConfig): Promise<unknown>;
+  /**
+   * SIGHUP, first half: check that the new, already validated configuration can be applied
+   * (accounts, programs, files) without changing anything, and return what `commit` needs.
+   * Throws, with a message for the operator, when it cannot: then no component changes.
+   */
+  prepare?(config: HarnessConfig): Promise<PreparedUpdate>;
   on(event: 'change', listener: (state: ComponentState) => void): this;
   off(event: 'change', listener: (state: ComponentState) => void): this;
+}
+
+/** A reload that every component has prepared; committed only when all prepared. */
+export interface PreparedUpdate {
+  /** Applies the prepared configuration (only what changed). */
+  commit(): Promise<void>;
 }
 
 export interface StateUpdate {
