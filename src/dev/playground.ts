@@ -15,11 +15,15 @@ import { packageRoot } from '../util/paths.ts';
 import { resolveGroup, resolveUser } from '../util/users.ts';
 import { Footprint, sweepAbandoned } from './footprint.ts';
 import { DevProxyLaunchError, writeDevProxyLauncher } from './proxy/launcher.ts';
+import { dump as toYaml } from 'js-yaml';
+import { CLUSTER_IP, DemoCluster, GRACE_SECONDS, REGISTRAR_ID, TTL_SECONDS } from './demo-cluster.ts';
 
 const SPIFFE_ID = 'spiffe://root.linkerd.cluster.local/demo/web';
 const VM_IP = '198.18.99.2';
 const CLIENT_IP = '198.18.99.1';
 const WORKLOAD_PORT = 8080;
+const GROUP = 'web';
+const NAMESPACE = 'demo';
 const ADMIN_PORT = 4192;
 /** Names every namespace and directory of a playground run (see footprint.ts). */
 export const PLAYGROUND_PREFIX = 'mh-demo';
@@ -50,6 +54,8 @@ export interface PlaygroundOptions {
   out: NodeJS.WritableStream;
   /** How long to wait for the harness to become ready. */
   readyTimeoutMs?: number;
+  /** Leave everything running after the tour, until Ctrl-C, and print how to poke at it. */
+  keep?: boolean;
 }
 
 async function waitUntil<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
@@ -89,7 +95,7 @@ export class Playground {
       const found = await execa('sh', ['-c', `command -v ${tool}`], { reject: false, env: minimalEnv(), extendEnv: false });
       if (found.exitCode !== 0) throw new CliError(`mesh-harness demo needs ${tool}: apt-get install ${pkg}`, EXIT.UNAVAILABLE);
     }
-    for (const bundle of ['mesh-harness.js', 'dev-proxy.js', 'dev-workload-api.js']) {
+    for (const bundle of ['mesh-harness.js', 'dev-proxy.js', 'dev-workload-api.js', 'dev-cluster.js']) {
       if (!existsSync(join(this.root, 'dist', bundle))) throw new CliError(`dist/${bundle} is missing: run npm run build first`, EXIT.UNAVAILABLE);
     }
   }
@@ -130,12 +136,13 @@ export class Playground {
       this.footprint = new Footprint(PLAYGROUND_PREFIX);
       this.vm = this.footprint.namespace('vm');
       this.client = this.footprint.namespace('client');
+      const clusterNs = this.footprint.namespace('cluster');
       const id = this.footprint.id;
       this.dir = this.footprint.dir;
       const dir = this.dir;
 
-      this.say.step('Creating a "vm" and a "client" network namespace joined by a virtual cable');
-      for (const ns of [this.vm, this.client]) {
+      this.say.step('Creating "cluster", "vm" and "client" network namespaces joined by virtual cables');
+      for (const ns of [this.vm, this.client, clusterNs]) {
         await this.ip(['netns', 'add', ns]);
         await this.ip(['-n', ns, 'link', 'set', 'lo', 'up']);
       }
@@ -145,11 +152,31 @@ export class Playground {
       await this.ip(['-n', this.vm, 'link', 'set', `mhd${id}v`, 'up']);
       await this.ip(['-n', this.client, 'link', 'set', `mhd${id}c`, 'up']);
       this.say.detail(`${this.vm} (${VM_IP})  <->  ${this.client} (${CLIENT_IP})`);
+      const cluster = new DemoCluster({
+        root: this.root, dir, ns: clusterNs, vm: this.vm, id, ip: (args) => this.ip(args), track: (child) => this.children.push(child),
+        group: {
+          apiVersion: 'meshexpansion.dev/v1alpha1',
+          kind: 'ExternalGroup',
+          metadata: { name: GROUP, namespace: NAMESPACE },
+          spec: { allowedIdentities: [SPIFFE_ID], template: { metadata: { labels: { app: GROUP } }, ports: [{ port: WORKLOAD_PORT, name: 'http' }] } },
+        },
+      });
+      await cluster.connect();
+      this.say.detail(`${this.vm}  <->  ${clusterNs} (${CLUSTER_IP})`);
+
+      this.say.step('Making a throwaway certificate authority (the mesh trust anchor)');
+      const pki = await cluster.pki();
+      this.say.detail(`it signs the registrar's certificate (${REGISTRAR_ID}) and the VM's SVIDs`);
+
+      this.say.step(`Starting mesh-registrar in the cluster, with an in-memory store that enforces the real CRD schemas`);
+      this.say.detail(`ExternalGroup ${NAMESPACE}/${GROUP}: admits ${SPIFFE_ID}; a dead VM turns NotReady after ${GRACE_SECONDS} s, is deleted after ${TTL_SECONDS} s (shortened for the demo)`);
+      await cluster.start(pki.anchors);
+      this.say.detail(`serving on ${cluster.address} (mutual TLS), log ${join(dir, 'registrar.log')}`);
 
       this.say.step('Starting a Workload API server that issues real X.509 SVIDs from a throwaway CA');
       const socket = join(dir, 'agent.sock');
-      const anchors = join(dir, 'trust-anchors.pem');
-      this.spawn([process.execPath, join(this.root, 'dist', 'dev-workload-api.js'), '--socket', socket, '--spiffe-id', SPIFFE_ID, '--ttl', '10m', '--trust-anchors-out', anchors, '--log-level', 'warn'], join(dir, 'workload-api.log'));
+      const anchors = pki.anchors;
+      this.spawn([process.execPath, join(this.root, 'dist', 'dev-workload-api.js'), '--socket', socket, '--spiffe-id', SPIFFE_ID, '--ca-cert', pki.caCert, '--ca-key', pki.caKey, '--ttl', '10m', '--log-level', 'warn'], join(dir, 'workload-api.log'));
       await waitUntil('the Workload API socket', async () => (existsSync(socket) && existsSync(anchors) ? true : undefined), 15_000);
       this.say.detail(`socket ${socket}, trust anchors ${anchors}`);
       this.say.detail('(a development stand-in for spire-agent; production uses SPIRE)');
@@ -164,15 +191,17 @@ export class Playground {
 
       const proxyBinary = await this.devProxy(dir);
       writeFileSync(join(dir, 'config.json'), JSON.stringify({
-        workload: { group: 'web', namespace: 'demo', name: 'web-demo', ports: [WORKLOAD_PORT], ips: [VM_IP] },
+        workload: { group: GROUP, namespace: NAMESPACE, nodeName: 'vm-demo', ports: [WORKLOAD_PORT], ips: [VM_IP] },
         identity: { spiffeId: SPIFFE_ID, serverName: 'web.demo.vm.cluster.local', workloadApiSocket: `unix://${socket}`, trustAnchorsFile: anchors },
         proxy: { binary: proxyBinary, user: PROXY_USER, group: PROXY_GROUP, destinationAddr: '127.0.0.1:8086', shutdownGrace: '2s' },
-        iptables: { onStop: 'clean' },
+        // The registration stream goes straight to the registrar, not through the proxy.
+        iptables: { onStop: 'clean', ignoreOutboundSubnets: [`${CLUSTER_IP}/32`] },
+        control: { registrarAddress: cluster.address, registrarIdentity: REGISTRAR_ID },
         admin: { port: ADMIN_PORT },
         log: { format: 'json' },
       }, null, 2));
 
-      this.say.step('Starting mesh-harness in the vm (identity -> iptables -> proxy)');
+      this.say.step('Starting mesh-harness in the vm (identity -> iptables -> proxy -> registration)');
       const harnessStart = Date.now();
       this.harness = this.spawn(['ip', 'netns', 'exec', this.vm, process.execPath, join(this.root, 'bin', 'mesh-harness.mjs'), 'run', '--config', join(dir, 'config.json')], join(dir, 'harness.log'));
       this.say.detail(`config ${join(dir, 'config.json')}, log ${join(dir, 'harness.log')}`);
@@ -192,6 +221,19 @@ export class Playground {
       summary.push(['harness ready', `${(readyMs / 1000).toFixed(1)} s after start`]);
       const identity = ready.components.find((c) => c.name === 'identity');
       summary.push(['SVID', `${SPIFFE_ID}${identity?.detail?.notAfter ? `, valid until ${String(identity.detail.notAfter)}` : ''}`]);
+      this.say.detail(`SVID issued: ${SPIFFE_ID}${identity?.detail?.notAfter ? `, valid until ${String(identity.detail.notAfter)}` : ''}`);
+
+      this.say.step('The rules the harness applied in the vm (iptables nat table)');
+      const applied = String((await this.inNs(this.vm, ['iptables-save', '-t', 'nat'])).stdout).split('\n').filter((l) => l.includes('MESH_'));
+      for (const line of applied) this.say.detail(line);
+      summary.push(['iptables rules', `${applied.filter((l) => l.startsWith('-A')).length} in the vm's nat table`]);
+
+      this.say.step('The registrar created an ExternalWorkload for the VM');
+      const registration = ready.components.find((c) => c.name === 'registration');
+      const ewName = /registered as (\S+)/.exec(registration?.message ?? '')?.[1] ?? '';
+      const ewReady = await cluster.until(`ExternalWorkload ${ewName} Ready=True`, () => (cluster.ready(ewName)?.status === 'True' ? cluster.workloads.get(ewName) : undefined), 60_000);
+      for (const line of toYaml(ewReady).trimEnd().split('\n')) this.say.detail(line);
+      summary.push(['ExternalWorkload', `${NAMESPACE}/${ewName} Ready=True`]);
 
       this.say.step('Traffic from the client to the workload now passes through the proxy');
       const viaMesh = await this.inNs(this.client, [process.execPath, '-e', `fetch('http://${VM_IP}:${WORKLOAD_PORT}/').then(r => r.text()).then(t => process.stdout.write(t))`]);
@@ -219,17 +261,33 @@ export class Playground {
         summary.push(['proxy crash', `restarted and ready in ${(back / 1000).toFixed(1)} s`]);
       }
 
-      this.say.step('Stopping the harness (SIGTERM): it drains the proxy and removes its rules');
-      this.harness.kill('SIGTERM');
-      const stopped = await this.harness;
-      summary.push(['clean stop', `exit code ${stopped.exitCode}`]);
-      const rules = await this.inNs(this.vm, ['iptables-save', '-t', 'nat']);
-      summary.push(['rules left in the vm', String(rules.stdout).includes('MESH_HARNESS') ? 'some (unexpected)' : 'none']);
+      if (this.options.keep) {
+        this.pokeLines(ewName);
+        await new Promise(() => undefined);
+      }
+
+      this.say.step('The VM "dies" (SIGKILL to the harness: no goodbye to the registrar)');
+      const diedAt = Date.now();
+      this.harness.kill('SIGKILL');
+      await this.harness;
+      this.say.detail(`waiting for the registrar's grace period (${GRACE_SECONDS} s) ...`);
+      const notReady = await cluster.until(`ExternalWorkload ${ewName} Ready=False`, () => {
+        const condition = cluster.ready(ewName);
+        return condition?.status === 'False' ? condition : undefined;
+      }, 60_000);
+      const notReadyAfter = (Date.now() - diedAt) / 1000;
+      this.say.detail(`${ewName}: Ready=False (${notReady.reason ?? 'no reason'}) after ${notReadyAfter.toFixed(1)} s: the mesh stops sending it traffic`);
+      summary.push(['VM death', `Ready=False (${notReady.reason ?? 'no reason'}) after ${notReadyAfter.toFixed(1)} s (grace ${GRACE_SECONDS} s)`]);
+      this.say.detail(`waiting for the time to live (${TTL_SECONDS} s) ...`);
+      await cluster.until(`ExternalWorkload ${ewName} to be deleted`, () => (cluster.deleted.has(ewName) ? true : undefined), 120_000);
+      const goneAfter = (Date.now() - diedAt) / 1000;
+      this.say.detail(`${ewName}: deleted after ${goneAfter.toFixed(1)} s`);
+      summary.push(['garbage collection', `ExternalWorkload collected after ${goneAfter.toFixed(1)} s (TTL ${TTL_SECONDS} s)`]);
 
       this.options.out.write('\nSummary\n');
       for (const [key, value] of summary) this.options.out.write(`  ${key.padEnd(22)} ${value}\n`);
       this.options.out.write(`  ${'total time'.padEnd(22)} ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
-      const ok = summary.every(([, value]) => !/^NO|unexpected|exit code [^0]/.test(value));
+      const ok = summary.every(([, value]) => !/^NO|unexpected/.test(value));
       return ok ? EXIT.OK : EXIT.FAILURE;
     } catch (err) {
       if (err instanceof Interrupted || this.cleaning) return EXIT.FAILURE;
@@ -237,6 +295,17 @@ export class Playground {
     } finally {
       await this.cleanup();
     }
+  }
+
+  /** --keep: what is running and how to look at it. */
+  private pokeLines(workload: string): void {
+    const bin = join(this.root, 'bin', 'mesh-harness.mjs');
+    this.say.step('Left running (--keep); Ctrl-C removes everything');
+    this.say.detail(`ip netns exec ${this.vm} ${process.execPath} ${bin} status --config ${join(this.dir!, 'config.json')}`);
+    this.say.detail(`ip netns exec ${this.client} curl -s http://${VM_IP}:${WORKLOAD_PORT}/`);
+    this.say.detail(`ip netns exec ${this.vm} curl -s http://127.0.0.1:${ADMIN_PORT}/status`);
+    this.say.detail(`ip netns exec ${this.vm} iptables-save -t nat`);
+    this.say.detail(`ExternalWorkload ${NAMESPACE}/${workload}; logs in ${this.dir}`);
   }
 
   /**

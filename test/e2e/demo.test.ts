@@ -8,7 +8,11 @@ import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:f
 import { join } from 'node:path';
 import { listNetns, netnsPids, processesMentioning } from '../../src/util/netns.ts';
 import { cleanEnv, repoRoot } from '../helpers/cli.ts';
+import { sharedSpec } from '../helpers/specs.ts';
 import { tempDir, waitFor } from '../helpers/tmp.ts';
+
+// Four whole demo runs, each waiting out the registrar's grace and TTL, on a machine shared with other runs.
+t.setTimeout(900_000);
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -22,7 +26,10 @@ function privateCheckout(t: Teardown): string {
   const dir = tempDir(t, 'mh-proxyhelper-');
   const checkout = join(dir, 'mesh-harness');
   mkdirSync(checkout);
-  for (const entry of ['bin', 'dist', 'proto', 'package.json']) cpSync(join(repoRoot, entry), join(checkout, entry), { recursive: true });
+  for (const entry of ['bin', 'dist', 'proto', 'deploy', 'package.json']) cpSync(join(repoRoot, entry), join(checkout, entry), { recursive: true });
+  // The upstream specs sit beside the clone, as in CI (the demo's registrar reads Linkerd's ExternalWorkload CRD).
+  mkdirSync(join(dir, 'shared', 'specs'), { recursive: true });
+  cpSync(sharedSpec('external-workload.crd.yaml'), join(dir, 'shared', 'specs', 'external-workload.crd.yaml'));
   symlinkSync(join(repoRoot, 'node_modules'), join(checkout, 'node_modules'));
   return checkout;
 }
@@ -34,8 +41,10 @@ interface DemoRun {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
 }
 
-function startDemo(t: Teardown, checkout: string): DemoRun {
-  const child = execa(process.execPath, [join(checkout, 'bin', 'mesh-harness.mjs'), 'demo'], { env: cleanEnv(), extendEnv: false, nodeOptions: [], reject: false, all: true, buffer: true });
+/** The demo as a person at a terminal runs it: under a pseudo-terminal (script(1) from util-linux). */
+function startDemo(t: Teardown, checkout: string, args: string[] = [], tty = false): DemoRun {
+  const argv = [process.execPath, join(checkout, 'bin', 'mesh-harness.mjs'), 'demo', ...args];
+  const child = execa(tty ? 'script' : argv[0]!, tty ? ['-qefc', argv.join(' '), '/dev/null'] : argv.slice(1), { env: cleanEnv(), extendEnv: false, nodeOptions: [], reject: false, all: true, buffer: true });
   t.teardown(() => {
     if (child.exitCode === undefined || child.exitCode === null) child.kill('SIGKILL');
   });
@@ -112,9 +121,55 @@ t.test('from a checkout under a 0700 directory: a SIGKILLed run is swept by the 
   t.match(out, /inbound redirect\s+yes, through the proxy/);
   t.match(out, /outbound redirect\s+yes, through the proxy/);
   t.match(out, /proxy crash\s+restarted and ready/);
-  t.match(out, /clean stop\s+exit code 0/);
-  t.match(out, /rules left in the vm\s+none/);
+  t.match(out, /ExternalWorkload\s+demo\/web-vm-demo-\w+ Ready=True/);
+  t.match(out, /VM death\s+Ready=False \(Disconnected\)/);
+  t.match(out, /garbage collection\s+ExternalWorkload collected/);
   const id = vm!.slice(-6);
   t.same((await listNetns('mh-demo-')).filter((ns) => ns.endsWith(id)), [], 'no namespace of either run');
   t.same(processesMentioning(checkout), [], 'no process from the checkout');
+});
+
+t.test('under a terminal: the registrar in the cluster namespace, the ExternalWorkload as YAML, the VM dying and collected', async (t) => {
+  const checkout = privateCheckout(t);
+  const demo = startDemo(t, checkout, [], true);
+  const [, vm] = await demo.waitFor(/^ {4}(mh-demo-vm-\w+) \(/m);
+  const [, runDir] = await demo.waitFor(/config (\S+)\/config\.json, log/);
+  const result = await demo.child;
+  const out = demo.output().replace(/\r\n/g, '\n');
+  t.equal(result.exitCode, 0, out);
+  t.match(out, /<->\s+mh-demo-cluster-\w+ \(198\.18\.98\.1\)/);
+  t.match(out, /serving on 198\.18\.98\.1:8443 \(mutual TLS\)/);
+  t.match(out, /SVID issued: spiffe:\/\/root\.linkerd\.cluster\.local\/demo\/web, valid until/);
+  t.match(out, /-A MESH_HARNESS_INBOUND .*REDIRECT --to-ports 4143/, 'the rules applied');
+  t.match(out, /kind: ExternalWorkload\n\s+metadata:\n\s+name: web-vm-demo-\w+\n\s+namespace: demo/, 'the ExternalWorkload as YAML');
+  t.match(out, /identity: spiffe:\/\/root\.linkerd\.cluster\.local\/demo\/web/);
+  t.match(out, /ExternalWorkload\s+demo\/web-vm-demo-\w+ Ready=True/);
+  t.match(out, /inbound redirect\s+yes, through the proxy/);
+  t.match(out, /VM death\s+Ready=False \(Disconnected\) after [\d.]+ s \(grace 3 s\)/);
+  t.match(out, /garbage collection\s+ExternalWorkload collected after [\d.]+ s \(TTL 12 s\)/);
+  const id = vm!.slice(-6);
+  t.same((await listNetns('mh-demo-')).filter((ns) => ns.endsWith(id)), [], 'no namespace of this run (cluster, vm, client)');
+  t.same(processesMentioning(runDir!), [], 'no process of this run');
+  t.same(processesMentioning(checkout), [], 'no process from the checkout');
+  t.notOk(existsSync(runDir!), 'its directory is gone');
+});
+
+t.test('--keep leaves it running with the poke lines, which work; Ctrl-C removes it all', async (t) => {
+  const checkout = privateCheckout(t);
+  const demo = startDemo(t, checkout, ['--keep']);
+  const [, runDir] = await demo.waitFor(/config (\S+)\/config\.json, log/);
+  const [, vm] = await demo.waitFor(/^ {4}(mh-demo-vm-\w+) \(/m);
+  const [, statusLine] = await demo.waitFor(/^ {4}(ip netns exec mh-demo-vm-\w+ \S+ \S+ status --config \S+)$/m);
+  const status = await execa(statusLine!, { shell: true, reject: false, env: cleanEnv(), extendEnv: false });
+  t.equal(status.exitCode, 0, `the status line works: ${status.stderr}`);
+  t.match(String(status.stdout), /registration/);
+  const [, curlLine] = await demo.waitFor(/^ {4}(ip netns exec mh-demo-client-\w+ curl -s http:\S+)$/m);
+  const curl = await execa(curlLine!, { shell: true, reject: false });
+  t.match(String(curl.stdout), /hello from the VM workload; your connection came from 127\.0\.0\.1/, 'the curl line goes through the proxy');
+  process.kill(demo.child.pid!, 'SIGINT');
+  const result = await demo.child;
+  t.equal(result.exitCode, 130);
+  t.match(demo.output(), /namespaces, processes and files removed/);
+  t.same((await listNetns('mh-demo-')).filter((ns) => ns.endsWith(vm!.slice(-6))), [], 'no namespace of this run');
+  t.same(processesMentioning(runDir!), [], 'no process of this run');
 });

@@ -3,10 +3,10 @@ import { parseCommandArgs, type Command } from '../command.ts';
 
 export const demoCommand: Command = {
   name: 'demo',
-  usage: 'mesh-harness demo',
+  usage: 'mesh-harness demo [--keep]',
   async run(args, io) {
-    parseCommandArgs(this, args, {});
-    const playground = new Playground({ out: io.stdout });
+    const { values } = parseCommandArgs(this, args, { keep: { type: 'boolean' } });
+    const playground = new Playground({ out: io.stdout, keep: values.keep === true });
     // Handlers stay installed for the whole run (not `once`): a second Ctrl-C must not fall
     // through to the default action, nor to execa's signal-exit, which re-raises a signal
     // nobody else listens to and would kill the process in the middle of the cleanup.
