@@ -7,10 +7,9 @@
  * the latest copy of each workload so the demo can wait for a condition and print it.
  */
 import { execa, type ResultPromise } from 'execa';
-import { existsSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { CliError, EXIT } from '../cli/exit-codes.ts';
 import type { ExternalGroup, ExternalWorkload } from '../registrar/store.ts';
 import { minimalEnv } from '../util/netns.ts';
 import { DevCa } from './ca.ts';
@@ -24,17 +23,9 @@ export const REGISTRAR_PORT = 8443;
 export const GRACE_SECONDS = 3;
 export const TTL_SECONDS = 12;
 
-/**
- * Linkerd's ExternalWorkload CRD, used as it is: beside the checkout in shared/specs (as in
- * CI), or the nearest ancestor that has one (a git worktree sits deeper).
- */
+/** Linkerd's ExternalWorkload CRD, vendored unchanged in the repository (deploy/linkerd/). */
 function externalWorkloadCrd(root: string): string {
-  for (let dir = dirname(root); ; dir = dirname(dir)) {
-    const candidate = join(dir, 'shared', 'specs', 'external-workload.crd.yaml');
-    if (existsSync(candidate)) return candidate;
-    if (dirname(dir) === dir) break;
-  }
-  throw new CliError(`mesh-harness demo needs Linkerd's ExternalWorkload CRD at shared/specs/external-workload.crd.yaml beside ${root} (as in CI)`, EXIT.UNAVAILABLE);
+  return join(root, 'deploy', 'linkerd', 'external-workload.crd.yaml');
 }
 
 export interface DemoClusterOptions {

@@ -8,7 +8,6 @@ import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:f
 import { join } from 'node:path';
 import { listNetns, netnsPids, processesMentioning } from '../../src/util/netns.ts';
 import { cleanEnv, repoRoot } from '../helpers/cli.ts';
-import { sharedSpec } from '../helpers/specs.ts';
 import { tempDir, waitFor } from '../helpers/tmp.ts';
 
 // Four whole demo runs, each waiting out the registrar's grace and TTL, on a machine shared with other runs.
@@ -27,9 +26,7 @@ function privateCheckout(t: Teardown): string {
   const checkout = join(dir, 'mesh-harness');
   mkdirSync(checkout);
   for (const entry of ['bin', 'dist', 'proto', 'deploy', 'package.json']) cpSync(join(repoRoot, entry), join(checkout, entry), { recursive: true });
-  // The upstream specs sit beside the clone, as in CI (the demo's registrar reads Linkerd's ExternalWorkload CRD).
-  mkdirSync(join(dir, 'shared', 'specs'), { recursive: true });
-  cpSync(sharedSpec('external-workload.crd.yaml'), join(dir, 'shared', 'specs', 'external-workload.crd.yaml'));
+  // Nothing beside the clone: the demo must work from the repository alone (a fresh machine has no shared/).
   symlinkSync(join(repoRoot, 'node_modules'), join(checkout, 'node_modules'));
   return checkout;
 }
