@@ -9,14 +9,16 @@
  *
  * It needs exactly the RBAC of deploy/kubernetes/rbac.yaml, no more.
  */
-import { CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { silentLogger } from '../log/logger.ts';
 import { Reflector, type KubeObject, type ObjectList, type ReflectorEventType } from './kube-reflector.ts';
 import {
   ConflictError,
   InvalidObjectError,
+  LINKERD_NAMESPACE,
   NotFoundError,
+  type ConfigMap,
   type DeletePreconditions,
   type ExternalGroup,
   type ExternalWorkload,
@@ -59,6 +61,7 @@ export class KubeStore implements RegistrarStore {
   private readonly groups: Reflector<ExternalGroup>;
   private readonly workloads: Reflector<ExternalWorkload>;
   private readonly leases: Reflector<Lease & KubeObject>;
+  private readonly configMaps: Reflector<ConfigMap & KubeObject>;
   private readonly listeners = new Set<(event: StoreEvent) => void>();
   private readonly writeCounts: Record<WriteVerb, number> = { create: 0, update: 0, updateStatus: 0, delete: 0, lease: 0 };
   private readonly log: Logger;
@@ -98,6 +101,15 @@ export class KubeStore implements RegistrarStore {
       list: () => this.api.listNamespacedCustomObject({ ...LEASES, namespace: options.namespace }) as Promise<ObjectList<Lease & KubeObject>>,
       onEvent: (type, object) => this.emit({ kind: 'Lease', type, object }),
     });
+    const core = this.config.makeApiClient(CoreV1Api);
+    this.configMaps = new Reflector<ConfigMap & KubeObject>({
+      ...common,
+      watch: new Watch(this.config),
+      what: `ConfigMaps in ${LINKERD_NAMESPACE}`,
+      path: `/api/v1/namespaces/${LINKERD_NAMESPACE}/configmaps`,
+      list: () => core.listNamespacedConfigMap({ namespace: LINKERD_NAMESPACE }) as unknown as Promise<ObjectList<ConfigMap & KubeObject>>,
+      onEvent: (type, object) => this.emit({ kind: 'ConfigMap', type, object }),
+    });
   }
 
   /** The API server this store talks to, for log lines and errors. */
@@ -112,7 +124,7 @@ export class KubeStore implements RegistrarStore {
 
   async start(): Promise<void> {
     try {
-      await Promise.all([this.groups.start(), this.workloads.start(), this.leases.start()]);
+      await Promise.all([this.groups.start(), this.workloads.start(), this.leases.start(), this.configMaps.start()]);
     } catch (err) {
       await this.stop();
       throw new Error(`Kubernetes API ${this.server}: ${(err as Error).message}; check the kubeconfig and the RBAC of deploy/kubernetes/rbac.yaml`);
@@ -123,6 +135,7 @@ export class KubeStore implements RegistrarStore {
     this.groups.stop();
     this.workloads.stop();
     this.leases.stop();
+    this.configMaps.stop();
   }
 
   getGroup(namespace: string, name: string): ExternalGroup | undefined {
@@ -139,6 +152,10 @@ export class KubeStore implements RegistrarStore {
 
   listLeases(): Lease[] {
     return this.leases.list();
+  }
+
+  getLinkerdConfigMap(name: string): ConfigMap | undefined {
+    return this.configMaps.get(LINKERD_NAMESPACE, name);
   }
 
   subscribe(listener: (event: StoreEvent) => void): () => void {
