@@ -14,9 +14,8 @@ import yaml from 'js-yaml';
 import type { Logger } from '../log/logger.ts';
 import { parseCidr } from '../util/cidr.ts';
 import { INBOUND_POLICIES } from './config.ts';
-import type { ConfigMap, RegistrarStore } from './store.ts';
+import { LINKERD_CONFIG_NAME, type ConfigMap, type RegistrarStore } from './store.ts';
 
-export const LINKERD_CONFIG_NAME = 'linkerd-config';
 /** Linkerd's values are a few KiB; anything far larger is not a real linkerd-config. */
 const MAX_VALUES_BYTES = 256 * 1024;
 /** More networks than this is not a cluster's pod and service ranges; refuse rather than render a huge env. */
@@ -102,7 +101,7 @@ export class ClusterFacts {
   }
 
   private refresh(notify: boolean): void {
-    const parsed = parseLinkerdConfig(this.options.store.getLinkerdConfigMap(LINKERD_CONFIG_NAME));
+    const parsed = parseLinkerdConfig(this.options.store.getLinkerdConfigMap());
     const next = parsed.ok ? parsed.facts : this.options.fallback;
     const source = parsed.ok ? LINKERD_CONFIG_NAME : `registrar config (${parsed.reason})`;
     if (source !== this.source) {

@@ -16,6 +16,7 @@ import { Reflector, type KubeObject, type ObjectList, type ReflectorEventType } 
 import {
   ConflictError,
   InvalidObjectError,
+  LINKERD_CONFIG_NAME,
   LINKERD_NAMESPACE,
   NotFoundError,
   type ConfigMap,
@@ -105,9 +106,11 @@ export class KubeStore implements RegistrarStore {
     this.configMaps = new Reflector<ConfigMap & KubeObject>({
       ...common,
       watch: new Watch(this.config),
-      what: `ConfigMaps in ${LINKERD_NAMESPACE}`,
+      what: `ConfigMap ${LINKERD_NAMESPACE}/${LINKERD_CONFIG_NAME}`,
       path: `/api/v1/namespaces/${LINKERD_NAMESPACE}/configmaps`,
-      list: () => core.listNamespacedConfigMap({ namespace: LINKERD_NAMESPACE }) as unknown as Promise<ObjectList<ConfigMap & KubeObject>>,
+      // The RBAC grants this one ConfigMap by resourceNames, which needs the field selector.
+      fieldSelector: `metadata.name=${LINKERD_CONFIG_NAME}`,
+      list: () => core.listNamespacedConfigMap({ namespace: LINKERD_NAMESPACE, fieldSelector: `metadata.name=${LINKERD_CONFIG_NAME}` }) as unknown as Promise<ObjectList<ConfigMap & KubeObject>>,
       onEvent: (type, object) => this.emit({ kind: 'ConfigMap', type, object }),
     });
   }
@@ -154,8 +157,8 @@ export class KubeStore implements RegistrarStore {
     return this.leases.list();
   }
 
-  getLinkerdConfigMap(name: string): ConfigMap | undefined {
-    return this.configMaps.get(LINKERD_NAMESPACE, name);
+  getLinkerdConfigMap(): ConfigMap | undefined {
+    return this.configMaps.get(LINKERD_NAMESPACE, LINKERD_CONFIG_NAME);
   }
 
   subscribe(listener: (event: StoreEvent) => void): () => void {

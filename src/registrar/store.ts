@@ -102,6 +102,7 @@ export type StoreEvent =
 
 /** Where Linkerd's control plane keeps linkerd-config (deploy/kubernetes/rbac.yaml grants get/list/watch there). */
 export const LINKERD_NAMESPACE = 'linkerd';
+export const LINKERD_CONFIG_NAME = 'linkerd-config';
 
 export interface DeletePreconditions {
   uid: string;
@@ -118,8 +119,8 @@ export interface RegistrarStore {
   getWorkload(namespace: string, name: string): ExternalWorkload | undefined;
   listWorkloads(): ExternalWorkload[];
   listLeases(): Lease[];
-  /** ConfigMaps of Linkerd's namespace (LINKERD_NAMESPACE), watched for linkerd-config. */
-  getLinkerdConfigMap(name: string): ConfigMap | undefined;
+  /** Linkerd's linkerd-config ConfigMap (LINKERD_NAMESPACE/LINKERD_CONFIG_NAME), from a watch; undefined when absent. */
+  getLinkerdConfigMap(): ConfigMap | undefined;
   /** Every cache change, including a relist after a 410. Returns an unsubscribe function. */
   subscribe(listener: (event: StoreEvent) => void): () => void;
 

@@ -135,7 +135,7 @@ t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, a
     const fallback = ['10.0.0.0/8', '100.64.0.0/10', '172.16.0.0/12', '192.168.0.0/16', 'fd00::/8'];
     await cluster.kubectl(['apply', '-f', '-'], { input: configMap('clusterNetworks: "10.43.0.0/33"\nproxy:\n  defaultInboundPolicy: deny\n') });
     await waitFor('fallback after an invalid ConfigMap', proxyIs('all-unauthenticated', fallback), 30_000, 100);
-    t.match(r.log(), /cluster facts from the registrar config: linkerd-config clusterNetworks: "10\.43\.0\.0\/33" is not a CIDR/, 'the reason is logged');
+    t.match(r.log(), /cluster facts from the registrar config: linkerd-config clusterNetworks: \\"10\.43\.0\.0\/33\\" is not a CIDR/, 'the reason is logged');
 
     await cluster.kubectl(['apply', '-f', '-'], { input: configMap('clusterNetworks: "10.44.0.0/16"\nproxy:\n  defaultInboundPolicy: audit\n') });
     await waitFor('linkerd-config again once valid', proxyIs('audit', ['10.44.0.0/16']), 30_000, 100);
