@@ -1,7 +1,8 @@
 import t from 'tap';
 import { parseLinkerdConfig } from '../../../src/registrar/cluster-facts.ts';
+import type { ConfigMap } from '../../../src/registrar/store.ts';
 
-const cm = (values: string | undefined) => ({ metadata: { name: 'linkerd-config', namespace: 'linkerd' }, data: values === undefined ? {} : { values } });
+const cm = (values: string | undefined): ConfigMap => ({ metadata: { name: 'linkerd-config', namespace: 'linkerd' }, data: values === undefined ? {} : { values } });
 
 t.test("Linkerd's own values shape is read; CIDRs come out canonical", async (t) => {
   const parsed = parseLinkerdConfig(cm('clusterDomain: cluster.local\nclusterNetworks: "10.0.0.0/8, 100.64.0.0/10,fd00::/8"\nproxy:\n  defaultInboundPolicy: all-authenticated\n  logLevel: warn,linkerd=info\n'));
