@@ -43,3 +43,10 @@ export function rssMb(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
   return Number(line?.replace(/\D+/g, '') ?? 0) / 1024;
 }
+
+/** A process's memory in MB from /proc/PID/status: private (RssAnon), file-backed (RssFile) and the total (VmRSS). */
+export function memoryMb(pid: number): { rssAnon: number; rssFile: number; vmRss: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) / 1024;
+  return { rssAnon: field('RssAnon'), rssFile: field('RssFile'), vmRss: field('VmRSS') };
+}

@@ -1,7 +1,32 @@
-import { Registry, collectDefaultMetrics, Gauge } from 'prom-client';
+import { Registry, Gauge } from 'prom-client';
 import type { ComponentState } from '../harness/component.ts';
+import { registerEventLoopLag } from './event-loop-lag.ts';
+import processCpuTotal from 'prom-client/lib/metrics/processCpuTotal.js';
+import processStartTime from 'prom-client/lib/metrics/processStartTime.js';
+import osMemoryHeap from 'prom-client/lib/metrics/osMemoryHeap.js';
+import processOpenFileDescriptors from 'prom-client/lib/metrics/processOpenFileDescriptors.js';
+import processMaxFileDescriptors from 'prom-client/lib/metrics/processMaxFileDescriptors.js';
+import processResources from 'prom-client/lib/metrics/processResources.js';
+import processHandles from 'prom-client/lib/metrics/processHandles.js';
+import processRequests from 'prom-client/lib/metrics/processRequests.js';
+import heapSizeAndUsed from 'prom-client/lib/metrics/heapSizeAndUsed.js';
+import heapSpacesSizeAndUsed from 'prom-client/lib/metrics/heapSpacesSizeAndUsed.js';
+import version from 'prom-client/lib/metrics/version.js';
+import gc from 'prom-client/lib/metrics/gc.js';
 
 export const METRIC_PREFIX = 'mesh_harness_';
+
+/**
+ * prom-client's default process metrics (CPU, memory, file descriptors, heap, GC), all but
+ * its event-loop lag, which event-loop-lag.ts measures so that an idle loop reads 0.
+ * collectDefaultMetrics has no way to leave one out, so the collectors are imported one
+ * by one (statically: the bundle carries them).
+ */
+const PROCESS_COLLECTORS = [processCpuTotal, processStartTime, osMemoryHeap, processOpenFileDescriptors, processMaxFileDescriptors, processResources, processHandles, processRequests, heapSizeAndUsed, heapSpacesSizeAndUsed, version, gc];
+
+function registerProcessMetrics(registry: Registry): void {
+  for (const collector of PROCESS_COLLECTORS) collector(registry, { prefix: METRIC_PREFIX });
+}
 
 /**
  * The harness metrics registry. Each daemon owns one (no global registry), so tests can
@@ -14,10 +39,10 @@ export class HarnessMetrics {
   private readonly lastPhase = new Map<string, string>();
 
   constructor(options: { processMetrics?: boolean } = {}) {
-    // The event-loop-lag histogram samples on a libuv timer; at prom-client's 10 ms default
-    // that timer alone woke the idle daemon ~100 times a second. 100 ms resolution is plenty
-    // for a node agent (a blocked loop is caught by the systemd watchdog).
-    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX, eventLoopMonitoringPrecision: 100 });
+    if (options.processMetrics !== false) {
+      registerProcessMetrics(this.registry);
+      registerEventLoopLag(this.registry, METRIC_PREFIX);
+    }
     this.componentReady = new Gauge({
       name: `${METRIC_PREFIX}component_ready`,
       help: 'Whether a harness component is ready (1) or not (0).',

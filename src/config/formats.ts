@@ -6,6 +6,7 @@
  * each naming the field, the value and what is allowed.
  */
 import { isIP } from 'node:net';
+import { probeListProblems, type ProbeSpec } from '../probes/spec.ts';
 import { parseCidr, type Cidr } from '../util/cidr.ts';
 import { formatDuration } from '../util/duration.ts';
 import { isJsonObject, parseJson, type JsonValue } from './json.ts';
@@ -25,17 +26,7 @@ export interface WorkloadPort {
   protocol?: 'TCP';
 }
 
-export interface ProbeSpec {
-  name?: string;
-  httpGet?: { port: number; path?: string; scheme?: 'HTTP' | 'HTTPS' };
-  tcpSocket?: { port: number };
-  exec?: { command: string[] };
-  initialDelaySeconds?: number;
-  periodSeconds?: number;
-  timeoutSeconds?: number;
-  successThreshold?: number;
-  failureThreshold?: number;
-}
+export type { ProbeSpec };
 
 export type Parsed<T> = { ok: true; value: T } | { ok: false; problems: string[] };
 
@@ -141,67 +132,10 @@ function parseDurationValue(v: JsonValue, path: string): Parsed<number> {
   return ok(Math.round(Number(match[1]) * UNIT_MS[match[2]!]!));
 }
 
-const PROBE_NUMBERS = ['initialDelaySeconds', 'periodSeconds', 'timeoutSeconds', 'successThreshold', 'failureThreshold'] as const;
-const PROBE_KEYS = ['name', 'httpGet', 'tcpSocket', 'exec', ...PROBE_NUMBERS];
-const HANDLER_KEYS: Record<string, string[]> = { httpGet: ['port', 'path', 'scheme'], tcpSocket: ['port'], exec: ['command'] };
-
 function unknownKeys(obj: Record<string, unknown>, allowedKeys: string[], path: string): string[] {
   return Object.keys(obj)
     .filter((k) => !allowedKeys.includes(k))
     .map((k) => problem(joinPath(path, k), obj[k], `unknown key; allowed: ${allowedKeys.join(', ')}`));
-}
-
-function parseProbe(v: JsonValue, path: string): Parsed<ProbeSpec> {
-  if (!isJsonObject(v)) return bad(path, v, 'must be a probe object with one of httpGet, tcpSocket or exec');
-  const problems = unknownKeys(v, PROBE_KEYS, path);
-  const probe: ProbeSpec = {};
-  if (v.name !== undefined) {
-    if (typeof v.name === 'string' && /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v.name)) probe.name = v.name;
-    else problems.push(problem(joinPath(path, 'name'), v.name, 'must be a lowercase name: letters, digits and "-", at most 63 characters'));
-  }
-  const handlers = Object.keys(HANDLER_KEYS).filter((k) => v[k] !== undefined);
-  if (handlers.length !== 1) problems.push(problem(path, v, `needs exactly one of httpGet, tcpSocket, exec; has ${handlers.length ? handlers.join(', ') : 'none'}`));
-  for (const kind of handlers) {
-    const at = joinPath(path, kind);
-    const h = v[kind];
-    if (!isJsonObject(h)) {
-      problems.push(problem(at, h, 'must be an object'));
-      continue;
-    }
-    problems.push(...unknownKeys(h, HANDLER_KEYS[kind]!, at));
-    if (kind === 'exec') {
-      const command = h.command;
-      if (Array.isArray(command) && command.length > 0 && command.every((c) => typeof c === 'string' && !c.includes('\0'))) probe.exec = { command: command as string[] };
-      else problems.push(problem(joinPath(at, 'command'), command, 'must be a non-empty list of strings (no NUL)'));
-      continue;
-    }
-    if (!isPort(h.port)) {
-      problems.push(problem(joinPath(at, 'port'), h.port, 'must be a port number from 1 to 65535'));
-      continue;
-    }
-    if (kind === 'tcpSocket') {
-      probe.tcpSocket = { port: h.port };
-      continue;
-    }
-    const httpGet: NonNullable<ProbeSpec['httpGet']> = { port: h.port };
-    if (h.path !== undefined) {
-      if (typeof h.path === 'string' && h.path.startsWith('/') && !CONTROL.test(h.path)) httpGet.path = h.path;
-      else problems.push(problem(joinPath(at, 'path'), h.path, 'must be a URL path starting with "/"'));
-    }
-    if (h.scheme !== undefined) {
-      if (h.scheme === 'HTTP' || h.scheme === 'HTTPS') httpGet.scheme = h.scheme;
-      else problems.push(problem(joinPath(at, 'scheme'), h.scheme, 'must be "HTTP" or "HTTPS"'));
-    }
-    probe.httpGet = httpGet;
-  }
-  for (const key of PROBE_NUMBERS) {
-    const n = v[key];
-    if (n === undefined) continue;
-    const min = key === 'initialDelaySeconds' ? 0 : 1;
-    if (Number.isInteger(n) && (n as number) >= min && (n as number) <= 86_400) probe[key] = n as number;
-    else problems.push(problem(joinPath(path, key), n, `must be a whole number from ${min} to 86400`));
-  }
-  return problems.length ? { ok: false, problems } : ok(probe);
 }
 
 function parseWorkloadPort(v: JsonValue, path: string): Parsed<WorkloadPort> {
@@ -294,8 +228,14 @@ export const formats = {
     show: (ports: WorkloadPort[]) => ports.map((p) => ({ ...p })),
   },
   'probe-list': {
-    ...list('list of probes', 'must be a list of probes with Kubernetes probe fields (httpGet, tcpSocket or exec)', parseProbe),
+    summary: 'list of probes',
+    allowed: 'must be a list of probes with Kubernetes probe fields (httpGet, tcpSocket, grpc or exec, periodSeconds, ...)',
     fromText: jsonFromText,
+    // The probes' own rules (src/probes/spec.ts), shared with the ExternalGroup's probes.
+    parse(v: JsonValue, path: string): Parsed<ProbeSpec[]> {
+      const problems = probeListProblems(v, path);
+      return problems.length ? { ok: false, problems } : ok(v as unknown as ProbeSpec[]);
+    },
     show: (probes: ProbeSpec[]) => probes as unknown as JsonValue,
   },
   'env-map': {

@@ -86,7 +86,9 @@ export const schemaSections = {
     heartbeatInterval: { doc: 'Heartbeat interval until the registrar sends its own.', format: 'duration', default: 10_000 },
   },
   probes: {
-    workload: { doc: 'Local workload probes with Kubernetes probe fields (httpGet, tcpSocket, exec, periodSeconds, ...). The registrar may send more.', format: 'probe-list', default: [] },
+    workload: { doc: 'Local workload probes with Kubernetes probe fields (httpGet, tcpSocket, grpc, exec, periodSeconds, ...); all must pass. The ExternalGroup may add more (see docs/probes.md).', format: 'probe-list', default: [] },
+    allowClusterExec: { doc: 'Run exec probes that come from the ExternalGroup. Off: they are refused and the workload is not ready (whoever edits the group would otherwise run commands on this VM).', format: 'bool', default: false },
+    execUser: { doc: 'Unprivileged account every exec probe runs as, with a clean environment. Never root, and never the proxy user or group (their traffic bypasses the mesh and they can fetch the SVID).', format: 'account-name', default: 'nobody' },
   },
   admin: {
     address: { doc: 'Admin server listen address: an IPv4 or IPv6 address (a loopback one unless admin.allowNonLoopback is true).', format: 'ip-address', default: '127.0.0.1' },

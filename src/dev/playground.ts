@@ -7,20 +7,25 @@
  * on failure and on Ctrl-C.
  */
 import { execa, type ResultPromise } from 'execa';
-import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CliError, EXIT } from '../cli/exit-codes.ts';
-import { minimalEnv, removeNetns } from '../util/netns.ts';
+import { minimalEnv } from '../util/netns.ts';
 import { packageRoot } from '../util/paths.ts';
-import { writeDevProxyLauncher } from './proxy/launcher.ts';
+import { resolveGroup, resolveUser } from '../util/users.ts';
+import { Footprint, sweepAbandoned } from './footprint.ts';
+import { DevProxyLaunchError, writeDevProxyLauncher } from './proxy/launcher.ts';
 
 const SPIFFE_ID = 'spiffe://root.linkerd.cluster.local/demo/web';
 const VM_IP = '198.18.99.2';
 const CLIENT_IP = '198.18.99.1';
 const WORKLOAD_PORT = 8080;
 const ADMIN_PORT = 4192;
+/** Names every namespace and directory of a playground run (see footprint.ts). */
+export const PLAYGROUND_PREFIX = 'mh-demo';
+/** The account the development proxy runs as. */
+const PROXY_USER = 'nobody';
+const PROXY_GROUP = 'nogroup';
 
 const WORKLOAD = `
 require('node:http').createServer((req, res) => {
@@ -57,14 +62,17 @@ async function waitUntil<T>(what: string, check: () => Promise<T | undefined>, t
   }
 }
 
+/** Raised by a step that runs after cleanup began (an interrupt): the run just ends. */
+class Interrupted extends Error {}
+
 export class Playground {
-  private readonly id = randomBytes(3).toString('hex');
-  private readonly vm = `mh-demo-vm-${this.id}`;
-  private readonly client = `mh-demo-client-${this.id}`;
+  private footprint: Footprint | undefined;
+  private vm = '';
+  private client = '';
   private readonly children: ResultPromise[] = [];
   private dir: string | undefined;
   private harness: ResultPromise | undefined;
-  private cleaned = false;
+  private cleaning: Promise<void> | undefined;
   private readonly say: Say;
   private readonly root = packageRoot();
 
@@ -91,11 +99,13 @@ export class Playground {
   }
 
   private async ip(args: string[]): Promise<void> {
+    if (this.cleaning) throw new Interrupted('interrupted');
     const result = await execa('ip', args, { env: minimalEnv(), extendEnv: false, reject: false });
     if (result.exitCode !== 0) throw new Error(`ip ${args.join(' ')}: ${result.stderr}`);
   }
 
   private spawn(argv: string[], logFile?: string): ResultPromise {
+    if (this.cleaning) throw new Interrupted('interrupted');
     const child = execa(argv[0]!, argv.slice(1), { env: minimalEnv(), extendEnv: false, reject: false, buffer: false, ...(logFile ? { stdout: { file: logFile }, stderr: { file: logFile } } : {}) });
     this.children.push(child);
     return child;
@@ -111,9 +121,17 @@ export class Playground {
     await this.preflight();
     const started = Date.now();
     const summary: Array<[string, string]> = [];
+    const abandoned = await sweepAbandoned(PLAYGROUND_PREFIX);
+    if (abandoned.length) {
+      this.say.step('Removing what an earlier demo left behind (it was killed before it could clean up)');
+      for (const line of abandoned) this.say.detail(line);
+    }
     try {
-      this.dir = mkdtempSync(join(tmpdir(), 'mh-demo-'));
-      chmodSync(this.dir, 0o755);
+      this.footprint = new Footprint(PLAYGROUND_PREFIX);
+      this.vm = this.footprint.namespace('vm');
+      this.client = this.footprint.namespace('client');
+      const id = this.footprint.id;
+      this.dir = this.footprint.dir;
       const dir = this.dir;
 
       this.say.step('Creating a "vm" and a "client" network namespace joined by a virtual cable');
@@ -121,11 +139,11 @@ export class Playground {
         await this.ip(['netns', 'add', ns]);
         await this.ip(['-n', ns, 'link', 'set', 'lo', 'up']);
       }
-      await this.ip(['link', 'add', `mhd${this.id}v`, 'netns', this.vm, 'type', 'veth', 'peer', 'name', `mhd${this.id}c`, 'netns', this.client]);
-      await this.ip(['-n', this.vm, 'addr', 'add', `${VM_IP}/24`, 'dev', `mhd${this.id}v`]);
-      await this.ip(['-n', this.client, 'addr', 'add', `${CLIENT_IP}/24`, 'dev', `mhd${this.id}c`]);
-      await this.ip(['-n', this.vm, 'link', 'set', `mhd${this.id}v`, 'up']);
-      await this.ip(['-n', this.client, 'link', 'set', `mhd${this.id}c`, 'up']);
+      await this.ip(['link', 'add', `mhd${id}v`, 'netns', this.vm, 'type', 'veth', 'peer', 'name', `mhd${id}c`, 'netns', this.client]);
+      await this.ip(['-n', this.vm, 'addr', 'add', `${VM_IP}/24`, 'dev', `mhd${id}v`]);
+      await this.ip(['-n', this.client, 'addr', 'add', `${CLIENT_IP}/24`, 'dev', `mhd${id}c`]);
+      await this.ip(['-n', this.vm, 'link', 'set', `mhd${id}v`, 'up']);
+      await this.ip(['-n', this.client, 'link', 'set', `mhd${id}c`, 'up']);
       this.say.detail(`${this.vm} (${VM_IP})  <->  ${this.client} (${CLIENT_IP})`);
 
       this.say.step('Starting a Workload API server that issues real X.509 SVIDs from a throwaway CA');
@@ -144,11 +162,11 @@ export class Playground {
       }, 15_000);
       this.say.detail(`client -> ${VM_IP}:${WORKLOAD_PORT} before the mesh: ${direct}`);
 
-      const proxyBinary = writeDevProxyLauncher(dir);
+      const proxyBinary = await this.devProxy(dir);
       writeFileSync(join(dir, 'config.json'), JSON.stringify({
         workload: { group: 'web', namespace: 'demo', name: 'web-demo', ports: [WORKLOAD_PORT], ips: [VM_IP] },
         identity: { spiffeId: SPIFFE_ID, serverName: 'web.demo.vm.cluster.local', workloadApiSocket: `unix://${socket}`, trustAnchorsFile: anchors },
-        proxy: { binary: proxyBinary, user: 'nobody', group: 'nogroup', destinationAddr: '127.0.0.1:8086', shutdownGrace: '2s' },
+        proxy: { binary: proxyBinary, user: PROXY_USER, group: PROXY_GROUP, destinationAddr: '127.0.0.1:8086', shutdownGrace: '2s' },
         iptables: { onStop: 'clean' },
         admin: { port: ADMIN_PORT },
         log: { format: 'json' },
@@ -181,7 +199,8 @@ export class Playground {
       this.say.detail(`client -> ${VM_IP}:${WORKLOAD_PORT}: ${inbound}`);
       this.say.detail('(the workload sees 127.0.0.1: iptables sent the connection to the proxy, which forwarded it)');
       summary.push(['inbound redirect', /came from 127\.0\.0\.1/.test(inbound) ? 'yes, through the proxy' : `NO (${inbound})`]);
-      const outbound = await this.inNs(this.vm, ['setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', process.execPath, '-e', `const s=require('net').connect(9, '${CLIENT_IP}');let d='';s.on('data',c=>d+=c);s.on('end',()=>process.stdout.write(d));s.on('error',e=>process.stdout.write('error '+e.code))`]);
+      // Without NODE_OPTIONS: loader hooks there (a test runner's) may point where uid 1000 cannot read.
+      const outbound = await this.inNs(this.vm, ['env', '-u', 'NODE_OPTIONS', 'setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', process.execPath, '-e', `const s=require('net').connect(9, '${CLIENT_IP}');let d='';s.on('data',c=>d+=c);s.on('end',()=>process.stdout.write(d));s.on('error',e=>process.stdout.write('error '+e.code))`]);
       this.say.detail(`workload -> ${CLIENT_IP}:9: ${String(outbound.stdout).trim()}`);
       summary.push(['outbound redirect', /mesh-dev-proxy outbound/.test(String(outbound.stdout)) ? 'yes, through the proxy' : `NO (${String(outbound.stdout).trim()})`]);
 
@@ -212,15 +231,40 @@ export class Playground {
       this.options.out.write(`  ${'total time'.padEnd(22)} ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
       const ok = summary.every(([, value]) => !/^NO|unexpected|exit code [^0]/.test(value));
       return ok ? EXIT.OK : EXIT.FAILURE;
+    } catch (err) {
+      if (err instanceof Interrupted || this.cleaning) return EXIT.FAILURE;
+      throw err;
     } finally {
       await this.cleanup();
     }
   }
 
-  /** Removes everything the playground made; safe to call more than once. */
-  async cleanup(): Promise<void> {
-    if (this.cleaned) return;
-    this.cleaned = true;
+  /**
+   * The development proxy, copied where the proxy user can read it: the checkout may sit
+   * in a directory only root can enter (`/root`, a `mktemp -d`).
+   */
+  private async devProxy(dir: string): Promise<string> {
+    const [user, group] = await Promise.all([resolveUser(PROXY_USER), resolveGroup(PROXY_GROUP)]);
+    try {
+      return writeDevProxyLauncher(dir, { uid: user.uid, gid: group.gid, label: `${PROXY_USER}:${PROXY_GROUP}` });
+    } catch (err) {
+      if (err instanceof DevProxyLaunchError) throw new CliError(`mesh-harness demo: ${err.message}`, EXIT.UNAVAILABLE);
+      throw err;
+    }
+  }
+
+  /**
+   * Removes everything the playground made: stops the harness first (so it removes its
+   * rules and its proxy drains), then every other process, the namespaces with whatever
+   * still runs in them, and the directory. Every caller (the end of run(), a signal, a
+   * second signal) gets the one cleanup in progress, which nothing interrupts.
+   */
+  cleanup(): Promise<void> {
+    this.cleaning ??= this.doCleanup();
+    return this.cleaning;
+  }
+
+  private async doCleanup(): Promise<void> {
     this.say.step('Cleaning up');
     if (this.harness && this.harness.exitCode === undefined) {
       this.harness.kill('SIGTERM');
@@ -228,8 +272,7 @@ export class Playground {
     }
     for (const child of this.children) child.kill('SIGKILL');
     await Promise.allSettled(this.children);
-    for (const ns of [this.vm, this.client]) await removeNetns(ns);
-    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+    await this.footprint?.remove();
     this.say.detail('namespaces, processes and files removed');
   }
 }

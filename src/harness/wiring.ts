@@ -5,9 +5,10 @@ import { IdentityComponent } from '../identity/component.ts';
 import { prepareSpireAgent, spireAgentSupervisor } from '../identity/spire-agent.ts';
 import { IptablesComponent } from '../iptables/component.ts';
 import type { Logger } from '../log/logger.ts';
+import { ProbesComponent } from '../probes/component.ts';
 import { ProxyComponent } from '../proxy/component.ts';
-import { RegistrationComponent } from '../registration/component.ts';
-import { ProxyReadiness } from '../registration/readiness.ts';
+import { RegistrationComponent, type RegistrarSettings } from '../registration/component.ts';
+import { ProbedReadiness, ProxyReadiness } from '../registration/readiness.ts';
 import { detectWorkloadIps } from '../util/host-ips.ts';
 import type { Component } from './component.ts';
 
@@ -21,11 +22,13 @@ export interface WiringContext {
 
 /**
  * The daemon's components in start order (the architecture's startup sequence):
- * spire-agent (managed mode) → identity → iptables → proxy → registration (when
- * control.registrarAddress is set). Identity and iptables start without waiting; the
- * proxy's start waits for a validated SVID, and so does the registration's connection
+ * spire-agent (managed mode) → identity → iptables → probes → proxy → registration (when
+ * control.registrarAddress is set). Identity, iptables and probes start without waiting;
+ * the proxy's start waits for a validated SVID, and so does the registration's connection
  * (it presents the SVID for mutual TLS). The proxy never waits for the registrar: its
- * workload name is derived locally.
+ * workload name is derived locally. Probes run when there is a local probe or a
+ * registrar that may send the group's probes; the registration reports their readiness
+ * with the proxy's and hands them the group's probes.
  */
 export async function buildComponents({ config, log, metrics, currentConfig }: WiringContext): Promise<Component[]> {
   const registry = metrics.registry;
@@ -44,6 +47,13 @@ export async function buildComponents({ config, log, metrics, currentConfig }: W
   const identity = new IdentityComponent({ config, log, registry });
   components.push(identity);
   components.push(new IptablesComponent({ config, log, registry }));
+  // Before the proxy, whose start waits for the SVID: the workload's health needs nothing
+  // from the data plane, and is known by the time the proxy and registration are up.
+  let probes: ProbesComponent | undefined;
+  if (config.probes.workload.length > 0 || config.control.registrarAddress !== '') {
+    probes = new ProbesComponent({ config, log, registry });
+    components.push(probes);
+  }
 
   // Detected once: the default route's addresses, when workload.ips is not configured.
   const detectedIps = config.workload.ips.length ? [] : detectWorkloadIps();
@@ -63,9 +73,11 @@ export async function buildComponents({ config, log, metrics, currentConfig }: W
   components.push(proxy);
 
   if (config.control.registrarAddress) {
-    registration = new RegistrationComponent({ config, log, registry, identity, readiness: new ProxyReadiness(proxy), trustAnchorsPem, detectedIps: () => detectedIps });
+    const readiness = probes ? new ProbedReadiness(proxy, probes) : new ProxyReadiness(proxy);
+    registration = new RegistrationComponent({ config, log, registry, identity, readiness, trustAnchorsPem, detectedIps: () => detectedIps });
     // New cluster proxy settings re-render the proxy environment; the proxy restarts only if it changed.
-    registration.on('settings', () => {
+    registration.on('settings', (settings: RegistrarSettings) => {
+      probes?.setClusterProbes({ probes: settings.probes, group: `${config.workload.namespace}/${config.workload.group}` });
       proxy.update(currentConfig()).catch((err: Error) => log.error({ err: err.message }, 'applying the registrar\'s proxy settings failed'));
     });
     components.push(registration);

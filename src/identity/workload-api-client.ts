@@ -25,7 +25,8 @@ export interface X509Svid {
   hint: string;
 }
 
-export type WorkloadApiError = Error & { code?: number };
+/** `errno` names the socket error (ENOENT, ECONNREFUSED, EACCES) when the status carried one. */
+export type WorkloadApiError = Error & { code?: number; errno?: string };
 
 export interface WorkloadApiClientOptions {
   /** unix:///path, unix:/path, or an absolute path. */
@@ -135,7 +136,8 @@ export function describeWorkloadApiStatus(status: { code: number; details: strin
   } else {
     message = `Workload API at ${socketPath}: ${grpc.status[status.code] ?? status.code}: ${details}`;
   }
-  return Object.assign(new Error(message), { code: status.code });
+  const errno = /\b(ENOENT|ECONNREFUSED|EACCES)\b/.exec(details)?.[1];
+  return Object.assign(new Error(message), { code: status.code, ...(errno ? { errno } : {}) });
 }
 
 export class WorkloadApiClient extends EventEmitter {
@@ -176,7 +178,11 @@ export class WorkloadApiClient extends EventEmitter {
     this.dropCall();
     const watcher = this.watcher;
     this.watcher = undefined;
-    await watcher?.close();
+    const closing = watcher?.close();
+    // close() drops every listener while a stat may still be in flight; an 'error' then
+    // emitted with no listener would crash the process.
+    watcher?.on('error', () => undefined);
+    await closing;
   }
 
   private connect(): void {
@@ -258,7 +264,8 @@ export class WorkloadApiClient extends EventEmitter {
    */
   private ensureWatcher(): void {
     if (!this.watchSocket || this.watcher || !existsSync(dirname(this.socketPath))) return;
-    const watcher = watch(this.socketPath, { ignoreInitial: true });
+    // A socket this process may not open is reported by the connect; the watcher stays quiet about it.
+    const watcher = watch(this.socketPath, { ignoreInitial: true, ignorePermissionErrors: true });
     watcher.on('all', (event) => {
       if (event === 'add' || event === 'change') this.onSocketCreated();
     });

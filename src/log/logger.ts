@@ -1,5 +1,5 @@
 import pino, { type Logger, type LevelWithSilent } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
 
 export type { Logger } from 'pino';
 
@@ -32,6 +32,10 @@ export function createLogger(options: LoggerOptions): Logger {
     mixin: (_merge: object, _level: number, logger: Logger) => ('component' in logger.bindings() ? {} : { component: rootComponent }),
   };
   if (usePretty) {
+    // Loaded only for a terminal: the daemon under systemd writes JSON and never pays the
+    // few megabytes pino-pretty and its dependencies take once evaluated. (A require, not
+    // an import: createLogger is synchronous; the bundle evaluates the module on this call.)
+    const pretty = (require('pino-pretty') as { default: typeof PinoPretty }).default;
     return pino(opts, pretty({ destination, sync: true, colorize: isTty, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', messageFormat: '[{component}] {msg}' }));
   }
   const fd = (destination as { fd?: number }).fd;

@@ -1,4 +1,3 @@
-import { request } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { HarnessConfig } from '../config/types.ts';
 import { BaseComponent, type ComponentState } from '../harness/component.ts';
@@ -6,8 +5,11 @@ import type { Logger } from '../log/logger.ts';
 import type { ChildSpec } from '../supervisor/child.ts';
 import { ChildSupervisor, type ChildSupervisorOptions } from '../supervisor/supervisor.ts';
 import { findExecutable } from '../supervisor/which.ts';
+import { parseWorkloadApiAddress } from '../identity/workload-api-client.ts';
+import { accessProblem } from '../util/access.ts';
 import { resolveGroup, resolveUser, type ResolvedGroup, type ResolvedUser } from '../util/users.ts';
 import { extraEnvProblems, ProxyEnvError, renderProxyEnv, type ClusterProxySettings } from './env.ts';
+import { proxyReadiness } from './readiness.ts';
 
 export interface UserResolver {
   resolveUser(user: string): Promise<ResolvedUser>;
@@ -29,29 +31,23 @@ export interface ProxyComponentOptions {
   detectedIps?: () => string[];
   users?: UserResolver;
   /** Restart and readiness tuning; the defaults suit production. */
-  supervision?: Pick<ChildSupervisorOptions, 'backoff' | 'readyPollMs' | 'stableAfterMs' | 'crashLoopThreshold'>;
+  supervision?: Pick<ChildSupervisorOptions, 'backoff' | 'readyPollMs' | 'steadyPollMs' | 'stableAfterMs' | 'crashLoopThreshold'>;
 }
 
-const READY_TIMEOUT_MS = 1000;
-
-/** GET /ready on the proxy admin server: 200 once its certificate is installed. */
-export function proxyAdminReady(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path: '/ready', method: 'GET', agent: false, timeout: READY_TIMEOUT_MS }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
-    req.end();
-  });
+/** Raised when the proxy user could not reach what the proxy needs (its binary, the Workload API socket). */
+export class ProxyAccessError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('; '));
+    this.name = 'ProxyAccessError';
+  }
 }
 
 /**
  * linkerd2-proxy as a harness component: waits for the identity component's SVID (the
  * real proxy panics its identity task when the Workload API is not serving yet), then
  * keeps the proxy running as the unprivileged proxy user under a ChildSupervisor whose
- * readiness is the proxy's own admin `/ready`.
+ * readiness is "meshed": the proxy's admin `/ready` and a live identity certificate
+ * (see readiness.ts). A proxy that answers /ready without a certificate is restarted.
  */
 export class ProxyComponent extends BaseComponent {
   private config: HarnessConfig;
@@ -100,6 +96,11 @@ export class ProxyComponent extends BaseComponent {
     const spec = await this.childSpec(this.config);
     spec.env = await this.render(this.config);
     if (abort.signal.aborted) return;
+    const unreachable = this.accessProblems(spec, this.config);
+    if (unreachable.length) {
+      this.setState('Failed', { message: 'the proxy user cannot reach what the proxy needs', lastError: unreachable.join('; ') });
+      throw new ProxyAccessError(unreachable);
+    }
     this.starting = undefined;
     this.spec = spec;
     this.facts = { binary: spec.command, user: this.config.proxy.user, group: this.config.proxy.group, svidReadyAt };
@@ -108,7 +109,7 @@ export class ProxyComponent extends BaseComponent {
       spec: this.spec,
       log: this.options.log,
       registry: this.options.registry,
-      isReady: () => proxyAdminReady(this.config.proxy.adminPort),
+      isReady: () => proxyReadiness(this.config.proxy.adminPort),
       ...this.options.supervision,
     });
     supervisor.on('change', () => this.emit('change', this.state()));
@@ -145,6 +146,25 @@ export class ProxyComponent extends BaseComponent {
   /** The running proxy's PID, if any. */
   pid(): number | undefined {
     return this.supervisor?.pid();
+  }
+
+  /**
+   * Checked as the proxy will run (its uid and gid, no supplementary groups) before it is
+   * spawned: the real proxy does not report an unreachable Workload API socket, it panics
+   * its identity task and answers /ready all the same.
+   */
+  private accessProblems(spec: ChildSpec, config: HarnessConfig): string[] {
+    if (spec.uid === undefined || spec.gid === undefined) return [];
+    const account = { uid: spec.uid, gid: spec.gid, label: `the proxy user ${config.proxy.user} (group ${config.proxy.group})` };
+    const problems: string[] = [];
+    const socket = accessProblem(parseWorkloadApiAddress(config.identity.workloadApiSocket), account, 'write');
+    if (socket) problems.push(`Workload API socket: ${socket}`);
+    // A missing binary is left to the supervisor (exit 127 names it, and installing it heals).
+    if (spec.command.startsWith('/')) {
+      const binary = accessProblem(spec.command, account, 'execute');
+      if (binary) problems.push(`proxy.binary: ${binary}`);
+    }
+    return problems;
   }
 
   private async render(config: HarnessConfig): Promise<Record<string, string>> {

@@ -12,6 +12,8 @@ export interface ChildSpec {
   cwd?: string;
   /** How long the child may drain after SIGTERM before it is killed. */
   stopGraceMs: number;
+  /** PR_SET_NO_NEW_PRIVS: setuid programs (sudo, su) cannot raise the child's privileges again. */
+  noNewPrivileges?: boolean;
 }
 
 /**
@@ -43,6 +45,7 @@ export function launchArgv(spec: ChildSpec, harnessPid: number, paths: LaunchPat
   if (spec.gid !== undefined) credentials.push('--regid', String(spec.gid));
   if (spec.uid !== undefined) credentials.push('--reuid', String(spec.uid));
   if (spec.uid !== undefined || spec.gid !== undefined) credentials.push('--clear-groups');
+  if (spec.noNewPrivileges) credentials.push('--no-new-privs');
   return {
     file: paths.setpriv,
     args: ['--pdeathsig', 'KILL', ...credentials, '--', paths.sh, '-c', PARENT_CHECK, EXEC_SHIM_NAME, String(harnessPid), spec.command, ...spec.args],

@@ -17,12 +17,25 @@ export interface ChildExit {
   signal: string | null;
 }
 
+/**
+ * What a readiness probe found: ready (true), not ready yet (false), or broken in a way
+ * only a restart heals, with the reason (a proxy whose identity task died still answers
+ * its /ready; waiting would never help).
+ */
+export type Readiness = boolean | { restart: string };
+
 export interface ChildSupervisorOptions {
   spec: ChildSpec;
   log: Logger;
   registry: Registry;
-  /** Whether the running child serves; polled every `readyPollMs`. Without it a spawned child counts as ready. */
-  isReady?: () => Promise<boolean>;
+  /**
+   * Whether the running child serves. While it starts, polled every 20 ms for the first
+   * 10 s, then backing off to `readyPollMs` (a child ready after 10 ms or 1 s is seen
+   * within 20 ms; one stuck for minutes is not polled 50 times a second). Without it a
+   * spawned child counts as ready.
+   */
+  isReady?: () => Promise<Readiness>;
+  /** Slowest poll interval while the child starts. */
   readyPollMs?: number;
   /**
    * Poll interval once the child is ready. A crash is seen at once through the exit event,
@@ -50,17 +63,35 @@ interface Run {
   stable: boolean;
   /** The harness asked it to go (stop or restart): its exit is not a crash. */
   stopping: boolean;
+  /** The readiness probe found it broken; why it is being restarted. */
+  unhealthy?: string;
+  /** The child's last few output lines, quoted when it exits before it became stable. */
+  lastLines: string[];
   /** Cancels the readiness poll and the stability timer. */
   abort: AbortController;
 }
 
 const DEFAULTS = {
   readyPollMs: 500,
+  /**
+   * Readiness is polled this often for the first `fastReadyWindowMs` after a spawn (a
+   * proxy is ready milliseconds to a second or two after it starts, and every poll
+   * interval is added to start-up), then backs off, doubling up to readyPollMs, for a
+   * child that takes long.
+   */
+  fastReadyPollMs: 20,
+  fastReadyWindowMs: 10_000,
   steadyPollMs: 5000,
   backoff: { baseMs: 500, maxMs: 30_000 },
   stableAfterMs: 30_000,
   crashLoopThreshold: 5,
 };
+
+/** How long an exit waits for the child's output pipes to end. */
+const OUTPUT_SETTLE_MS = 200;
+/** Output lines of a child kept to explain its exit. */
+const LAST_LINES = 3;
+const LAST_LINE_CHARS = 300;
 
 function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)}s`;
@@ -85,7 +116,7 @@ function sharedGauge(registry: Registry, name: string, help: string): Gauge<'chi
  */
 export class ChildSupervisor extends BaseComponent {
   private spec: ChildSpec;
-  private readonly isReady: (() => Promise<boolean>) | undefined;
+  private readonly isReady: (() => Promise<Readiness>) | undefined;
   private readonly readyPollMs: number;
   private readonly steadyPollMs: number;
   private readonly stableAfterMs: number;
@@ -217,12 +248,22 @@ export class ChildSupervisor extends BaseComponent {
       void subprocess.then((result) => this.failed(`cannot start ${spec.command}: ${result.shortMessage ?? 'spawn failed'}`));
       return;
     }
-    const exited = new Promise<ChildExit>((resolve) => subprocess.once('exit', (code, signal) => resolve({ code, signal })));
+    const lastLines: string[] = [];
+    const streamsEnded = Promise.all([subprocess.stdout, subprocess.stderr].map((stream) => (stream ? this.pipeLines(stream, stream === subprocess.stdout ? 'stdout' : 'stderr', pid, lastLines) : undefined)));
+    // 'exit' can come before the last lines are read; those lines are what explains a child
+    // that died at once, so the exit waits for the pipes to end (briefly: a grandchild may hold them).
+    const exited = new Promise<ChildExit>((resolve) =>
+      subprocess.once('exit', (code, signal) => {
+        const settle = new AbortController();
+        void Promise.race([streamsEnded, sleep(OUTPUT_SETTLE_MS, undefined, { signal: settle.signal }).catch(() => undefined)]).then(() => {
+          settle.abort();
+          resolve({ code, signal });
+        });
+      }),
+    );
 
-    const run: Run = { spec, pid, spawnedAt: Date.now(), exited, done: false, stable: false, stopping: false, abort: new AbortController() };
+    const run: Run = { spec, pid, spawnedAt: Date.now(), exited, done: false, stable: false, stopping: false, abort: new AbortController(), lastLines };
     this.run = run;
-    if (subprocess.stdout) this.pipeLines(subprocess.stdout, 'stdout', pid);
-    if (subprocess.stderr) this.pipeLines(subprocess.stderr, 'stderr', pid);
     void exited.then((exit) => this.onExit(run, exit));
 
     this.up.set({ child: this.name }, 1);
@@ -255,35 +296,66 @@ export class ChildSupervisor extends BaseComponent {
     if (!this.isReady && this.state().phase === 'CrashLoop') this.setState('Ready', { message: `running (pid ${run.pid})` });
   }
 
-  private async pollReadiness(run: Run, isReady: () => Promise<boolean>): Promise<void> {
+  private async pollReadiness(run: Run, isReady: () => Promise<Readiness>): Promise<void> {
+    const fastPollMs = Math.min(DEFAULTS.fastReadyPollMs, this.readyPollMs);
+    const starting = new Backoff({ baseMs: fastPollMs, maxMs: this.readyPollMs, random: () => 1 });
+    const startingDelay = () => (Date.now() - run.spawnedAt < DEFAULTS.fastReadyWindowMs ? fastPollMs : starting.next());
     while (!run.done && !run.stopping) {
-      let ready: boolean;
+      let readiness: Readiness;
       try {
-        ready = await isReady();
+        readiness = await isReady();
       } catch {
-        ready = false;
+        readiness = false;
       }
       if (run.done || run.stopping || this.run !== run) return;
+      if (typeof readiness === 'object') {
+        this.restartUnhealthy(run, readiness.restart);
+        return;
+      }
       const phase = this.state().phase;
-      if (ready && phase !== 'Ready') this.setState('Ready', { message: `running and ready (pid ${run.pid})` });
-      else if (!ready && phase === 'Ready') this.setState('Degraded', { message: `pid ${run.pid} is running but no longer ready` });
+      if (readiness && phase !== 'Ready') this.setState('Ready', { message: `running and ready (pid ${run.pid})` });
+      else if (!readiness && phase === 'Ready') this.setState('Degraded', { message: `pid ${run.pid} is running but no longer ready` });
+      if (this.state().phase === 'Ready') starting.reset();
       try {
-        await sleep(this.state().phase === 'Ready' ? this.steadyPollMs : this.readyPollMs, undefined, { signal: run.abort.signal });
+        await sleep(this.state().phase === 'Ready' ? this.steadyPollMs : startingDelay(), undefined, { signal: run.abort.signal });
       } catch {
         return;
       }
     }
   }
 
-  private pipeLines(stream: Readable, name: 'stdout' | 'stderr', pid: number): void {
+  /**
+   * A running child the probe found broken: stopped like any other (SIGTERM, then SIGKILL
+   * after the grace period), and its exit is handled as a crash, with the probe's reason,
+   * so the restart backoff and the crash-loop count apply.
+   */
+  private restartUnhealthy(run: Run, reason: string): void {
+    run.unhealthy = reason;
+    this.log.warn({ event: 'child-unhealthy', pid: run.pid, reason }, `${this.name}: pid ${run.pid} is running but broken (${reason}); restarting it`);
+    this.setState('Degraded', { message: `pid ${run.pid}: ${reason}; restarting it`, lastError: reason });
+    void this.terminate(run, { expected: false });
+  }
+
+  /** Logs each line of the child's output, keeps the last few in `lastLines`; resolves when the stream ends. */
+  private pipeLines(stream: Readable, name: 'stdout' | 'stderr', pid: number, lastLines: string[]): Promise<void> {
     const splitter = new LineSplitter((line) => {
       const record = parseChildLine(line, name);
       const fields = { stream: name, pid, ...(record.fields ? { child: record.fields } : {}), ...(line.truncated ? { truncated: true } : {}) };
       this.log[record.level](fields, record.message);
+      if (record.message.trim()) {
+        lastLines.push(record.message.trim().slice(0, LAST_LINE_CHARS));
+        if (lastLines.length > LAST_LINES) lastLines.shift();
+      }
     });
     stream.on('data', (chunk: Buffer) => splitter.push(chunk));
-    stream.on('end', () => splitter.end());
     stream.on('error', () => undefined);
+    return new Promise((resolve) => {
+      stream.on('end', () => {
+        splitter.end();
+        resolve();
+      });
+      stream.on('close', () => resolve());
+    });
   }
 
   /**
@@ -305,8 +377,9 @@ export class ChildSupervisor extends BaseComponent {
     }
   }
 
-  private async terminate(run: Run): Promise<void> {
-    run.stopping = true;
+  /** `expected: false` for a stop the harness does not ask for as such: the exit then counts as a crash. */
+  private async terminate(run: Run, { expected = true } = {}): Promise<void> {
+    if (expected) run.stopping = true;
     run.abort.abort();
     if (run.done) return;
     this.signal(run.pid, 'SIGTERM');
@@ -330,7 +403,10 @@ export class ChildSupervisor extends BaseComponent {
     // race its own leftovers.
     this.signal(run.pid, 'SIGKILL', true);
     this.up.set({ child: this.name }, 0);
-    const reason = describeExit(exit, run.spec.command);
+    let reason = run.unhealthy ? `restarted: ${run.unhealthy}` : describeExit(exit, run.spec.command);
+    // A child that dies before it ever ran stably says why in its last words; an operator
+    // should not have to go to the journal to learn that the binary could not be read.
+    if (!run.unhealthy && !run.stopping && !run.stable && run.lastLines.length) reason += `; last output: ${run.lastLines.map((l) => JSON.stringify(l)).join(' / ')}`;
     const uptimeMs = Date.now() - run.spawnedAt;
     this.log.info({ event: 'child-exited', pid: run.pid, code: exit.code, signal: exit.signal, uptimeMs, requested: run.stopping }, `${this.name}: pid ${run.pid} ${reason}`);
     this.emit('exit', { code: exit.code, signal: exit.signal });

@@ -10,6 +10,8 @@ import { ConfigError, UnavailableError } from './errors.ts';
 export interface ResolvedUser {
   name: string;
   uid: number;
+  /** The user's primary group. */
+  gid: number;
 }
 
 export interface ResolvedGroup {
@@ -32,14 +34,9 @@ export class UnknownAccountError extends ConfigError {
   }
 }
 
-function missing(kind: 'user' | 'group', account: string): UnknownAccountError {
-  return new UnknownAccountError(
-    kind,
-    account,
-    kind === 'user'
-      ? `user "${account}" does not exist on this host; create it (the package does: useradd --system meshproxy) or set proxy.user`
-      : `group "${account}" does not exist on this host; create it (the package does: groupadd --system meshproxy) or set proxy.group`,
-  );
+function missing(kind: 'user' | 'group', account: string, field: string): UnknownAccountError {
+  const create = field.startsWith('proxy.') ? ` (the package does: ${kind === 'user' ? 'useradd' : 'groupadd'} --system meshproxy)` : '';
+  return new UnknownAccountError(kind, account, `${kind} "${account}" does not exist on this host; create it${create} or set ${field}`, field);
 }
 
 /** Looks up one NSS database entry; undefined when there is none. */
@@ -58,31 +55,30 @@ function getent(database: 'passwd' | 'group', key: string): Promise<string[] | u
   });
 }
 
-async function lookup(kind: 'user' | 'group', account: string): Promise<{ name: string; id: number }> {
+async function lookup(kind: 'user' | 'group', account: string, field: string): Promise<{ fields: string[]; id: number }> {
   if (!ACCOUNT_NAME.test(account)) {
-    throw new UnknownAccountError(kind, account, `must be a ${kind} name (letters, digits, "_", ".", "-", not starting with "-") or a numeric id`);
+    throw new UnknownAccountError(kind, account, `must be a ${kind} name (letters, digits, "_", ".", "-", not starting with "-") or a numeric id`, field);
   }
   const fields = await getent(kind === 'user' ? 'passwd' : 'group', account);
   const id = Number(fields?.[2]);
-  if (!fields || fields[2] === undefined || fields[2] === '' || !Number.isInteger(id)) throw missing(kind, account);
+  if (!fields || fields[2] === undefined || fields[2] === '' || !Number.isInteger(id)) throw missing(kind, account, field);
   if (id === 0) {
-    throw new UnknownAccountError(
-      kind,
-      account,
-      `resolves to ${kind === 'user' ? 'uid' : 'gid'} 0 (${fields[0]}); the proxy's ${kind} is exempt from redirection, so root's traffic would bypass the mesh: use the unprivileged meshproxy account`,
-    );
+    const why = field.startsWith('proxy.')
+      ? `the proxy's ${kind} is exempt from redirection, so root's traffic would bypass the mesh: use the unprivileged meshproxy account`
+      : `${field} must name an unprivileged account, such as nobody`;
+    throw new UnknownAccountError(kind, account, `resolves to ${kind === 'user' ? 'uid' : 'gid'} 0 (${fields[0]}); ${why}`, field);
   }
-  return { name: fields[0]!, id };
+  return { fields, id };
 }
 
-/** Resolves a user name or numeric uid. */
-export async function resolveUser(user: string): Promise<ResolvedUser> {
-  const { name, id } = await lookup('user', user);
-  return { name, uid: id };
+/** Resolves a user name or numeric uid; `field` names the setting in errors. */
+export async function resolveUser(user: string, field = 'proxy.user'): Promise<ResolvedUser> {
+  const { fields, id } = await lookup('user', user, field);
+  return { name: fields[0]!, uid: id, gid: Number(fields[3]) };
 }
 
-/** Resolves a group name or numeric gid. */
-export async function resolveGroup(group: string): Promise<ResolvedGroup> {
-  const { name, id } = await lookup('group', group);
-  return { name, gid: id };
+/** Resolves a group name or numeric gid; `field` names the setting in errors. */
+export async function resolveGroup(group: string, field = 'proxy.group'): Promise<ResolvedGroup> {
+  const { fields, id } = await lookup('group', group, field);
+  return { name: fields[0]!, gid: id };
 }

@@ -1,22 +1,120 @@
+/**
+ * `mesh-harness demo` as a new user runs it: as root, from a checkout in a directory only
+ * root can enter, interrupted with Ctrl-C, or killed outright and run again.
+ */
 import t from 'tap';
-import { execa } from 'execa';
-import { runCli } from '../helpers/cli.ts';
+import { execa, type ResultPromise } from 'execa';
+import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { listNetns, netnsPids, processesMentioning } from '../../src/util/netns.ts';
+import { cleanEnv, repoRoot } from '../helpers/cli.ts';
+import { tempDir, waitFor } from '../helpers/tmp.ts';
 
-async function demoNamespaces(): Promise<string[]> {
-  const list = await execa('ip', ['netns', 'list'], { reject: false });
-  return String(list.stdout).split('\n').filter((l) => l.startsWith('mh-demo-'));
+interface Teardown {
+  teardown(fn: () => unknown): void;
 }
 
-t.test('mesh-harness demo runs the whole flow and leaves nothing behind', async (t) => {
-  const before = await demoNamespaces();
-  const res = await runCli(['demo'], { timeoutMs: 180_000 });
-  t.equal(res.exitCode, 0, String(res.stderr));
-  const out = String(res.stdout);
+/**
+ * The package as a clone has it (bin/, dist/, proto/, package.json, node_modules), under a
+ * fresh 0700 directory like /root or any `mktemp -d`.
+ */
+function privateCheckout(t: Teardown): string {
+  const dir = tempDir(t, 'mh-proxyhelper-');
+  const checkout = join(dir, 'mesh-harness');
+  mkdirSync(checkout);
+  for (const entry of ['bin', 'dist', 'proto', 'package.json']) cpSync(join(repoRoot, entry), join(checkout, entry), { recursive: true });
+  symlinkSync(join(repoRoot, 'node_modules'), join(checkout, 'node_modules'));
+  return checkout;
+}
+
+interface DemoRun {
+  child: ResultPromise;
+  output: () => string;
+  /** Resolves with the output once it matches. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+}
+
+function startDemo(t: Teardown, checkout: string): DemoRun {
+  const child = execa(process.execPath, [join(checkout, 'bin', 'mesh-harness.mjs'), 'demo'], { env: cleanEnv(), extendEnv: false, nodeOptions: [], reject: false, all: true, buffer: true });
+  t.teardown(() => {
+    if (child.exitCode === undefined || child.exitCode === null) child.kill('SIGKILL');
+  });
+  let text = '';
+  child.all!.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+  return {
+    child,
+    output: () => text,
+    waitFor: (pattern, timeoutMs = 120_000) => waitFor(`demo output matching ${pattern}; got:\n${text}`, () => pattern.exec(text) ?? undefined, timeoutMs),
+  };
+}
+
+/** Running, and not a zombie waiting for init to reap it. */
+function alive(pid: number): boolean {
+  try {
+    return !readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.startsWith('Z');
+  } catch {
+    return false;
+  }
+}
+
+/** The PIDs still alive after a generous moment (a process killed a moment ago takes a little while to go). */
+async function survivors(pids: number[]): Promise<number[]> {
+  await waitFor('killed processes to go', () => (pids.some(alive) ? undefined : true), 10_000).catch(() => undefined);
+  return pids.filter(alive);
+}
+
+t.test('SIGINT (twice) to the demo process alone mid-way leaves nothing behind', async (t) => {
+  const checkout = privateCheckout(t);
+  const demo = startDemo(t, checkout);
+  const [, runDir] = await demo.waitFor(/config (\S+)\/config\.json, log/);
+  const [, vm] = await demo.waitFor(/^ {4}(mh-demo-vm-\w+) \(/m);
+  // The harness, its proxy, nft monitor and the workload all run in the vm namespace.
+  const inVm = await waitFor('the harness and its children in the vm', async () => {
+    const pids = await netnsPids(vm!);
+    return pids.length >= 3 ? pids : undefined;
+  });
+  process.kill(demo.child.pid!, 'SIGINT');
+  await new Promise((r) => setTimeout(r, 200));
+  process.kill(demo.child.pid!, 'SIGINT');
+  const result = await demo.child;
+  t.equal(result.exitCode, 130, 'exits as interrupted');
+  t.match(demo.output(), /SIGINT: stopping the playground/);
+  t.match(demo.output(), /namespaces, processes and files removed/, 'the cleanup ran to its end');
+  t.same((await listNetns('mh-demo-')).filter((ns) => ns.endsWith(vm!.slice(-6))), [], 'no namespace of this run');
+  t.same(await survivors(inVm), [], 'nothing that ran in the vm namespace survives (nft monitor included)');
+  t.same(processesMentioning(runDir!), [], 'no process of this run');
+  t.same(processesMentioning(checkout), [], 'no process from the checkout');
+  t.notOk(existsSync(runDir!), 'its directory is gone');
+});
+
+t.test('from a checkout under a 0700 directory: a SIGKILLed run is swept by the next, which runs the whole flow', async (t) => {
+  const checkout = privateCheckout(t);
+  const killed = startDemo(t, checkout);
+  const [, runDir] = await killed.waitFor(/config (\S+)\/config\.json, log/);
+  const [, vm] = await killed.waitFor(/^ {4}(mh-demo-vm-\w+) \(/m);
+  killed.child.kill('SIGKILL');
+  await killed.child;
+  t.ok(existsSync(runDir!), 'a SIGKILLed run leaves its directory');
+  t.ok((await listNetns('mh-demo-')).includes(vm!), 'and its namespaces');
+  const left = await netnsPids(vm!);
+
+  const demo = startDemo(t, checkout);
+  const result = await demo.child;
+  const out = demo.output();
+  t.equal(result.exitCode, 0, out);
+  t.match(out, /Removing what an earlier demo left behind/);
+  t.match(out, new RegExp(`network namespace ${vm} and everything running in it`));
+  t.match(out, new RegExp(`directory ${runDir}`));
+  t.notOk(existsSync(runDir!));
+  t.same(await survivors(left), [], 'what ran in the abandoned namespace is gone');
+
   t.match(out, /before the mesh: hello from the VM workload; your connection came from 198\.18\.99\.1/);
   t.match(out, /inbound redirect\s+yes, through the proxy/);
   t.match(out, /outbound redirect\s+yes, through the proxy/);
   t.match(out, /proxy crash\s+restarted and ready/);
   t.match(out, /clean stop\s+exit code 0/);
   t.match(out, /rules left in the vm\s+none/);
-  t.same(await demoNamespaces(), before, 'no playground namespace left');
+  const id = vm!.slice(-6);
+  t.same((await listNetns('mh-demo-')).filter((ns) => ns.endsWith(id)), [], 'no namespace of either run');
+  t.same(processesMentioning(checkout), [], 'no process from the checkout');
 });

@@ -4,6 +4,7 @@
  * when the test ends, whether it passed or not.
  */
 import { execa, type ResultPromise } from 'execa';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { execRunner, type CommandRunner } from '../../src/iptables/runner.ts';
@@ -30,10 +31,52 @@ async function ip(args: string[]): Promise<void> {
   await execa('ip', args, { env: childEnv(), extendEnv: false });
 }
 
+/** Namespaces this test process made and has not removed yet. */
+const live = new Set<string>();
+
+/**
+ * The last line of defence when teardowns never run: the test process ends on a signal
+ * (tap's timeout sends SIGTERM) or exits abruptly. Synchronous, as an 'exit' handler
+ * must be; the normal path is the asynchronous teardown.
+ */
+function removeLiveSync(): void {
+  for (const name of live) {
+    const pids = spawnSync('ip', ['netns', 'pids', name], { env: childEnv(), encoding: 'utf8' }).stdout ?? '';
+    for (const pid of pids.split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    spawnSync('ip', ['netns', 'del', name], { env: childEnv() });
+  }
+  live.clear();
+}
+
+let guarded = false;
+function guardProcessExit(): void {
+  if (guarded) return;
+  guarded = true;
+  process.on('exit', removeLiveSync);
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      removeLiveSync();
+      // Then die of the signal as the test process would have.
+      process.kill(process.pid, signal);
+    });
+  }
+}
+
 export async function createNetns(t: Teardown, label: string): Promise<Netns> {
   const name = `mh-${label}-${randomBytes(3).toString('hex')}`;
+  guardProcessExit();
+  live.add(name);
   await ip(['netns', 'add', name]);
-  t.teardown(() => destroyNetns(name));
+  t.teardown(async () => {
+    await destroyNetns(name);
+    live.delete(name);
+  });
   await ip(['-n', name, 'link', 'set', 'lo', 'up']);
   const prefix = ['ip', 'netns', 'exec', name];
   return {
@@ -128,6 +171,8 @@ export interface ConnectTarget {
  * to each target; returns the reply of each, or "error: CODE".
  */
 export async function connectFrom(ns: Netns, as: { uid: number; gid: number }, targets: ConnectTarget[]): Promise<string[]> {
-  const argv = ['setpriv', `--reuid=${as.uid}`, `--regid=${as.gid}`, '--clear-groups', process.execPath, '-e', CLIENT, JSON.stringify(targets)];
+  // `env -u`: tap injects its loader into NODE_OPTIONS of every process spawned here,
+  // which this user cannot read when the checkout is in a 0700 directory.
+  const argv = ['env', '-u', 'NODE_OPTIONS', 'setpriv', `--reuid=${as.uid}`, `--regid=${as.gid}`, '--clear-groups', process.execPath, '-e', CLIENT, JSON.stringify(targets)];
   return JSON.parse(await ns.exec(argv)) as string[];
 }

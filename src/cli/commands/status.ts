@@ -31,12 +31,50 @@ function age(since: string): string {
   return `${Math.round(seconds / 3600)}h`;
 }
 
+interface ProbeRow {
+  name: string;
+  source: string;
+  passing: boolean;
+  lastResult: string;
+  consecutiveSuccesses: number;
+  consecutiveFailures: number;
+  lastLatencyMs?: number;
+  message: string;
+}
+
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [header, ...rows].map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
+}
+
+/** The probes component's detail: the workload's readiness, each probe, and what was refused. */
+function renderProbes(detail: Record<string, unknown>): string[] {
+  const lines: string[] = [];
+  const workload = detail.workload as { ready: boolean; reason?: string; message: string } | undefined;
+  if (workload) lines.push('', `workload: ${workload.ready ? 'READY' : `NOT READY (${workload.reason})`}: ${workload.message}`);
+  const probes = (detail.probes as ProbeRow[] | undefined) ?? [];
+  if (probes.length) {
+    const rows = probes.map((p) => [
+      p.name,
+      p.source,
+      p.passing ? 'passing' : 'failing',
+      p.lastResult,
+      `${p.consecutiveSuccesses}/${p.consecutiveFailures}`,
+      p.lastLatencyMs === undefined ? '-' : `${p.lastLatencyMs}ms`,
+      p.message,
+    ]);
+    lines.push('', ...table(['PROBE', 'SOURCE', 'VERDICT', 'LAST', 'OK/FAIL IN A ROW', 'LATENCY', 'SAW'], rows));
+  }
+  for (const refusal of (detail.refusals as Array<{ message: string }> | undefined) ?? []) lines.push(`refused: ${refusal.message}`);
+  return lines;
+}
+
 export function renderStatusTable(status: AdminStatus): string {
   const lines = [`mesh-harness ${status.version} (pid ${status.pid}): ${status.ready ? 'READY' : 'NOT READY'}`, `status: ${status.status}`, ''];
   const rows = status.components.map((c) => [c.name, c.phase, age(c.since), c.message + (c.lastError && !c.ready ? ` (last error: ${c.lastError})` : '')]);
-  const header = ['COMPONENT', 'PHASE', 'SINCE', 'MESSAGE'];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  for (const row of [header, ...rows]) lines.push(row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
+  lines.push(...table(['COMPONENT', 'PHASE', 'SINCE', 'MESSAGE'], rows));
+  const probes = status.components.find((c) => c.name === 'probes');
+  if (probes?.detail) lines.push(...renderProbes(probes.detail));
   return lines.join('\n');
 }
 

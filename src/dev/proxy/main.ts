@@ -18,24 +18,29 @@ if (!parsed.ok) {
 }
 
 const proxy = new DevProxy(parsed.config, log);
-try {
-  await proxy.start();
-} catch (err) {
-  log.error({ err: String(err) }, `cannot start: ${(err as Error).message}`);
-  process.exit(1);
-}
-
+// Installed before the listeners open: a SIGTERM that arrives while the proxy starts
+// (the harness stopping it at once) drains it once started instead of killing it outright.
+const started = proxy.start();
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {
     if (stopping) return;
     stopping = true;
-    proxy.drain().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err: String(err) }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    started
+      .catch(() => undefined)
+      .then(() => proxy.drain())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log.error({ err: String(err) }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   });
+}
+try {
+  await started;
+} catch (err) {
+  log.error({ err: String(err) }, `cannot start: ${(err as Error).message}`);
+  process.exit(1);
 }

@@ -20,6 +20,11 @@ const OUTBOUND_LINGER_MS = 10_000;
 export const OUTBOUND_MARKER = 'mesh-dev-proxy outbound';
 export const INBOUND_MARKER = 'mesh-dev-proxy inbound';
 
+/** A float as the Rust prometheus-client writes one: always with a fraction ("1763769600.0"). */
+function promFloat(value: number): string {
+  return Number.isInteger(value) ? `${value}.0` : String(value);
+}
+
 function hostPort(address: SocketAddress): string {
   return address.host.includes(':') ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }
@@ -40,7 +45,15 @@ export class DevProxy {
   private client: WorkloadApiClient | undefined;
   private readonly connections = new Set<Socket>();
   private svid: X509Svid | undefined;
+  /** The installed certificate; kept after it expires, as the real proxy keeps using it. */
   private certified: { serial: string; notAfter: Date } | undefined;
+  /** The admin readiness latch: released once, never closed again (see ready()). */
+  private released = false;
+  /** When the last certificate was installed, and how many were (the real proxy's refresh metrics). */
+  private refreshedAt: Date | undefined;
+  private refreshes = 0;
+  /** The identity task panicked; nothing fetches SVIDs any more. */
+  private identityDead = false;
   private expiryTimer: NodeJS.Timeout | undefined;
   private draining = false;
   /** Called when the last open connection closes while draining. */
@@ -53,9 +66,15 @@ export class DevProxy {
     private readonly now: () => Date = () => new Date(),
   ) {}
 
-  /** Ready means what it means for the real proxy: a certificate for SERVER_ID is installed. */
+  /**
+   * `/ready` as linkerd2-proxy answers it: a latch released when the identity task first
+   * installs a certificate for SERVER_ID, *or* when that task dies, and never closed again
+   * (an expired certificate leaves it 200). Whether the proxy actually holds a valid
+   * certificate shows only in identity_cert_expiration_timestamp_seconds, which is why the
+   * harness reads both.
+   */
   ready(): boolean {
-    return this.certified !== undefined && !this.draining;
+    return this.released && !this.draining;
   }
 
   async start(): Promise<void> {
@@ -91,6 +110,9 @@ export class DevProxy {
 
     this.client = new WorkloadApiClient({ address: `unix://${this.config.workloadApiSocket}`, log: this.log });
     this.client.on('update', (svids: X509Svid[]) => this.onSvids(svids));
+    this.client.on('error', (err: { errno?: string }) => {
+      if (err.errno === 'EACCES') this.identityTaskPanics();
+    });
     this.client.start();
     this.log.info({ id: this.config.serverId }, `Fetching the SVID for ${this.config.serverId} from the Workload API at ${this.config.workloadApiSocket}`);
   }
@@ -170,13 +192,29 @@ export class DevProxy {
     socket.end(`${OUTBOUND_MARKER} ${original ?? 'unknown'}\n`);
   }
 
+  /**
+   * What linkerd2-proxy does when it cannot open the Workload API socket: its SPIRE client
+   * treats the I/O error as impossible and panics, the identity task ends, the sender of
+   * the readiness watch is dropped and the admin latch opens without a certificate.
+   */
+  private identityTaskPanics(): void {
+    if (this.identityDead) return;
+    this.identityDead = true;
+    this.log.error(`thread 'main' panicked: spire client must gracefully handle errors: Os { code: 13, kind: PermissionDenied, message: "Permission denied" } (${this.config.workloadApiSocket})`);
+    this.log.error("thread 'main' panicked: identity sender must be held");
+    void this.client?.close();
+    this.released = true;
+  }
+
   private onSvids(svids: X509Svid[]): void {
-    this.svid = svids.find((s) => s.spiffeId === this.config.serverId);
-    if (!this.svid) {
+    const svid = svids.find((s) => s.spiffeId === this.config.serverId);
+    if (!svid) {
       const offered = svids.map((s) => s.spiffeId).join(', ') || 'none';
-      this.uncertify(`the Workload API offers no SVID for ${this.config.serverId} (offered: ${offered})`);
+      // The installed certificate stays in use until it expires.
+      this.log.warn(`the Workload API offers no SVID for ${this.config.serverId} (offered: ${offered}); keeping the installed certificate`);
       return;
     }
+    this.svid = svid;
     this.check();
   }
 
@@ -191,27 +229,35 @@ export class DevProxy {
     }
     if (this.certified?.serial !== result.serial) {
       this.log.info({ id: result.spiffeId, serial: result.serial, notAfter: result.notAfter.toISOString() }, `Certified identity id=${result.spiffeId}`);
+      this.certified = { serial: result.serial, notAfter: result.notAfter };
+      this.refreshedAt = this.now();
+      this.refreshes += 1;
     }
-    this.certified = { serial: result.serial, notAfter: result.notAfter };
+    this.released = true;
     const untilExpiry = result.notAfter.getTime() - this.now().getTime() + 1;
     this.expiryTimer = setTimeout(() => this.check(), Math.min(Math.max(untilExpiry, 0), MAX_TIMER_MS));
     this.expiryTimer.unref();
   }
 
   private uncertify(reason: string): void {
-    if (this.certified) this.log.warn({ reason }, 'Identity certificate is no longer valid; not ready');
+    if (this.certified) this.log.warn({ reason }, `Identity certificate is no longer valid: ${reason}`);
     else this.log.warn({ reason }, `Cannot certify identity: ${reason}`);
-    this.certified = undefined;
   }
 
   private metrics(): string {
     const lines = [
-      '# HELP dev_proxy_ready Whether the development proxy holds a valid certificate for its identity.',
-      '# TYPE dev_proxy_ready gauge',
-      `dev_proxy_ready ${this.ready() ? 1 : 0}`,
-      '# HELP identity_cert_expiration_timestamp_seconds When the installed identity certificate expires.',
+      // As linkerd2-proxy registers them (linkerd/identity/src/metrics.rs under the
+      // identity_cert prefix): f64 seconds, 0 until a certificate is installed, and the
+      // expiry stays at the last installed certificate's even once it has passed.
+      "# HELP identity_cert_expiration_timestamp_seconds Time when this proxy's current mTLS identity certificate will expire (in seconds since the UNIX epoch).",
       '# TYPE identity_cert_expiration_timestamp_seconds gauge',
-      `identity_cert_expiration_timestamp_seconds ${this.certified ? Math.floor(this.certified.notAfter.getTime() / 1000) : 0}`,
+      `identity_cert_expiration_timestamp_seconds ${promFloat(this.certified ? this.certified.notAfter.getTime() / 1000 : 0)}`,
+      "# HELP identity_cert_refresh_timestamp_seconds Time when this proxy's current mTLS identity certificate was last updated.",
+      '# TYPE identity_cert_refresh_timestamp_seconds gauge',
+      `identity_cert_refresh_timestamp_seconds ${promFloat(this.refreshedAt ? this.refreshedAt.getTime() / 1000 : 0)}`,
+      "# HELP identity_cert_refreshes_total The total number of times this proxy's mTLS identity certificate has been refreshed by the Identity provider.",
+      '# TYPE identity_cert_refreshes_total counter',
+      `identity_cert_refreshes_total{result="ok"} ${this.refreshes}`,
       '# HELP dev_proxy_connections_total Connections accepted.',
       '# TYPE dev_proxy_connections_total counter',
       `dev_proxy_connections_total{direction="inbound"} ${this.counts.inbound}`,

@@ -18,13 +18,13 @@ interface Teardown {
 }
 
 /** The real identity component and the proxy component over a development Workload API. */
-async function setup(t: Teardown, options: { identities?: Array<{ spiffeId: string }> } = {}) {
-  const api = await workloadApi(t, options.identities ?? []);
+async function setup(t: Teardown, options: { identities?: Array<{ spiffeId: string }>; ttlMs?: number; dirMode?: number } = {}) {
+  const api = await workloadApi(t, options.identities ?? [], { ...(options.ttlMs ? { ttlMs: options.ttlMs } : {}), ...(options.dirMode ? { dirMode: options.dirMode } : {}) });
   const anchorsFile = join(api.dir, 'trust-anchors.pem');
   writeFileSync(anchorsFile, api.ca.bundlePem, { mode: 0o644 });
   const config = await proxyConfig(t, {
     socketPath: api.socketPath,
-    extra: { identity: { trustAnchorsFile: anchorsFile }, proxy: { binary: executable, user: 'nobody', group: 'nogroup', shutdownGrace: '5s' } },
+    extra: { identity: { trustAnchorsFile: anchorsFile, expiryMargin: '1s' }, proxy: { binary: executable, user: 'nobody', group: 'nogroup', shutdownGrace: '5s' } },
   });
   const registry = new Registry();
   const identity = new IdentityComponent({ config, log: silentLogger(), registry, backoff: { baseMs: 50, maxMs: 200 } });
@@ -36,7 +36,7 @@ async function setup(t: Teardown, options: { identities?: Array<{ spiffeId: stri
     identity,
     workloadName: () => 'web-1',
     trustAnchorsPem: () => readFileSync(anchorsFile, 'utf8'),
-    supervision: { backoff: { baseMs: 100, maxMs: 1000 }, readyPollMs: 50 },
+    supervision: { backoff: { baseMs: 100, maxMs: 1000 }, readyPollMs: 50, steadyPollMs: 200 },
   });
   await identity.start();
   t.teardown(async () => {
@@ -146,4 +146,34 @@ t.test('an extraEnv that overrides a rendered variable fails the start before an
   t.match(proxy.state().lastError, /LINKERD2_PROXY_ADMIN_LISTEN_ADDR/);
   t.notOk(waited, 'did not wait for an SVID');
   t.equal(proxy.pid(), undefined);
+});
+
+t.test('a Workload API socket the proxy user cannot reach: start fails naming the directory and its mode', async (t) => {
+  const { api, proxy } = await setup(t, { identities: [{ spiffeId: SPIFFE_ID }], dirMode: 0o700 });
+  // The harness itself (root) reaches the socket and holds the SVID; only the proxy user cannot.
+  const escaped = api.dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  await t.rejects(proxy.start(), { name: 'ProxyAccessError', message: new RegExp(`the proxy user nobody \\(group nogroup\\) cannot enter directory ${escaped} \\(mode 0700, owner 0:0\\)`) });
+  t.equal(proxy.state().phase, 'Failed');
+  t.not(proxy.state().ready, true);
+  t.match(proxy.state().lastError, /Workload API socket: .*chmod o\+x/);
+  t.equal(proxy.pid(), undefined, 'no proxy was started');
+});
+
+t.test('a proxy whose certificate expires while /ready stays 200 is restarted, not reported ready', async (t) => {
+  const { api, proxy, records, restarts } = await setup(t, { identities: [{ spiffeId: SPIFFE_ID }], ttlMs: 4000 });
+  await proxy.start();
+  await waitFor('ready', () => (proxy.state().phase === 'Ready' ? true : undefined));
+  const first = proxy.pid()!;
+  // No more SVIDs: the proxy keeps its certificate until it expires, and its /ready latch stays open.
+  await api.server.setIdentities([]);
+  const unhealthy = await waitFor('the harness to find the identity gone', () => records.find((r) => r.event === 'child-unhealthy'), 20_000);
+  t.equal(unhealthy.pid, first);
+  t.match(unhealthy.reason, /identity certificate expired at .* and was not renewed/);
+  await waitFor('the old proxy to be replaced', () => (proxy.pid() !== undefined && proxy.pid() !== first ? true : undefined));
+  t.not(proxy.state().phase, 'Ready', 'the new proxy has no certificate: not ready');
+  t.match(proxy.state().lastError, /restarted: the proxy's identity certificate expired/);
+  t.ok((await restarts())! >= 1, 'counted as a restart');
+
+  await api.server.setIdentities([{ spiffeId: SPIFFE_ID }]);
+  await waitFor('ready again once SVIDs flow', () => (proxy.state().phase === 'Ready' ? true : undefined), 30_000);
 });

@@ -46,7 +46,12 @@ t.test('exits 64 naming each invalid variable of an otherwise complete environme
   t.equal(messages.length, 4, 'one line per problem, then the summary');
 });
 
-t.test('/ready turns 200 only once a valid SVID for SERVER_ID is held, and 503 when it is gone', async (t) => {
+/** The expiry the proxy reports, in seconds, as the real proxy writes it (an f64: "1763769600.0"). */
+function reportedExpiry(metrics: string): string | undefined {
+  return /^identity_cert_expiration_timestamp_seconds (\S+)$/m.exec(metrics)?.[1];
+}
+
+t.test('/ready is a latch as in linkerd2-proxy; the certificate shows in identity_cert_expiration_timestamp_seconds', async (t) => {
   const { socketPath, ca, server } = await workloadApi(t);
   const config = await proxyConfig(t, { socketPath });
   const proxy = runDevProxy(t, executable, renderProxyEnv(config, { workloadName: 'web-1', trustAnchorsPem: ca.bundlePem }));
@@ -56,17 +61,31 @@ t.test('/ready turns 200 only once a valid SVID for SERVER_ID is held, and 503 w
   await proxy.waitForLine(/no identity issued|PermissionDenied|permission/i);
   t.equal((await httpGet(admin, '/live')).status, 200);
   t.same(await httpGet(admin, '/ready'), { status: 503, body: 'not ready\n' }, 'no SVID yet: not ready');
+  t.equal(reportedExpiry((await httpGet(admin, '/metrics')).body), '0.0', 'no certificate: the gauge is 0, as a fresh prometheus gauge');
 
   await server.setIdentities([{ spiffeId: SPIFFE_ID }]);
-  await proxy.waitForLine(/Certified identity id=spiffe:\/\/root\.linkerd\.cluster\.local\/vm\/web/);
+  const certified = await proxy.waitForLine(/Certified identity id=spiffe:\/\/root\.linkerd\.cluster\.local\/vm\/web/);
   t.same(await httpGet(admin, '/ready'), { status: 200, body: 'ready\n' });
-  const metrics = await httpGet(admin, '/metrics');
-  t.match(metrics.body, /^dev_proxy_ready 1$/m);
-  t.match(metrics.body, /^identity_cert_expiration_timestamp_seconds [1-9]\d+$/m);
+  const notAfter = Date.parse((JSON.parse(certified) as { notAfter: string }).notAfter) / 1000;
+  t.equal(reportedExpiry((await httpGet(admin, '/metrics')).body), `${notAfter}.0`, 'the installed certificate expiry, in seconds since the epoch');
 
   await server.setIdentities([{ spiffeId: 'spiffe://root.linkerd.cluster.local/vm/other' }]);
-  await proxy.waitForLine(/no longer valid/);
-  t.equal((await httpGet(admin, '/ready')).status, 503, 'an update without our SVID takes readiness away');
+  await proxy.waitForLine(/offers no SVID for spiffe:\/\/root\.linkerd\.cluster\.local\/vm\/web/);
+  t.equal((await httpGet(admin, '/ready')).status, 200, 'the latch stays open');
+  t.equal(reportedExpiry((await httpGet(admin, '/metrics')).body), `${notAfter}.0`, 'the installed certificate stays in use until it expires');
+});
+
+t.test('a Workload API socket the proxy user cannot open kills the identity task: /ready 200 without a certificate', async (t) => {
+  // The failure seen with the real linkerd2-proxy: its identity task panics on the
+  // permission error, the readiness latch opens anyway, and only the metric tells.
+  const { socketPath, ca } = await workloadApi(t, [{ spiffeId: SPIFFE_ID }], { dirMode: 0o700 });
+  const config = await proxyConfig(t, { socketPath });
+  const proxy = runDevProxy(t, executable, renderProxyEnv(config, { workloadName: 'web-1', trustAnchorsPem: ca.bundlePem }), ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups']);
+  await proxy.waitForLine(/spire client must gracefully handle errors: .*PermissionDenied/);
+  await proxy.waitForLine(/identity sender must be held/);
+  t.equal((await httpGet(config.proxy.adminPort, '/ready')).status, 200);
+  t.equal(reportedExpiry((await httpGet(config.proxy.adminPort, '/metrics')).body), '0.0');
+  t.notOk(proxy.lines.some((l) => /Certified identity/.test(l)));
 });
 
 t.test('an SVID that does not chain to the trust anchors never makes it ready', async (t) => {

@@ -18,12 +18,12 @@ export const SPIFFE_ID = 'spiffe://root.linkerd.cluster.local/vm/web';
 export const TRUST_DOMAIN = 'root.linkerd.cluster.local';
 
 /** A Workload API serving SVIDs from a fresh CA, in a directory the proxy user can reach. */
-export async function workloadApi(t: Teardown, identities: Array<{ spiffeId: string }> = []) {
+export async function workloadApi(t: Teardown, identities: Array<{ spiffeId: string }> = [], options: { ttlMs?: number; dirMode?: number } = {}) {
   const dir = tempDir(t, 'mh-proxy-');
-  chmodSync(dir, 0o755);
+  chmodSync(dir, options.dirMode ?? 0o755);
   const socketPath = join(dir, 'api.sock');
   const ca = await DevCa.create({ trustDomain: TRUST_DOMAIN });
-  const server = new DevWorkloadApiServer({ socketPath, ca, identities, ttlMs: 3_600_000, log: silentLogger() });
+  const server = new DevWorkloadApiServer({ socketPath, ca, identities, ttlMs: options.ttlMs ?? 3_600_000, log: silentLogger() });
   await server.start();
   t.teardown(() => server.stop());
   return { dir, socketPath, ca, server };

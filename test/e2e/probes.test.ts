@@ -1,0 +1,85 @@
+/**
+ * The daemon with local probes: the probes component runs even while identity waits for
+ * an SVID, /status and `mesh-harness status` show each probe, /metrics has its series,
+ * and a workload failure shows up without the harness itself turning unready.
+ */
+import t from 'tap';
+import { writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { DevCa } from '../../src/dev/ca.ts';
+import { runCli, spawnCli } from '../helpers/cli.ts';
+import { freePort, tempDir, waitFor, writeJson } from '../helpers/tmp.ts';
+import { httpWorkload } from '../helpers/workloads.ts';
+
+function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+interface ProbesDetail {
+  workload: { ready: boolean; reason?: string; message: string };
+  probes: Array<{ name: string; lastResult: string; consecutiveFailures: number; lastLatencyMs?: number }>;
+}
+
+t.test('run with probes.workload: /status, status and /metrics show every probe', async (t) => {
+  const dir = tempDir(t, 'mh-probes-e2e-');
+  const port = await freePort();
+  const web = await httpWorkload(t);
+  // run checks the host first: the anchors file and the proxy binary must exist (the proxy never starts: no SVID).
+  writeFileSync(`${dir}/anchors.pem`, (await DevCa.create({ trustDomain: 'root.linkerd.cluster.local' })).bundlePem);
+  const path = writeJson(dir, 'config.json', {
+    workload: { group: 'web', namespace: 'default', ports: [{ port: web.port, name: 'http' }] },
+    identity: { spiffeId: 'spiffe://root.linkerd.cluster.local/vm/web', serverName: 'web.vm.cluster.local', workloadApiSocket: `unix://${dir}/agent.sock`, trustAnchorsFile: `${dir}/anchors.pem` },
+    proxy: { destinationAddr: 'linkerd-dst-headless.linkerd.svc.cluster.local.:8086', user: 'nobody', group: 'nogroup', binary: '/bin/true' },
+    iptables: { enabled: false },
+    probes: { workload: [{ name: 'web', httpGet: { port: 'http', path: '/healthz' }, periodSeconds: 1, failureThreshold: 1 }] },
+    admin: { port },
+    log: { format: 'json' },
+  });
+  const child = spawnCli(['run', '--config', path]);
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const probesOf = async () => {
+    const status = JSON.parse((await httpGet(port, '/status')).body) as { components: Array<{ name: string; phase: string; detail?: ProbesDetail }> };
+    return status.components.find((c) => c.name === 'probes');
+  };
+  const ready = await waitFor('the probes component to see the workload ready', async () => {
+    const probes = await probesOf().catch(() => undefined);
+    return probes?.detail?.workload.ready ? probes : undefined;
+  });
+  t.equal(ready.phase, 'Ready');
+
+  web.status = 503;
+  const failing = await waitFor('the workload failure', async () => {
+    const probes = await probesOf();
+    return probes?.detail?.workload.ready === false ? probes : undefined;
+  }, 10_000);
+  t.equal(failing.phase, 'Degraded');
+  t.match(failing.detail!.workload.message, /^GET http:\/\/127\.0\.0\.1:\d+\/healthz: 503 after \d+ ms \(probe web\)$/);
+  t.ok(failing.detail!.probes[0]!.consecutiveFailures >= 1);
+
+  const cli = await runCli(['status', '--config', path]);
+  t.match(cli.stdout, /^probes\s+Degraded\s+\S+\s+workload not ready: GET/m);
+  t.match(cli.stdout, /workload: NOT READY \(ProbeFailed\): GET http/);
+  t.match(cli.stdout, /PROBE\s+SOURCE\s+VERDICT\s+LAST\s+OK\/FAIL IN A ROW\s+LATENCY\s+SAW/);
+  t.match(cli.stdout, /^web\s+local\s+failing\s+failure\s+0\/\d+\s+\d+ms\s+GET http:\/\/127\.0\.0\.1:\d+\/healthz: 503/m);
+
+  const metrics = (await httpGet(port, '/metrics')).body;
+  t.match(metrics, /^mesh_harness_probe_consecutive_failures\{probe="web",source="local"\} [1-9]/m);
+  t.match(metrics, /^mesh_harness_workload_ready 0$/m);
+  t.match(metrics, /^mesh_harness_component_ready\{component="probes"\} 1$/m, 'the harness does not wait for the application');
+
+  child.kill('SIGTERM');
+  const result = await child;
+  t.equal(result.exitCode, 0, String(result.stderr));
+  t.match(result.stderr, /"event":"workload-readiness","ready":false,"reason":"ProbeFailed"/);
+});

@@ -1,0 +1,122 @@
+/**
+ * The .deb on a real machine: a minimal Debian 12 VM (scripts/build-test-vm.sh, cached by
+ * its inputs) booted under qemu with systemd as PID 1. The guest runs test/system/guest.sh
+ * from a 9p share at every boot: offline install, the service under its hardened unit with
+ * the development Workload API and proxy (test-only paths), reload, watchdog, journald,
+ * stop, a reboot with the service enabled, an upgrade with a modified conffile, the
+ * Ansible role twice, remove and purge. Every check the script defines must come back ok.
+ *
+ * TCG by default (this kind of host has no usable hardware virtualisation);
+ * MESH_VM_ACCEL=kvm on hosts that have it.
+ */
+import t from 'tap';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { tempDir } from '../helpers/tmp.ts';
+
+const run = promisify(execFile);
+const root = join(import.meta.dirname, '..', '..');
+const BOOT_TIMEOUT_MS = 40 * 60_000;
+// Under TCG everything in the guest runs 10-20x slower; the boots are long.
+t.setTimeout(2 * BOOT_TIMEOUT_MS + 20 * 60_000);
+
+const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
+const nodeVersion = (JSON.parse(readFileSync(join(root, 'packaging', 'node-runtime.json'), 'utf8')) as { version: string }).version;
+const guestScript = readFileSync(join(import.meta.dirname, 'guest.sh'), 'utf8');
+
+/** Every check name guest.sh reports; its loop over the two Ansible runs is expanded. */
+function expectedChecks(): string[] {
+  const names = [...guestScript.matchAll(/^\s*check "([^"]+)"/gm)].map((m) => m[1]!);
+  return names.flatMap((name) => (name.includes('$run') ? [name.replace('$run', '1'), name.replace('$run', '2')] : [name]));
+}
+
+function boot(image: { kernel: string; initrd: string }, overlay: string, share: string, consoleLog: string): { child: ChildProcess; exited: Promise<number | null> } {
+  const accel = process.env.MESH_VM_ACCEL ?? 'tcg';
+  // setpriv --pdeathsig: qemu dies with this test process even when it is killed outright.
+  const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'qemu-system-x86_64',
+    '-accel', accel, '-m', '2048', '-smp', '2', '-no-reboot',
+    '-kernel', image.kernel, '-initrd', image.initrd,
+    '-append', 'root=/dev/vda rw console=ttyS0 quiet systemd.show_status=0 panic=-1',
+    '-drive', `file=${overlay},if=virtio,format=qcow2`,
+    '-virtfs', `local,path=${share},mount_tag=share,security_model=none,id=share`,
+    '-nic', 'none', '-display', 'none', '-monitor', 'none', '-serial', `file:${consoleLog}`,
+  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('exit', (code) => {
+      if (code !== 0 && stderr) process.stderr.write(`qemu: ${stderr}`);
+      resolve(code);
+    });
+  });
+  return { child, exited };
+}
+
+t.test('the .deb in a real Debian 12 machine with systemd', async (t) => {
+  const started = Date.now();
+  const dir = tempDir(t, 'mh-packaging-vm-');
+  const share = join(dir, 'share');
+  mkdirSync(join(share, 'out'), { recursive: true });
+
+  const built = await run('bash', [join(root, 'scripts', 'build-test-vm.sh')], { maxBuffer: 1 << 20 });
+  const vars = Object.fromEntries(built.stdout.trim().split('\n').map((l) => l.split(/=(.*)/s) as [string, string]));
+  const image = { qcow2: vars.VM_IMAGE!, kernel: vars.VM_KERNEL!, initrd: vars.VM_INITRD! };
+  t.ok(existsSync(image.qcow2) && existsSync(image.kernel) && existsSync(image.initrd), `VM image ${image.qcow2}`);
+  const imageReadyAt = Date.now();
+
+  // Two builds of the same code: the release and a newer one to upgrade to. Compression
+  // is irrelevant to what gets installed, so these skip it.
+  for (const v of [version, `${version}+systest1`]) {
+    await run('node', [join(root, 'scripts', 'package.mjs'), '--arch', 'amd64', '--format', 'deb', '--compression', 'none', '--version', v, '--out', share], { maxBuffer: 1 << 20 });
+  }
+  rmSync(join(share, '.work'), { recursive: true, force: true });
+  // The development stand-ins, only ever on the share and in the guest's /opt/mesh-ci.
+  for (const part of ['package.json', 'proto', 'dist']) cpSync(join(root, part), join(share, 'app', part), { recursive: true });
+  cpSync(join(root, 'deploy', 'ansible'), join(share, 'ansible'), { recursive: true });
+  writeFileSync(join(share, 'node-version'), nodeVersion);
+  writeFileSync(join(share, 'guest.sh'), guestScript);
+
+  const overlay = join(dir, 'overlay.qcow2');
+  await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', image.qcow2, overlay]);
+
+  let qemu: ChildProcess | undefined;
+  t.teardown(() => {
+    if (qemu && qemu.exitCode === null && qemu.signalCode === null) qemu.kill('SIGKILL');
+  });
+  const bootTimes: number[] = [];
+  // Boot 1 installs and ends in a reboot; boot 2 checks the enabled service came back and
+  // goes on to upgrade, Ansible and purge. -no-reboot turns the reboot into a qemu exit.
+  for (let n = 1; n <= 2 && !existsSync(join(share, 'out', 'done')); n++) {
+    const bootStart = Date.now();
+    const vm = boot(image, overlay, share, join(dir, `console-${n}.log`));
+    qemu = vm.child;
+    const timer = setTimeout(() => vm.child.kill('SIGKILL'), BOOT_TIMEOUT_MS);
+    const code = await vm.exited;
+    clearTimeout(timer);
+    bootTimes.push((Date.now() - bootStart) / 1000);
+    t.equal(code, 0, `boot ${n}: the guest powered off by itself (console: ${join(dir, `console-${n}.log`)})`);
+    if (code !== 0) {
+      t.comment(readFileSync(join(dir, `console-${n}.log`), 'utf8').slice(-3000));
+      break;
+    }
+  }
+
+  const results = existsSync(join(share, 'out', 'results.tsv')) ? readFileSync(join(share, 'out', 'results.tsv'), 'utf8').trim().split('\n').map((l) => l.split('\t')) : [];
+  const outcome = new Map(results.filter(([kind]) => kind !== 'info').map(([kind, name, detail]) => [name!, { ok: kind === 'ok', detail }]));
+  for (const name of expectedChecks()) {
+    const r = outcome.get(name);
+    t.ok(r?.ok, name, r ? { detail: r.detail } : { detail: 'not reported: the guest script stopped before it' });
+  }
+  t.ok(existsSync(join(share, 'out', 'done')), 'the guest script ran to the end');
+  if (!existsSync(join(share, 'out', 'done')) && existsSync(join(share, 'out', 'guest.log'))) t.comment(readFileSync(join(share, 'out', 'guest.log'), 'utf8').slice(-3000));
+
+  const measurements: Record<string, string | number> = Object.fromEntries(results.filter(([kind]) => kind === 'info').map(([, name, value]) => [name!, Number(value) || value!]));
+  measurements['image build or cache lookup seconds'] = (imageReadyAt - started) / 1000;
+  measurements['boot seconds (host wall clock)'] = bootTimes.join(', ');
+  measurements['system test seconds'] = (Date.now() - started) / 1000;
+  t.comment(`measurements: ${JSON.stringify(measurements)}`);
+  mkdirSync(join(root, 'build'), { recursive: true });
+  writeFileSync(join(root, 'build', 'system-test-measurements.json'), `${JSON.stringify(measurements, null, 2)}\n`);
+});
