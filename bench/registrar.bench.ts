@@ -9,8 +9,9 @@
  *   workloads that went Ready=False (goal 0);
  * - time from harness death (stream gone without goodbye) to Ready=False, and from
  *   proxy-not-ready to Ready=False.
- * Sizes: BENCH_REGISTRAR_STREAMS (default "1000,10000"); a size whose streams are not all
- * accepted within CONNECT_BUDGET_MS is reported as reached, and larger sizes are skipped.
+ * Sizes: BENCH_REGISTRAR_STREAMS (default "1000,10000"). The storm and the latencies run at
+ * the first size; larger sizes come after, and one whose streams are not all accepted within
+ * CONNECT_BUDGET_MS is reported with the count reached (larger ones are skipped).
  *
  * The same file is the two child processes: `registrar <dir>` and `clients <dir> <address>`.
  */
@@ -106,6 +107,7 @@ async function clientsChild(dir: string, address: string): Promise<void> {
   const drop = (c: Client) => {
     const call = c.call;
     c.call = undefined;
+    c.accepted = false;
     call?.cancel();
     c.channel.close();
     (c as Partial<Client>).channel = undefined;
@@ -218,8 +220,8 @@ async function main(): Promise<void> {
     children.push(clients);
     const pid = registrar.process.pid!;
 
-    let reached = 0;
-    for (const size of sizes) {
+    /** Grows the fleet to size and measures the registrar there; false when it did not get there in time. */
+    const measure = async (size: number): Promise<boolean> => {
       const began = Date.now();
       clients.send(`grow ${size}`);
       await clients.next((o) => 'grown' in o, CONNECT_BUDGET_MS);
@@ -230,22 +232,23 @@ async function main(): Promise<void> {
         if (accepted >= size) break;
         await sleep(1000);
       }
-      const connectS = (Date.now() - began) / 1000;
-      rows.push({ name: `${size} streams: connected within ${CONNECT_BUDGET_MS / 1000} s`, value: accepted, unit: 'streams', detail: { seconds: connectS } });
-      if (accepted < size) break;
-      reached = size;
+      rows.push({ name: `${size} streams: connected within ${CONNECT_BUDGET_MS / 1000} s`, value: accepted, unit: 'streams', detail: { seconds: (Date.now() - began) / 1000 } });
+      if (accepted < size) return false;
       await sleep(5000); // the connect burst settles
       const a = procStat(pid);
       const windowMs = 30_000;
       await sleep(windowMs);
       const b = procStat(pid);
       rows.push({ name: `${size} streams: registrar CPU (heartbeats every 10 s)`, value: ((b.cpu - a.cpu) / (windowMs / 1000)) * 100, unit: '% of one core' });
-      rows.push({ name: `${size} streams: registrar RSS`, value: b.rssMb, unit: 'MB', detail: { rssAnonMb: b.rssAnonMb } });
+      rows.push({ name: `${size} streams: registrar RSS`, value: b.rssMb, unit: 'MB' });
       rows.push({ name: `${size} streams: registrar RssAnon`, value: b.rssAnonMb, unit: 'MB' });
-    }
-    if (reached === 0) throw new Error('not even the smallest fleet connected');
+      return true;
+    };
+    // The storm and the latencies at the first size; larger sizes afterwards, as far as the machine allows.
+    const reached = sizes[0]!;
+    if (!(await measure(reached))) throw new Error(`${reached} streams did not all connect within ${CONNECT_BUDGET_MS / 1000} s`);
 
-    // Reconnect storm at the largest size reached.
+    // Reconnect storm.
     const notReadyBefore = registrar.events.filter((o) => 'notReady' in o).length;
     clients.send('storm');
     await clients.next((o) => 'storm' in o);
@@ -272,6 +275,15 @@ async function main(): Promise<void> {
     const unready = await clients.next((o) => 'unready' in o);
     const down = await registrar.next((o) => o.notReady !== undefined && o.notReady !== dead.notReady && (o.at as number) >= (unready.at as number), 30_000, true);
     rows.push({ name: 'proxy not ready -> Ready=False', value: ((down.at as number) - (unready.at as number)) / 1000, unit: 's', detail: { reason: down.reason } });
+    for (const size of sizes.slice(1)) {
+      try {
+        if (!(await measure(size))) break;
+      } catch (err) {
+        // The simulated fleet's own process saturating (it does the client side of every handshake) ends the attempt, not the bench.
+        rows.push({ name: `${size} streams: not reached`, value: 0, unit: 'streams', detail: { error: (err as Error).message } });
+        break;
+      }
+    }
     clients.send('exit');
     writeResults('registrar', rows.map((r) => ({ ...r, detail: { ...r.detail, store: 'embedded', note: 'shared 2-core machine, measured under contention from other work' } })));
   } finally {
