@@ -49,7 +49,7 @@ export class RegistrarConfigError extends Error {
 
 /** Linkerd's own defaults for the two cluster facts (values.yaml of the control plane chart). */
 const LINKERD_DEFAULT_CLUSTER_NETWORKS = ['10.0.0.0/8', '100.64.0.0/10', '172.16.0.0/12', '192.168.0.0/16', 'fd00::/8'];
-const INBOUND_POLICIES = ['all-unauthenticated', 'all-authenticated', 'cluster-unauthenticated', 'cluster-authenticated', 'deny', 'audit'];
+export const INBOUND_POLICIES = ['all-unauthenticated', 'all-authenticated', 'cluster-unauthenticated', 'cluster-authenticated', 'deny', 'audit'];
 
 export const REGISTRAR_DEFAULTS = {
   listen: '0.0.0.0:8443',

@@ -14,6 +14,7 @@ import {
   ConflictError,
   InvalidObjectError,
   NotFoundError,
+  type ConfigMap,
   type DeletePreconditions,
   type ExternalGroup,
   type ExternalWorkload,
@@ -31,7 +32,8 @@ export interface EmbeddedStoreOptions {
   now?: () => Date;
 }
 
-type Kind = StoreEvent['kind'];
+// The embedded store keeps no ConfigMaps (no Linkerd beside it).
+type Kind = Exclude<StoreEvent['kind'], 'ConfigMap'>;
 type AnyObject = ExternalGroup | ExternalWorkload | Lease;
 
 // DNS-1123 subdomain: what the API server requires of most object names.
@@ -79,6 +81,11 @@ export class EmbeddedStore implements RegistrarStore {
 
   listLeases(): Lease[] {
     return [...this.objects.Lease.values()].map((o) => clone(o as Lease));
+  }
+
+  /** The embedded store has no Linkerd: the registrar uses its configured proxy facts. */
+  getLinkerdConfigMap(): ConfigMap | undefined {
+    return undefined;
   }
 
   subscribe(listener: (event: StoreEvent) => void): () => void {

@@ -36,6 +36,8 @@ export interface ReflectorOptions<T extends KubeObject> {
   /** The collection's path, for the watch ("/apis/g/v/namespaces/ns/plural"). */
   path: string;
   labelSelector?: string;
+  /** For RBAC limited by resourceNames: list and watch must both name the object (metadata.name=...). */
+  fieldSelector?: string;
   list(): Promise<ObjectList<T>>;
   watch: Watch;
   onEvent(type: ReflectorEventType, object: T): void;
@@ -174,6 +176,7 @@ export class Reflector<T extends KubeObject> {
     const timeoutSeconds = options.watchTimeoutSeconds + Math.floor(Math.random() * options.watchTimeoutSeconds);
     const query: Record<string, string | number | boolean> = { resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds };
     if (options.labelSelector) query.labelSelector = options.labelSelector;
+    if (options.fieldSelector) query.fieldSelector = options.fieldSelector;
     return new Promise<WatchError | null>((resolve) => {
       let gone: WatchError | null = null;
       const onEvent = (type: string, object: unknown) => {

@@ -9,14 +9,17 @@
  *
  * It needs exactly the RBAC of deploy/kubernetes/rbac.yaml, no more.
  */
-import { CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { silentLogger } from '../log/logger.ts';
 import { Reflector, type KubeObject, type ObjectList, type ReflectorEventType } from './kube-reflector.ts';
 import {
   ConflictError,
   InvalidObjectError,
+  LINKERD_CONFIG_NAME,
+  LINKERD_NAMESPACE,
   NotFoundError,
+  type ConfigMap,
   type DeletePreconditions,
   type ExternalGroup,
   type ExternalWorkload,
@@ -59,6 +62,7 @@ export class KubeStore implements RegistrarStore {
   private readonly groups: Reflector<ExternalGroup>;
   private readonly workloads: Reflector<ExternalWorkload>;
   private readonly leases: Reflector<Lease & KubeObject>;
+  private readonly configMaps: Reflector<ConfigMap & KubeObject>;
   private readonly listeners = new Set<(event: StoreEvent) => void>();
   private readonly writeCounts: Record<WriteVerb, number> = { create: 0, update: 0, updateStatus: 0, delete: 0, lease: 0 };
   private readonly log: Logger;
@@ -98,6 +102,17 @@ export class KubeStore implements RegistrarStore {
       list: () => this.api.listNamespacedCustomObject({ ...LEASES, namespace: options.namespace }) as Promise<ObjectList<Lease & KubeObject>>,
       onEvent: (type, object) => this.emit({ kind: 'Lease', type, object }),
     });
+    const core = this.config.makeApiClient(CoreV1Api);
+    this.configMaps = new Reflector<ConfigMap & KubeObject>({
+      ...common,
+      watch: new Watch(this.config),
+      what: `ConfigMap ${LINKERD_NAMESPACE}/${LINKERD_CONFIG_NAME}`,
+      path: `/api/v1/namespaces/${LINKERD_NAMESPACE}/configmaps`,
+      // The RBAC grants this one ConfigMap by resourceNames, which needs the field selector.
+      fieldSelector: `metadata.name=${LINKERD_CONFIG_NAME}`,
+      list: () => core.listNamespacedConfigMap({ namespace: LINKERD_NAMESPACE, fieldSelector: `metadata.name=${LINKERD_CONFIG_NAME}` }) as unknown as Promise<ObjectList<ConfigMap & KubeObject>>,
+      onEvent: (type, object) => this.emit({ kind: 'ConfigMap', type, object }),
+    });
   }
 
   /** The API server this store talks to, for log lines and errors. */
@@ -112,7 +127,7 @@ export class KubeStore implements RegistrarStore {
 
   async start(): Promise<void> {
     try {
-      await Promise.all([this.groups.start(), this.workloads.start(), this.leases.start()]);
+      await Promise.all([this.groups.start(), this.workloads.start(), this.leases.start(), this.configMaps.start()]);
     } catch (err) {
       await this.stop();
       throw new Error(`Kubernetes API ${this.server}: ${(err as Error).message}; check the kubeconfig and the RBAC of deploy/kubernetes/rbac.yaml`);
@@ -123,6 +138,7 @@ export class KubeStore implements RegistrarStore {
     this.groups.stop();
     this.workloads.stop();
     this.leases.stop();
+    this.configMaps.stop();
   }
 
   getGroup(namespace: string, name: string): ExternalGroup | undefined {
@@ -139,6 +155,10 @@ export class KubeStore implements RegistrarStore {
 
   listLeases(): Lease[] {
     return this.leases.list();
+  }
+
+  getLinkerdConfigMap(): ConfigMap | undefined {
+    return this.configMaps.get(LINKERD_NAMESPACE, LINKERD_CONFIG_NAME);
   }
 
   subscribe(listener: (event: StoreEvent) => void): () => void {

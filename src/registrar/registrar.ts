@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from '../log/logger.ts';
 import { RegistrarAdmin } from './admin.ts';
+import { ClusterFacts } from './cluster-facts.ts';
 import type { RegistrarConfig } from './config.ts';
 import { WorkloadController } from './controller.ts';
 import { EmbeddedStore } from './embedded-store.ts';
@@ -43,6 +44,7 @@ export class Registrar {
   controller!: WorkloadController;
   server!: RegistrationServer;
   private leases!: LeaseKeeper;
+  private facts!: ClusterFacts;
   private admin!: RegistrarAdmin;
   private synced = false;
   private draining = false;
@@ -71,6 +73,8 @@ export class Registrar {
       log: log.child({ component: 'controller' }),
     });
     this.controller.start();
+    this.facts = new ClusterFacts({ store: this.store, fallback: config.proxy, log: log.child({ component: 'cluster-facts' }), onChange: () => this.factsChanged() });
+    this.facts.start();
     this.server = new RegistrationServer({
       listen: config.listen,
       certFile: config.certFile,
@@ -79,7 +83,7 @@ export class Registrar {
       trustDomain: config.trustDomain,
       replica: config.replica,
       heartbeatIntervalMs: config.heartbeatInterval,
-      proxy: config.proxy,
+      facts: () => this.facts.current(),
       store: this.store,
       controller: this.controller,
       log: log.child({ component: 'grpc' }),
@@ -95,9 +99,19 @@ export class Registrar {
     this.draining = true;
     await this.controller?.stop();
     await this.server?.drain(graceMs);
+    this.facts?.stop();
     this.leases?.stop();
     await this.store?.stop();
     await this.admin?.stop();
+  }
+
+  /** linkerd-config changed what the proxies need: every session gets an update (the harness restarts its proxy only if its env changes). */
+  private factsChanged(): void {
+    for (const session of this.controller.sessions()) {
+      const { namespace, group } = session.registration;
+      const current = this.store.getGroup(namespace, group);
+      if (current) session.groupChanged(current);
+    }
   }
 
   private unready(): string[] {

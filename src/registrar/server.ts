@@ -22,6 +22,7 @@ import {
   type WorkloadState,
 } from '../protocol/registration.ts';
 import { isDnsLabel, workloadName } from '../protocol/workload-name.ts';
+import type { ProxyFacts } from './cluster-facts.ts';
 import type { Session, WorkloadController } from './controller.ts';
 import { identityAllowed, type Registration } from './desired.ts';
 import type { ExternalGroup, RegistrarStore } from './store.ts';
@@ -34,7 +35,8 @@ export interface RegistrationServerOptions {
   trustDomain: string;
   replica: string;
   heartbeatIntervalMs: number;
-  proxy: { defaultInboundPolicy: string; clusterNetworks: string[] };
+  /** The cluster facts as they are now (linkerd-config, or the registrar config's fallback). */
+  facts(): ProxyFacts;
   store: RegistrarStore;
   controller: WorkloadController;
   log: Logger;
@@ -114,9 +116,10 @@ export class RegistrationServer {
 
   /** The group's settings as the harness receives them (accepted and update messages). */
   settings(group: ExternalGroup): GroupSettings {
+    const facts = this.options.facts();
     return {
       probes_json: JSON.stringify(group.spec.probes ?? []),
-      proxy: { default_inbound_policy: this.options.proxy.defaultInboundPolicy, cluster_networks: [...this.options.proxy.clusterNetworks] },
+      proxy: { default_inbound_policy: facts.defaultInboundPolicy, cluster_networks: [...facts.clusterNetworks] },
     };
   }
 

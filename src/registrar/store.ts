@@ -88,10 +88,21 @@ export interface Lease {
   };
 }
 
+/** A core/v1 ConfigMap (only what the registrar reads: Linkerd's linkerd-config). */
+export interface ConfigMap {
+  metadata: ObjectMeta;
+  data?: Record<string, string>;
+}
+
 export type StoreEvent =
   | { kind: 'ExternalGroup'; type: 'added' | 'modified' | 'deleted'; object: ExternalGroup }
   | { kind: 'ExternalWorkload'; type: 'added' | 'modified' | 'deleted'; object: ExternalWorkload }
-  | { kind: 'Lease'; type: 'added' | 'modified' | 'deleted'; object: Lease };
+  | { kind: 'Lease'; type: 'added' | 'modified' | 'deleted'; object: Lease }
+  | { kind: 'ConfigMap'; type: 'added' | 'modified' | 'deleted'; object: ConfigMap };
+
+/** Where Linkerd's control plane keeps linkerd-config (deploy/kubernetes/rbac.yaml grants get/list/watch there). */
+export const LINKERD_NAMESPACE = 'linkerd';
+export const LINKERD_CONFIG_NAME = 'linkerd-config';
 
 export interface DeletePreconditions {
   uid: string;
@@ -108,6 +119,8 @@ export interface RegistrarStore {
   getWorkload(namespace: string, name: string): ExternalWorkload | undefined;
   listWorkloads(): ExternalWorkload[];
   listLeases(): Lease[];
+  /** Linkerd's linkerd-config ConfigMap (LINKERD_NAMESPACE/LINKERD_CONFIG_NAME), from a watch; undefined when absent. */
+  getLinkerdConfigMap(): ConfigMap | undefined;
   /** Every cache change, including a relist after a 410. Returns an unsubscribe function. */
   subscribe(listener: (event: StoreEvent) => void): () => void;
 

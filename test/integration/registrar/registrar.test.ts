@@ -113,6 +113,37 @@ t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, a
     for (const name of names) t.equal(ready(await getWorkload(ns, name))?.status, 'True', `${name} still Ready`);
   });
 
+  t.test('cluster facts follow linkerd-config: accepted carries them, a change reaches the harness as an update, invalid falls back to the config with a logged reason', async (t) => {
+    const ns = await namespace(t);
+    await applyGroup({ name: 'facts', namespace: ns, allowedIdentities: [VM_ID] });
+    const configMap = (values: string) => JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'linkerd-config', namespace: 'linkerd' }, data: { values } });
+    t.teardown(() => cluster.kubectl(['delete', 'configmap', 'linkerd-config', '-n', 'linkerd', '--ignore-not-found']));
+    // Linkerd's own shape: clusterNetworks one comma-separated string, the policy under proxy.
+    await cluster.kubectl(['apply', '-f', '-'], { input: configMap('clusterDomain: cluster.local\nclusterNetworks: "10.42.0.0/16, fd00::/8"\nproxy:\n  defaultInboundPolicy: cluster-authenticated\n  logLevel: warn\n') });
+    const r = await replica(t, { replica: 'reg-facts' });
+    const { component } = await startHarness(t, { pki, spiffeId: VM_ID, registrarAddress: r.grpcAddress, group: 'facts', namespace: ns, nodeName: 'vm-facts' });
+    const proxyIs = (policy: string, networks: string[]) => () => {
+      const proxy = component.settings()?.proxy;
+      return proxy?.defaultInboundPolicy === policy && JSON.stringify(proxy.clusterNetworks) === JSON.stringify(networks) ? proxy : undefined;
+    };
+    await waitFor('accepted settings from linkerd-config', proxyIs('cluster-authenticated', ['10.42.0.0/16', 'fd00::/8']), 30_000, 100);
+
+    await cluster.kubectl(['apply', '-f', '-'], { input: configMap('clusterNetworks: "10.43.0.0/16"\nproxy:\n  defaultInboundPolicy: deny\n') });
+    await waitFor('update after the ConfigMap changed', proxyIs('deny', ['10.43.0.0/16']), 30_000, 100);
+
+    // Untrusted input: an invalid CIDR is not passed on; the registrar's configured values apply.
+    const fallback = ['10.0.0.0/8', '100.64.0.0/10', '172.16.0.0/12', '192.168.0.0/16', 'fd00::/8'];
+    await cluster.kubectl(['apply', '-f', '-'], { input: configMap('clusterNetworks: "10.43.0.0/33"\nproxy:\n  defaultInboundPolicy: deny\n') });
+    await waitFor('fallback after an invalid ConfigMap', proxyIs('all-unauthenticated', fallback), 30_000, 100);
+    t.match(r.log(), /cluster facts from the registrar config: linkerd-config clusterNetworks: \\"10\.43\.0\.0\/33\\" is not a CIDR/, 'the reason is logged');
+
+    await cluster.kubectl(['apply', '-f', '-'], { input: configMap('clusterNetworks: "10.44.0.0/16"\nproxy:\n  defaultInboundPolicy: audit\n') });
+    await waitFor('linkerd-config again once valid', proxyIs('audit', ['10.44.0.0/16']), 30_000, 100);
+    await cluster.kubectl(['delete', 'configmap', 'linkerd-config', '-n', 'linkerd']);
+    await waitFor('fallback once linkerd-config is deleted', proxyIs('all-unauthenticated', fallback), 30_000, 100);
+    t.match(r.log(), /cluster facts from the registrar config: no ConfigMap linkerd-config/);
+  });
+
   t.test('refusals: identity not allowed (reason in the harness status), another trust domain fails the handshake, a taken name', async (t) => {
     const ns = await namespace(t);
     await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID] });
