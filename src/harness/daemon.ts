@@ -46,6 +46,7 @@ export class Harness implements AdminSource {
   private readonly configState: ConfigState;
   private stopping: Promise<void> | undefined;
   private reloading: Promise<void> | undefined;
+  private reloadRequested = false;
   private watchdog: NodeJS.Timeout | undefined;
   private lastStatus = '';
   private readySent = false;
@@ -131,7 +132,18 @@ export class Harness implements AdminSource {
 
   /** SIGHUP: validate the new configuration, keep the old one on error, apply only what changed. */
   reload(): Promise<void> {
-    this.reloading ??= this.doReload().finally(() => {
+    // A SIGHUP during a reload may carry a newer file than the one being applied: run
+    // once more afterwards instead of folding it into the reload already reading the old one.
+    if (this.reloading) {
+      this.reloadRequested = true;
+      return this.reloading;
+    }
+    this.reloading = (async () => {
+      do {
+        this.reloadRequested = false;
+        await this.doReload();
+      } while (this.reloadRequested && !this.stopping);
+    })().finally(() => {
       this.reloading = undefined;
     });
     return this.reloading;
