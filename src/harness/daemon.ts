@@ -28,6 +28,12 @@ export interface HarnessOptions {
 
 /** READY=1 at the latest this long after every component was started. */
 export const READY_DEADLINE_MS = 60_000;
+/**
+ * How long a reason must last before READY=1 is sent without being meshed. A new SPIRE
+ * registration entry answers PermissionDenied for a few seconds (the agent syncs every 5 s
+ * by default): that is normal start-up, not a reason to tell systemd we are done.
+ */
+export const READY_SETTLE_MS = 20_000;
 
 /**
  * The daemon's core: serves the admin API first (so /live answers while the rest comes
@@ -53,6 +59,8 @@ export class Harness implements AdminSource {
   /** Every component's start() was called: a state that is not Starting is then a definite one. */
   private allStarted = false;
   private readyDeadline: NodeJS.Timeout | undefined;
+  private readySettle: NodeJS.Timeout | undefined;
+  private allStartedAt = 0;
   private readonly onChange = () => this.notifyState();
   private parts: Component[] = [];
 
@@ -114,20 +122,23 @@ export class Harness implements AdminSource {
 
   private allComponentsStarted(): void {
     this.allStarted = true;
+    this.allStartedAt = Date.now();
     this.readyDeadline = setTimeout(() => this.notifyState(true), READY_DEADLINE_MS);
     this.readyDeadline.unref();
+    this.readySettle = setTimeout(() => this.notifyState(), READY_SETTLE_MS);
+    this.readySettle.unref();
     this.notifyState();
   }
 
   /**
-   * Whether the harness knows why it is not meshed: every component has been started, none
-   * is at its first attempt, and one that is not ready reports an error (a missing SPIRE
+   * Whether the harness knows why it is not meshed: every component has been started (at
+   * least READY_SETTLE_MS ago), none is at its first attempt, and one that is not ready reports an error (a missing SPIRE
    * entry, say). A component merely waiting for another (the proxy for the SVID it is
    * about to get) is no reason to stop waiting for the meshed state.
    */
   private settled(): boolean {
     const states = this.components();
-    return this.allStarted && states.every((s) => s.phase !== 'Starting') && states.some((s) => !s.ready && s.lastError !== undefined);
+    return this.allStarted && Date.now() - this.allStartedAt >= READY_SETTLE_MS && states.every((s) => s.phase !== 'Starting') && states.some((s) => !s.ready && s.lastError !== undefined);
   }
 
   /** SIGHUP: validate the new configuration, keep the old one on error, apply only what changed. */
@@ -226,6 +237,7 @@ export class Harness implements AdminSource {
     this.options.notifier?.notify({ STOPPING: 1, STATUS: 'stopping' });
     if (this.watchdog) clearInterval(this.watchdog);
     clearTimeout(this.readyDeadline);
+    clearTimeout(this.readySettle);
     const errors: string[] = [];
     for (const component of [...this.parts].reverse()) {
       try {
