@@ -80,8 +80,14 @@ t.test('SIGINT (twice) to the demo process alone mid-way leaves nothing behind',
     return pids.length >= 3 ? pids : undefined;
   });
   process.kill(demo.child.pid!, 'SIGINT');
-  await new Promise((r) => setTimeout(r, 200));
-  process.kill(demo.child.pid!, 'SIGINT');
+  // The second Ctrl-C lands during the cleanup; on an idle machine the cleanup may already be over.
+  await new Promise((r) => setTimeout(r, 50));
+  try {
+    process.kill(demo.child.pid!, 'SIGINT');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    t.comment('the demo had already finished its cleanup before the second SIGINT');
+  }
   const result = await demo.child;
   t.equal(result.exitCode, 130, 'exits as interrupted');
   t.match(demo.output(), /SIGINT: stopping the playground/);
