@@ -1,22 +1,10 @@
 import t from 'tap';
-import { request } from 'node:http';
+import { httpGet } from '../helpers/http.ts';
 import { cleanEnv, runCli, spawnCli } from '../helpers/cli.ts';
 import { writeFileSync } from 'node:fs';
 import { DevCa } from '../../src/dev/ca.ts';
 import { freePort, tempDir, waitFor, writeJson } from '../helpers/tmp.ts';
 
-function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
 
 /**
  * A config `run` accepts, with nothing that touches the host (no iptables, a socket nobody

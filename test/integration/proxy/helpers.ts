@@ -1,5 +1,4 @@
 import { execa, type ResultPromise } from 'execa';
-import { request } from 'node:http';
 import { connect, createServer, type Server } from 'node:net';
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
@@ -94,19 +93,7 @@ export function runDevProxy(t: Teardown, executable: string, env: Record<string,
   };
 }
 
-export function httpGet(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET ${path} timed out`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
+export { httpGet } from '../../helpers/http.ts';
 
 /** A TCP echo server standing in for the workload. */
 export async function echoServer(t: Teardown): Promise<{ port: number; server: Server }> {
