@@ -219,6 +219,9 @@ async function main(): Promise<void> {
     const clients = startChild(['clients', dir, `127.0.0.1:${listening as number}`], true);
     children.push(clients);
     const pid = registrar.process.pid!;
+    await sleep(2000);
+    const idle = procStat(pid);
+    rows.push({ name: '0 streams: registrar RSS / RssAnon', value: idle.rssMb, unit: 'MB', detail: { rssAnonMb: idle.rssAnonMb } });
 
     /** Grows the fleet to size and measures the registrar there; false when it did not get there in time. */
     const measure = async (size: number): Promise<boolean> => {
@@ -242,6 +245,7 @@ async function main(): Promise<void> {
       rows.push({ name: `${size} streams: registrar CPU (heartbeats every 10 s)`, value: ((b.cpu - a.cpu) / (windowMs / 1000)) * 100, unit: '% of one core' });
       rows.push({ name: `${size} streams: registrar RSS`, value: b.rssMb, unit: 'MB' });
       rows.push({ name: `${size} streams: registrar RssAnon`, value: b.rssAnonMb, unit: 'MB' });
+      rows.push({ name: `${size} streams: registrar RSS per stream (above idle)`, value: ((b.rssMb - idle.rssMb) * 1024) / size, unit: 'KiB' });
       return true;
     };
     // The storm and the latencies at the first size; larger sizes afterwards, as far as the machine allows.
