@@ -69,6 +69,12 @@ async function registrarChild(dir: string): Promise<void> {
   });
   process.stdout.write(`${JSON.stringify({ listening: registrar.grpcPort })}\n`);
   process.on('SIGTERM', () => process.exit(0));
+  // Where the memory is: the JS heap after a full collection, and memory outside it (TLS, HTTP/2 sessions, buffers).
+  process.on('SIGUSR2', () => {
+    (globalThis as { gc?: () => void }).gc?.();
+    const m = process.memoryUsage();
+    process.stdout.write(`${JSON.stringify({ memory: { rssMb: m.rss / 2 ** 20, heapUsedMb: m.heapUsed / 2 ** 20, externalMb: m.external / 2 ** 20, arrayBuffersMb: m.arrayBuffers / 2 ** 20 } })}\n`);
+  });
 }
 
 // ---------------------------------------------------------------- clients child
@@ -92,9 +98,20 @@ async function clientsChild(dir: string, address: string): Promise<void> {
     call.on('data', (m: RegistrarMessage) => {
       if ('accepted' in m && m.accepted) c.accepted = true;
     });
+    // A stream that fails or ends on its own comes back after a jittered 1-3 s, as a harness's backoff would.
+    let retried = false;
+    const retry = () => {
+      if (retried || c.call !== call) return;
+      retried = true;
+      c.call = undefined;
+      c.accepted = false;
+      setTimeout(() => c.call === undefined && c.channel && open(c), 1000 + Math.random() * 2000);
+    };
     call.on('error', (err: grpc.ServiceError) => {
       if (c.call === call && !c.accepted && err.code !== grpc.status.CANCELLED) failures += 1;
+      retry();
     });
+    call.on('end', retry);
     call.write({ hello: { protocol_version: PROTOCOL_VERSION, group: GROUP, namespace: NAMESPACE, node_name: c.node, workload_ips: ['10.9.0.1'], workload_name: '', server_name: '', machine_id: c.node, versions: { harness: 'bench', proxy: 'bench', spire: 'bench' }, state: { proxy_ready: true, probes: [], reason: '', message: '' } } } as never);
   };
   // Heartbeats every 10 s, spread over the interval like a real fleet's.
@@ -181,7 +198,7 @@ class Child {
 }
 
 function startChild(args: string[], ulimit = false): Child {
-  const node = [process.execPath, '--import', 'tsx', '--max-old-space-size=4096', self, ...args].map((a) => `'${a}'`).join(' ');
+  const node = [process.execPath, '--import', 'tsx', '--expose-gc', '--max-old-space-size=4096', self, ...args].map((a) => `'${a}'`).join(' ');
   // The file descriptor limit is raised in the child only: one socket per stream.
   const child = spawn('bash', ['-c', `${ulimit ? 'ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); ' : ''}exec ${node}`], { stdio: ['pipe', 'pipe', 'inherit'], cwd: root });
   return new Child(child, args[0]!);
@@ -220,6 +237,11 @@ async function main(): Promise<void> {
     children.push(clients);
     const pid = registrar.process.pid!;
     await sleep(2000);
+    const heap = async () => {
+      registrar.process.kill('SIGUSR2');
+      return (await registrar.next((o) => 'memory' in o)).memory as Record<string, number>;
+    };
+    const idleHeap = await heap();
     const idle = procStat(pid);
     rows.push({ name: '0 streams: registrar RSS / RssAnon', value: idle.rssMb, unit: 'MB', detail: { rssAnonMb: idle.rssAnonMb } });
 
@@ -246,6 +268,8 @@ async function main(): Promise<void> {
       rows.push({ name: `${size} streams: registrar RSS`, value: b.rssMb, unit: 'MB' });
       rows.push({ name: `${size} streams: registrar RssAnon`, value: b.rssAnonMb, unit: 'MB' });
       rows.push({ name: `${size} streams: registrar RSS per stream (above idle)`, value: ((b.rssMb - idle.rssMb) * 1024) / size, unit: 'KiB' });
+      const h = await heap();
+      rows.push({ name: `${size} streams: JS heap per stream after GC (above idle)`, value: ((h.heapUsedMb! - idleHeap.heapUsedMb!) * 1024) / size, unit: 'KiB', detail: { idle: idleHeap, now: h } });
       return true;
     };
     // The storm and the latencies at the first size; larger sizes afterwards, as far as the machine allows.

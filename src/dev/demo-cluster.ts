@@ -152,7 +152,7 @@ export class DemoCluster {
   }
 
   /** The Ready condition of a workload, when it exists. */
-  ready(name: string): { status: string; reason?: string } | undefined {
+  ready(name: string): { status: string; reason?: string; message?: string } | undefined {
     return this.workloads.get(name)?.status?.conditions?.find((c) => c.type === 'Ready');
   }
 

@@ -7,7 +7,7 @@
  * on failure and on Ctrl-C.
  */
 import { execa, type ResultPromise } from 'execa';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CliError, EXIT } from '../cli/exit-codes.ts';
 import { minimalEnv } from '../util/netns.ts';
@@ -16,7 +16,9 @@ import { resolveGroup, resolveUser } from '../util/users.ts';
 import { Footprint, sweepAbandoned } from './footprint.ts';
 import { DevProxyLaunchError, writeDevProxyLauncher } from './proxy/launcher.ts';
 import { dump as toYaml } from 'js-yaml';
-import { CLUSTER_IP, DemoCluster, GRACE_SECONDS, REGISTRAR_ID, TTL_SECONDS } from './demo-cluster.ts';
+import { CLUSTER_IP, DemoCluster, GRACE_SECONDS, REGISTRAR_ID, TRUST_DOMAIN, TTL_SECONDS, type ClusterPki } from './demo-cluster.ts';
+import { SPIRE_PORT, startDemoSpire } from './demo-spire.ts';
+import { spireAvailable } from './spire-server.ts';
 
 const SPIFFE_ID = 'spiffe://root.linkerd.cluster.local/demo/web';
 const VM_IP = '198.18.99.2';
@@ -31,11 +33,26 @@ export const PLAYGROUND_PREFIX = 'mh-demo';
 const PROXY_USER = 'nobody';
 const PROXY_GROUP = 'nogroup';
 
-const WORKLOAD = `
+/** The file whose presence makes the sample workload's /healthz answer 503. */
+const UNHEALTHY_FILE = 'workload-unhealthy';
+
+/** The sample workload: a greeting, and a /healthz that fails while `unhealthyFile` exists. */
+function workloadScript(unhealthyFile: string): string {
+  return `
+const { existsSync } = require('node:fs');
 require('node:http').createServer((req, res) => {
+  if (req.url === '/healthz') {
+    res.statusCode = existsSync(${JSON.stringify(unhealthyFile)}) ? 503 : 200;
+    res.end(res.statusCode === 200 ? 'ok\\n' : 'unhealthy\\n');
+    return;
+  }
   res.end('hello from the VM workload; your connection came from ' + req.socket.remoteAddress + '\\n');
 }).listen(${WORKLOAD_PORT}, '0.0.0.0', () => console.log('ready'));
 `;
+}
+
+/** The ExternalGroup's probe (handed to the harness by the registrar): quick, so the demo shows a failure within seconds. */
+const PROBE = { name: 'web', httpGet: { path: '/healthz', port: WORKLOAD_PORT }, periodSeconds: 1, failureThreshold: 2 };
 
 interface Say {
   step(text: string): void;
@@ -56,6 +73,8 @@ export interface PlaygroundOptions {
   readyTimeoutMs?: number;
   /** Leave everything running after the tour, until Ctrl-C, and print how to poke at it. */
   keep?: boolean;
+  /** Where SVIDs come from: real SPIRE (when installed, for auto) or the development Workload API. */
+  identity?: 'auto' | 'spire' | 'dev';
 }
 
 async function waitUntil<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
@@ -158,7 +177,7 @@ export class Playground {
           apiVersion: 'meshexpansion.dev/v1alpha1',
           kind: 'ExternalGroup',
           metadata: { name: GROUP, namespace: NAMESPACE },
-          spec: { allowedIdentities: [SPIFFE_ID], template: { metadata: { labels: { app: GROUP } }, ports: [{ port: WORKLOAD_PORT, name: 'http' }] } },
+          spec: { allowedIdentities: [SPIFFE_ID], probes: [PROBE], template: { metadata: { labels: { app: GROUP } }, ports: [{ port: WORKLOAD_PORT, name: 'http' }] } },
         },
       });
       await cluster.connect();
@@ -170,19 +189,16 @@ export class Playground {
 
       this.say.step(`Starting mesh-registrar in the cluster, with an in-memory store that enforces the real CRD schemas`);
       this.say.detail(`ExternalGroup ${NAMESPACE}/${GROUP}: admits ${SPIFFE_ID}; a dead VM turns NotReady after ${GRACE_SECONDS} s, is deleted after ${TTL_SECONDS} s (shortened for the demo)`);
+      this.say.detail(`its probe for every VM of the group: GET :${WORKLOAD_PORT}${PROBE.httpGet.path} every ${PROBE.periodSeconds} s`);
       await cluster.start(pki.anchors);
       this.say.detail(`serving on ${cluster.address} (mutual TLS), log ${join(dir, 'registrar.log')}`);
 
-      this.say.step('Starting a Workload API server that issues real X.509 SVIDs from a throwaway CA');
       const socket = join(dir, 'agent.sock');
       const anchors = pki.anchors;
-      this.spawn([process.execPath, join(this.root, 'dist', 'dev-workload-api.js'), '--socket', socket, '--spiffe-id', SPIFFE_ID, '--ca-cert', pki.caCert, '--ca-key', pki.caKey, '--ttl', '10m', '--log-level', 'warn'], join(dir, 'workload-api.log'));
-      await waitUntil('the Workload API socket', async () => (existsSync(socket) && existsSync(anchors) ? true : undefined), 15_000);
-      this.say.detail(`socket ${socket}, trust anchors ${anchors}`);
-      this.say.detail('(a development stand-in for spire-agent; production uses SPIRE)');
+      const spire = await this.startIdentity({ clusterNs, pki, socket, summary });
 
       this.say.step(`Starting the sample HTTP workload in the vm on port ${WORKLOAD_PORT}`);
-      this.spawn(['ip', 'netns', 'exec', this.vm, process.execPath, '-e', WORKLOAD], join(dir, 'workload.log'));
+      this.spawn(['ip', 'netns', 'exec', this.vm, process.execPath, '-e', workloadScript(join(dir, UNHEALTHY_FILE))], join(dir, 'workload.log'));
       const direct = await waitUntil('the workload', async () => {
         const res = await this.inNs(this.client, [process.execPath, '-e', `fetch('http://${VM_IP}:${WORKLOAD_PORT}/').then(r => r.text()).then(t => process.stdout.write(t))`]);
         return res.exitCode === 0 && String(res.stdout) ? String(res.stdout).trim() : undefined;
@@ -193,6 +209,7 @@ export class Playground {
       writeFileSync(join(dir, 'config.json'), JSON.stringify({
         workload: { group: GROUP, namespace: NAMESPACE, nodeName: 'vm-demo', ports: [WORKLOAD_PORT], ips: [VM_IP] },
         identity: { spiffeId: SPIFFE_ID, serverName: 'web.demo.vm.cluster.local', workloadApiSocket: `unix://${socket}`, trustAnchorsFile: anchors },
+        ...(spire ? { spire } : {}),
         proxy: { binary: proxyBinary, user: PROXY_USER, group: PROXY_GROUP, destinationAddr: '127.0.0.1:8086', shutdownGrace: '2s' },
         // The registration stream goes straight to the registrar, not through the proxy.
         iptables: { onStop: 'clean', ignoreOutboundSubnets: [`${CLUSTER_IP}/32`] },
@@ -201,7 +218,7 @@ export class Playground {
         log: { format: 'json' },
       }, null, 2));
 
-      this.say.step('Starting mesh-harness in the vm (identity -> iptables -> proxy -> registration)');
+      this.say.step(`Starting mesh-harness in the vm (${spire ? 'spire-agent -> ' : ''}identity -> iptables -> proxy -> registration -> probes)`);
       const harnessStart = Date.now();
       this.harness = this.spawn(['ip', 'netns', 'exec', this.vm, process.execPath, join(this.root, 'bin', 'mesh-harness.mjs'), 'run', '--config', join(dir, 'config.json')], join(dir, 'harness.log'));
       this.say.detail(`config ${join(dir, 'config.json')}, log ${join(dir, 'harness.log')}`);
@@ -261,6 +278,8 @@ export class Playground {
         summary.push(['proxy crash', `restarted and ready in ${(back / 1000).toFixed(1)} s`]);
       }
 
+      summary.push(['workload probe', await this.probeFlap(cluster, ewName)]);
+
       if (this.options.keep) {
         this.pokeLines(ewName);
         await new Promise(() => undefined);
@@ -295,6 +314,62 @@ export class Playground {
     } finally {
       await this.cleanup();
     }
+  }
+
+  /**
+   * SVIDs for the vm: real SPIRE when it is installed (spire-server in the cluster, the
+   * harness running spire-agent), else the development Workload API server. Returns the
+   * harness's `spire` section for SPIRE, undefined for the development server.
+   */
+  private async startIdentity(at: { clusterNs: string; pki: ClusterPki; socket: string; summary: Array<[string, string]> }): Promise<Record<string, unknown> | undefined> {
+    const { clusterNs, pki, socket, summary } = at;
+    const dir = this.dir!;
+    const wanted = this.options.identity ?? 'auto';
+    const installed = wanted !== 'dev' && spireAvailable();
+    if (wanted === 'spire' && !installed) {
+      throw new CliError('mesh-harness demo --identity spire: spire-server and spire-agent are not on PATH; install them with scripts/install-spire.sh, or leave out --identity', EXIT.UNAVAILABLE);
+    }
+    if (installed) {
+      this.say.step('Starting a real spire-server in the cluster, signing under the trust anchor');
+      const proxyGid = (await resolveGroup(PROXY_GROUP)).gid;
+      const started = await startDemoSpire({
+        ns: clusterNs, address: CLUSTER_IP, dir, trustDomain: TRUST_DOMAIN, caCert: pki.caCert, caKey: pki.caKey, anchors: pki.anchors, track: (child) => this.children.push(child),
+      }, SPIFFE_ID, [process.getgid?.() ?? 0, proxyGid]);
+      this.say.detail(`spire-server ${started.version} on ${CLUSTER_IP}:${SPIRE_PORT}, log ${join(dir, 'spire', 'server.log')}`);
+      this.say.detail(`a join token for the vm's agent, and registration entries for ${SPIFFE_ID}: ${started.selectors.join(' (the harness), ')} (the proxy)`);
+      this.say.detail('the harness runs spire-agent itself (spire.mode "managed") and restarts it if it dies');
+      summary.push(['identity', `SPIRE ${started.version}: spire-server in the cluster, spire-agent run by the harness`]);
+      return started.spire;
+    }
+    this.say.step('Starting a Workload API server that issues real X.509 SVIDs from a throwaway CA');
+    this.spawn([process.execPath, join(this.root, 'dist', 'dev-workload-api.js'), '--socket', socket, '--spiffe-id', SPIFFE_ID, '--ca-cert', pki.caCert, '--ca-key', pki.caKey, '--ttl', '10m', '--log-level', 'warn'], join(dir, 'workload-api.log'));
+    await waitUntil('the Workload API socket', async () => (existsSync(socket) ? true : undefined), 15_000);
+    this.say.detail(`socket ${socket}, trust anchors ${pki.anchors}`);
+    this.say.detail(`(a development stand-in for spire-agent${wanted === 'dev' ? '' : '; with SPIRE installed (scripts/install-spire.sh) the demo runs real SPIRE'})`);
+    summary.push(['identity', 'development Workload API (SPIRE not installed)']);
+    return undefined;
+  }
+
+  /** The workload fails its health check, the ExternalWorkload goes Ready=False, then it recovers. */
+  private async probeFlap(cluster: DemoCluster, ewName: string): Promise<string> {
+    const flag = join(this.dir!, UNHEALTHY_FILE);
+    this.say.step(`The workload starts failing its health check (GET ${PROBE.httpGet.path} answers 503)`);
+    const failedAt = Date.now();
+    writeFileSync(flag, '');
+    const down = await cluster.until(`ExternalWorkload ${ewName} Ready=False`, () => {
+      const condition = cluster.ready(ewName);
+      return condition?.status === 'False' ? condition : undefined;
+    }, 60_000);
+    const downAfter = (Date.now() - failedAt) / 1000;
+    this.say.detail(`${ewName}: Ready=False (${down.reason ?? 'no reason'}) after ${downAfter.toFixed(1)} s: ${down.message ?? ''}`);
+    this.say.detail('Linkerd stops sending it traffic; the proxy and the registration stay up');
+    this.say.step('The workload is healthy again');
+    const fixedAt = Date.now();
+    rmSync(flag, { force: true });
+    await cluster.until(`ExternalWorkload ${ewName} Ready=True`, () => (cluster.ready(ewName)?.status === 'True' ? true : undefined), 60_000);
+    const upAfter = (Date.now() - fixedAt) / 1000;
+    this.say.detail(`${ewName}: Ready=True again after ${upAfter.toFixed(1)} s`);
+    return `Ready=False (${down.reason ?? 'no reason'}) ${downAfter.toFixed(1)} s after failing, True ${upAfter.toFixed(1)} s after recovering`;
   }
 
   /** --keep: what is running and how to look at it. */

@@ -6,6 +6,7 @@ import t from 'tap';
 import { execa, type ResultPromise } from 'execa';
 import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { spireAvailable } from '../../src/dev/spire-server.ts';
 import { listNetns, netnsPids, processesMentioning } from '../../src/util/netns.ts';
 import { cleanEnv, repoRoot } from '../helpers/cli.ts';
 import { tempDir, waitFor } from '../helpers/tmp.ts';
@@ -110,10 +111,12 @@ t.test('from a checkout under a 0700 directory: a SIGKILLed run is swept by the 
   t.ok((await listNetns('mh-demo-')).includes(vm!), 'and its namespaces');
   const left = await netnsPids(vm!);
 
-  const demo = startDemo(t, checkout);
+  // The development Workload API on purpose: the terminal test below takes SPIRE when it is installed.
+  const demo = startDemo(t, checkout, ['--identity', 'dev']);
   const result = await demo.child;
   const out = demo.output();
   t.equal(result.exitCode, 0, out);
+  t.match(out, /identity\s+development Workload API/);
   t.match(out, /Removing what an earlier demo left behind/);
   t.match(out, new RegExp(`network namespace ${vm} and everything running in it`));
   t.match(out, new RegExp(`directory ${runDir}`));
@@ -150,6 +153,13 @@ t.test('under a terminal: the registrar in the cluster namespace, the ExternalWo
   t.match(out, /inbound redirect\s+yes, through the proxy/);
   t.match(out, /VM death\s+Ready=False \(Disconnected\) after [\d.]+ s \(grace 3 s\)/);
   t.match(out, /garbage collection\s+ExternalWorkload collected after [\d.]+ s \(TTL 12 s\)/);
+  t.match(out, /Ready=False \(ProbeFailed\) after [\d.]+ s: GET http:\/\/127\.0\.0\.1:8080\/healthz: 503/, 'the probe failure, as the ExternalWorkload says it');
+  t.match(out, /workload probe\s+Ready=False \(ProbeFailed\) [\d.]+ s after failing, True [\d.]+ s after recovering/);
+  if (spireAvailable() || process.env.CI) {
+    t.match(out, /spire-server [\d.]+ on 198\.18\.98\.1:8081/);
+    t.match(out, /spire-agent Ready: running and ready/, 'the harness runs spire-agent');
+    t.match(out, /identity\s+SPIRE [\d.]+: spire-server in the cluster, spire-agent run by the harness/);
+  } else t.match(out, /identity\s+development Workload API \(SPIRE not installed\)/);
   const id = vm!.slice(-6);
   t.same((await listNetns('mh-demo-')).filter((ns) => ns.endsWith(id)), [], 'no namespace of this run (cluster, vm, client)');
   t.same(processesMentioning(runDir!), [], 'no process of this run');

@@ -8,22 +8,21 @@
  * One server per test file; agents are cheap (well under a second to attest). Everything
  * is killed and removed in t.teardown, and on process exit as a last resort.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { DevCa } from '../../src/dev/ca.ts';
+import { agentIdFor, renderSpireServerConfig, spireAvailable, spireCreateEntry, spireDeleteEntry, spireJoinToken, spireServerSocket, type EntryOptions } from '../../src/dev/spire-server.ts';
+
+export { spireAvailable };
 import { freePort, waitFor } from './tmp.ts';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
 }
 
-/** Whether spire-server and spire-agent are on PATH (scripts/install-spire.sh installs them). */
-export function spireAvailable(): boolean {
-  return ['spire-server', 'spire-agent'].every((bin) => spawnSync(bin, ['--version'], { stdio: 'ignore' }).status === 0);
-}
 
 // Under CI (CI is set) these tests never skip: a missing SPIRE must fail the run, not hide.
 export const SKIP_WITHOUT_SPIRE = spireAvailable() || process.env.CI ? false : 'spire-server/spire-agent not on PATH; run scripts/install-spire.sh';
@@ -63,13 +62,6 @@ export interface SpireServerOptions {
   defaultSvidTtl?: string;
 }
 
-export interface EntryOptions {
-  parentId: string;
-  spiffeId: string;
-  selector: string;
-  /** Seconds. */
-  x509SvidTtl?: number;
-}
 
 export class SpireServer {
   readonly socketPath: string;
@@ -84,7 +76,7 @@ export class SpireServer {
     readonly ca: DevCa,
     private readonly process: ChildProcess,
   ) {
-    this.socketPath = join(dir, 'server.sock');
+    this.socketPath = spireServerSocket(dir);
     this.anchorsFile = join(dir, 'anchors.pem');
   }
 
@@ -96,37 +88,7 @@ export class SpireServer {
     writeFileSync(join(dir, 'anchors.pem'), ca.bundlePem);
     writeFileSync(join(dir, 'upstream.key'), ca.keyPem, { mode: 0o600 });
     const port = await freePort();
-    const config = `server {
-  bind_address = "127.0.0.1"
-  bind_port = "${port}"
-  socket_path = "${join(dir, 'server.sock')}"
-  trust_domain = "${trustDomain}"
-  data_dir = "${join(dir, 'server-data')}"
-  log_level = "INFO"
-  default_x509_svid_ttl = "${options.defaultSvidTtl ?? '1m'}"
-  ca_ttl = "24h"
-}
-plugins {
-  DataStore "sql" {
-    plugin_data {
-      database_type = "sqlite3"
-      connection_string = "${join(dir, 'datastore.sqlite3')}"
-    }
-  }
-  KeyManager "memory" {
-    plugin_data {}
-  }
-  NodeAttestor "join_token" {
-    plugin_data {}
-  }
-  UpstreamAuthority "disk" {
-    plugin_data {
-      cert_file_path = "${join(dir, 'anchors.pem')}"
-      key_file_path = "${join(dir, 'upstream.key')}"
-    }
-  }
-}
-`;
+    const config = renderSpireServerConfig({ bindAddress: '127.0.0.1', port, dir, trustDomain, upstreamCert: join(dir, 'anchors.pem'), upstreamKey: join(dir, 'upstream.key'), svidTtl: options.defaultSvidTtl ?? '1m' });
     writeFileSync(join(dir, 'server.conf'), config);
     const logFile = join(dir, 'server.log');
     const child = startProcess('spire-server', ['run', '-config', join(dir, 'server.conf')], logFile);
@@ -152,29 +114,21 @@ plugins {
   }
 
   /** A one-time join token; the agent that uses it gets SPIFFE ID agentIdFor(token). */
-  async joinToken(): Promise<string> {
-    const { stdout } = await execa('spire-server', ['token', 'generate', '-socketPath', this.socketPath, '-ttl', '600', '-output', 'json']);
-    const value = (JSON.parse(stdout) as { value?: unknown }).value;
-    if (typeof value !== 'string' || !value) throw new Error(`spire-server token generate: unexpected output ${stdout}`);
-    return value;
+  joinToken(): Promise<string> {
+    return spireJoinToken(this.socketPath);
   }
 
   agentIdFor(token: string): string {
-    return `spiffe://${this.trustDomain}/spire/agent/join_token/${token}`;
+    return agentIdFor(this.trustDomain, token);
   }
 
   /** Creates a registration entry; returns its ID. */
-  async createEntry(entry: EntryOptions): Promise<string> {
-    const args = ['entry', 'create', '-socketPath', this.socketPath, '-parentID', entry.parentId, '-spiffeID', entry.spiffeId, '-selector', entry.selector, '-output', 'json'];
-    if (entry.x509SvidTtl !== undefined) args.push('-x509SVIDTTL', String(entry.x509SvidTtl));
-    const { stdout } = await execa('spire-server', args);
-    const result = (JSON.parse(stdout) as { results?: Array<{ entry?: { id?: string }; status?: { code?: number; message?: string } }> }).results?.[0];
-    if (!result?.entry?.id || result.status?.code !== 0) throw new Error(`spire-server entry create failed: ${stdout}`);
-    return result.entry.id;
+  createEntry(entry: EntryOptions): Promise<string> {
+    return spireCreateEntry(this.socketPath, entry);
   }
 
-  async deleteEntry(id: string): Promise<void> {
-    await execa('spire-server', ['entry', 'delete', '-socketPath', this.socketPath, '-entryID', id]);
+  deleteEntry(id: string): Promise<void> {
+    return spireDeleteEntry(this.socketPath, id);
   }
 
   /**
