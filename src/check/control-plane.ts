@@ -4,11 +4,18 @@
  * The registration protocol has no dry run: a hello from `check` would register this
  * machine, and with the same identity and node displace the running harness's session.
  * So the answer is read where it already is: the running harness's `registration`
- * component in /status (accepted, or refused with the registrar's reason).
+ * component in /status (accepted, or refused with the registrar's reason code in
+ * `detail.refusal`). Each reason gets its own hint: the fix for a group that does not
+ * allow the identity is on the cluster, the fix for a taken name is on this machine.
  */
+import type { AdminStatus } from '../admin/server.ts';
 import type { HarnessConfig } from '../config/types.ts';
-import { fail, ok, skip, warn, type Check } from './check.ts';
+import { configuredWorkloadName } from '../protocol/workload-name.ts';
+import type { Refusal } from '../registration/component.ts';
+import { fail, ok, skip, warn, type Check, type Outcome } from './check.ts';
 import type { Facts } from './facts.ts';
+
+type ComponentStatus = AdminStatus['components'][number];
 
 export function controlPlaneChecks(config: HarnessConfig, facts: Facts): Check[] {
   const group = config.workload.group || '(workload.group not set)';
@@ -27,13 +34,64 @@ export function controlPlaneChecks(config: HarnessConfig, facts: Facts): Check[]
         }
         const registration = daemon.status.components.find((c) => c.name === 'registration');
         if (!registration) return skip(`the running harness (pid ${daemon.status.pid}) does not register with a registrar; restart it to apply control.registrarAddress`);
+        if (registration.ready) return ok(`${registration.phase}: ${registration.message}`);
+        const refusal = refusalOf(registration);
+        if (refusal) return refusalOutcome(config, refusal);
         const said = `${registration.phase}: ${registration.message}${registration.lastError ? ` (${registration.lastError})` : ''}`;
-        if (registration.ready) return ok(said);
-        if (/refused/i.test(registration.message)) {
-          return fail(said, `the ExternalGroup ${config.workload.namespace}/${group} must exist and allow ${config.identity.spiffeId} (kubectl -n ${config.workload.namespace} get externalgroup ${group} -o yaml), and workload.group / workload.namespace must name it`);
-        }
         return warn(said, 'the harness is still connecting; see the network checks for the registrar address, and mesh-harness status');
       },
     },
   ];
+}
+
+type ShownRefusal = Pick<Refusal, 'reason' | 'message'> & Partial<Refusal>;
+
+/**
+ * The registrar's current refusal as the running harness shows it: `detail.refusal`, or,
+ * from a harness started before that field existed, the reason code in its message.
+ */
+export function refusalOf(registration: Pick<ComponentStatus, 'message' | 'lastError' | 'detail'>): ShownRefusal | undefined {
+  const detail = registration.detail?.['refusal'] as Partial<Refusal> | undefined;
+  if (detail && typeof detail.reason === 'string' && typeof detail.message === 'string') return detail as ShownRefusal;
+  const older = /^refused by the registrar \(([A-Za-z]+)\)/.exec(registration.message);
+  return older ? { reason: older[1]!, message: registration.lastError ?? '' } : undefined;
+}
+
+/** What the refusal means and what to do about it, by the registrar's reason code. */
+export function refusalOutcome(config: HarnessConfig, refusal: ShownRefusal): Outcome {
+  const { namespace, group, nodeName } = config.workload;
+  const id = config.identity.spiffeId;
+  const externalGroup = `ExternalGroup ${namespace}/${group}`;
+  const name = refusal.workloadName || configuredWorkloadName(config);
+  const message = `the registrar refused this machine (${refusal.reason}): ${refusal.message}${refusal.retryAfterSeconds !== undefined ? `; the harness asks again ${refusal.retryAfterSeconds} s after this refusal, by itself` : ''}`;
+  switch (refusal.reason) {
+    case 'NotAllowed':
+      return fail(message, `add ${id}${wildcardFor(id)} to spec.allowedIdentities of ${externalGroup} (kubectl -n ${namespace} edit externalgroup ${group}), or set workload.group / workload.namespace to a group that allows it`);
+    case 'GroupNotFound':
+      return fail(message, `${externalGroup} does not exist: create it with ${id} in spec.allowedIdentities, or set workload.group / workload.namespace to an existing group (kubectl -n ${namespace} get externalgroups)`);
+    case 'NameTaken': {
+      const fix = config.workload.name
+        ? `workload.name ${name} must be unique in namespace ${namespace}: choose another, or leave it empty to derive one from workload.nodeName`
+        : `the name derives from workload.nodeName ${nodeName} and ${id}, so give this machine a workload.nodeName of its own (cloned images often share one)`;
+      return fail(message, `ExternalWorkload ${namespace}/${name} is held by another machine (the message names it), or was created by hand: ${fix}; kubectl -n ${namespace} get externalworkload ${name} -o yaml shows the holder, and a gone machine's workload is deleted after the registrar's TTL`);
+    }
+    case 'NotAuthenticated':
+      return fail(message, `the SVID chains to the registrar's CA, but its SPIFFE ID is not one the registrar serves: identity.spiffeId ${id} must be in the registrar's trustDomain (the Linkerd trust domain), as the SVID's only URI SAN`);
+    case 'InvalidHello':
+      return fail(message, 'fix the workload settings the registrar names (workload.group, workload.namespace, workload.nodeName, workload.name), then systemctl reload mesh-harness');
+    case 'UnsupportedProtocolVersion':
+      return fail(message, 'this mesh-harness is older than the registrar serves: upgrade the mesh-harness package');
+    case 'Draining':
+      return warn(message, 'a registrar replica is shutting down (a rollout); the harness reconnects to another within seconds: run check again');
+    case 'Replaced':
+      return warn(message, `a newer stream for ExternalWorkload ${namespace}/${name} took over (a reconnect through another replica does this); if it repeats, two harnesses with ${id} and workload.nodeName ${nodeName} are running`);
+    default:
+      return fail(message, `reason ${refusal.reason} is not one this mesh-harness knows; the registrar's logs say more (kubectl -n mesh-expansion logs deploy/mesh-registrar)`);
+  }
+}
+
+/** " (or a pattern covering it, such as spiffe://td/vm/*)" for an ID with a path of two or more segments. */
+function wildcardFor(id: string): string {
+  const parent = /^(spiffe:\/\/[^/]+\/.+)\/[^/]+$/.exec(id);
+  return parent ? ` (or a pattern covering it, such as ${parent[1]}/*)` : '';
 }

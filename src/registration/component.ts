@@ -62,6 +62,24 @@ export interface RegistrationComponentOptions {
   backoff?: { baseMs: number; maxMs: number };
 }
 
+/**
+ * The registrar's latest refusal, as /status shows it (`detail.refusal` of the registration
+ * component) while it is the current answer; cleared once accepted or when the registrar
+ * cannot be reached at all. `mesh-harness check` picks its hint by `reason`.
+ */
+export interface Refusal {
+  /** The registrar's reason code: NotAllowed, GroupNotFound, NameTaken, InvalidHello, NotAuthenticated, Draining, Replaced, UnsupportedProtocolVersion. */
+  reason: string;
+  /** The registrar's words (it names the group, the SPIFFE ID, or who holds the name). */
+  message: string;
+  /** The ExternalWorkload name this harness asked for. */
+  workloadName: string;
+  /** How long the harness waits before it tries again (the registrar's retry-after, at least the backoff). */
+  retryAfterSeconds: number;
+  /** When the refusal came (ISO 8601). */
+  at: string;
+}
+
 /** How long stop() waits for the registrar to acknowledge the goodbye by closing the stream. */
 const GOODBYE_WAIT_MS = 2000;
 
@@ -146,8 +164,12 @@ export class RegistrationComponent extends BaseComponent {
       const outcome = await this.connectOnce(signal);
       if (signal.aborted) return;
       const delay = Math.max(this.backoff.next(), outcome.retryAfterMs ?? 0);
-      if (outcome.phase === 'refused') this.setState('Degraded', { message: `refused by the registrar (${outcome.reason}); retrying in ${Math.round(delay / 1000)}s`, lastError: outcome.message });
-      else this.setState('Degraded', { message: `not connected to the registrar at ${this.config.control.registrarAddress}; retrying in ${Math.round(delay / 1000)}s`, lastError: outcome.message });
+      if (outcome.phase === 'refused') {
+        const refusal: Refusal = { reason: outcome.reason ?? 'Refused', message: outcome.message, workloadName: configuredWorkloadName(this.config), retryAfterSeconds: Math.round(delay / 1000), at: this.now().toISOString() };
+        this.setState('Degraded', { message: `refused by the registrar (${refusal.reason}); retrying in ${refusal.retryAfterSeconds}s`, lastError: outcome.message, detail: { refusal } });
+      } else {
+        this.setState('Degraded', { message: `not connected to the registrar at ${this.config.control.registrarAddress}; retrying in ${Math.round(delay / 1000)}s`, lastError: outcome.message, detail: { refusal: undefined } });
+      }
       await sleep(delay, signal);
     }
   }
@@ -251,7 +273,7 @@ export class RegistrationComponent extends BaseComponent {
     this.setState('Ready', {
       message: `registered as ${accepted.workload_name} with replica ${accepted.replica || '(unnamed)'}`,
       lastError: undefined,
-      detail: { workloadName: accepted.workload_name, replica: accepted.replica, registrar: this.config.control.registrarAddress, heartbeatIntervalSeconds: intervalMs / 1000, protocolVersion: accepted.protocol_version },
+      detail: { workloadName: accepted.workload_name, replica: accepted.replica, registrar: this.config.control.registrarAddress, heartbeatIntervalSeconds: intervalMs / 1000, protocolVersion: accepted.protocol_version, refusal: undefined },
     });
     // State may have changed between the hello and the answer.
     this.sendState(this.options.readiness.current());
