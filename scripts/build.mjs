@@ -14,7 +14,7 @@ const entries = {
   'dev-workload-api': 'src/dev/workload-api/main.ts',
   // The playground's and the tests' stand-in for linkerd2-proxy (never the production path).
   'dev-proxy': 'src/dev/proxy/main.ts',
-  // The playground's cluster side: a registrar over the embedded store, printing its ExternalWorkload events.
+  // The playground's cluster side: a registrar over a kube-apiserver or the embedded store, printing its ExternalWorkload events.
   'dev-cluster': 'src/dev/cluster/main.ts',
 };
 

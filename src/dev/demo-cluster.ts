@@ -1,18 +1,22 @@
 /**
- * The playground's "cluster" network namespace: mesh-registrar over the embedded store
- * (dist/dev-cluster.js), reachable from the "vm" over a second virtual cable, with a
- * throwaway CA that signs both the registrar's serving certificate and the harness's
- * SVIDs (as SPIRE's UpstreamAuthority would in a real mesh). The registrar's
- * ExternalWorkload events arrive as JSON lines on the child's stdout; this module keeps
- * the latest copy of each workload so the demo can wait for a condition and print it.
+ * The playground's "cluster" network namespace: mesh-registrar (dist/dev-cluster.js) over
+ * either a real kube-apiserver with etcd, started in that namespace (when installed: see
+ * chooseDemoStore), or the embedded store. It is reachable from the "vm" over a second
+ * virtual cable, with a throwaway CA that signs both the registrar's serving certificate
+ * and the harness's SVIDs (as SPIRE's UpstreamAuthority would in a real mesh). The
+ * registrar's ExternalWorkload events arrive as JSON lines on the child's stdout; this
+ * module keeps the latest copy of each workload so the demo can wait for a condition and
+ * print it.
  */
 import { execa, type ResultPromise } from 'execa';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { CliError, EXIT } from '../cli/exit-codes.ts';
 import type { ExternalGroup, ExternalWorkload } from '../registrar/store.ts';
 import { minimalEnv } from '../util/netns.ts';
 import { DevCa } from './ca.ts';
+import { KUBE_INSTALL_HINT, KubeApiServer, REGISTRAR_NAMESPACE, REGISTRAR_SERVICE_ACCOUNT, missingKubeTools } from './kube-apiserver.ts';
 
 export const TRUST_DOMAIN = 'root.linkerd.cluster.local';
 export const REGISTRAR_ID = `spiffe://${TRUST_DOMAIN}/ns/mesh-expansion/sa/mesh-registrar`;
@@ -22,6 +26,22 @@ export const REGISTRAR_PORT = 8443;
 /** Short on purpose, so the demo shows a dead VM's workload go NotReady and be collected within a minute. */
 export const GRACE_SECONDS = 3;
 export const TTL_SECONDS = 12;
+/** Inside the cluster namespace, a fresh one: the usual ports are free. */
+const KUBE_PORTS = { etcd: 2379, etcdPeer: 2380, apiserver: 6443 };
+
+/** What the registrar stores its objects in: a real kube-apiserver, or the embedded store. */
+export type DemoStore = 'kube' | 'embedded';
+export const DEMO_STORE_CHOICES = ['auto', 'kube', 'embedded'] as const;
+export type DemoStoreChoice = (typeof DEMO_STORE_CHOICES)[number];
+
+/** auto: a real kube-apiserver when kube-apiserver, etcd, kubectl and openssl all run here, else the embedded store. */
+export function chooseDemoStore(choice: DemoStoreChoice): DemoStore {
+  if (choice === 'embedded') return 'embedded';
+  const missing = missingKubeTools();
+  if (missing.length === 0) return 'kube';
+  if (choice === 'kube') throw new CliError(`mesh-harness demo --store kube: ${missing.join(', ')} not found; ${KUBE_INSTALL_HINT}`, EXIT.UNAVAILABLE);
+  return 'embedded';
+}
 
 /** Linkerd's ExternalWorkload CRD, vendored unchanged in the repository (deploy/linkerd/). */
 function externalWorkloadCrd(root: string): string {
@@ -40,6 +60,7 @@ export interface DemoClusterOptions {
   /** Registers a child process with the playground, which kills it on cleanup. */
   track(child: ResultPromise): void;
   group: ExternalGroup;
+  store: DemoStore;
 }
 
 export interface ClusterPki {
@@ -56,8 +77,21 @@ export class DemoCluster {
   private readonly waiters = new Set<() => void>();
   private child: ResultPromise | undefined;
   private exited = false;
+  private kube: KubeApiServer | undefined;
 
   constructor(private readonly options: DemoClusterOptions) {}
+
+  /** For the demo's step line: what the registrar runs on. */
+  get storeDescription(): string {
+    return this.options.store === 'kube'
+      ? 'on a real kube-apiserver (with etcd, in the cluster namespace)'
+      : 'with an in-memory store that enforces the real CRD schemas';
+  }
+
+  /** For the demo's summary. */
+  get storeSummary(): string {
+    return this.options.store === 'kube' ? 'kube-apiserver (real API server, deploy/kubernetes RBAC)' : 'embedded (in memory)';
+  }
 
   get address(): string {
     return `${CLUSTER_IP}:${REGISTRAR_PORT}`;
@@ -86,9 +120,15 @@ export class DemoCluster {
     return files;
   }
 
-  /** Starts the registrar with the group applied; resolves once it serves. */
-  async start(anchors: string): Promise<void> {
+  /**
+   * Starts the registrar with the group applied; resolves once it serves. With the kube
+   * store, first starts etcd and kube-apiserver in the cluster namespace, installs the CRDs
+   * and deploy/kubernetes, and applies the group as cluster admin (the registrar's own
+   * RBAC only reads groups). `detail` narrates the steps that take a while.
+   */
+  async start(anchors: string, detail: (text: string) => void): Promise<void> {
     const { root, dir, ns, group } = this.options;
+    const kubeconfig = this.options.store === 'kube' ? await this.startKube(detail) : '';
     const config = join(dir, 'registrar.json');
     writeFileSync(config, JSON.stringify({
       listen: this.address,
@@ -98,11 +138,13 @@ export class DemoCluster {
       caFile: anchors,
       trustDomain: TRUST_DOMAIN,
       replica: 'demo-registrar',
-      namespace: 'mesh-expansion',
+      namespace: REGISTRAR_NAMESPACE,
       grace: `${GRACE_SECONDS}s`,
       ttl: `${TTL_SECONDS}s`,
       heartbeatInterval: '1s',
-      store: { kind: 'embedded', kubeconfig: '', crdFiles: [externalWorkloadCrd(root), join(root, 'deploy', 'kubernetes', 'externalgroup.crd.yaml')] },
+      store: this.options.store === 'kube'
+        ? { kind: 'kube', kubeconfig, crdFiles: [] }
+        : { kind: 'embedded', kubeconfig: '', crdFiles: [externalWorkloadCrd(root), join(root, 'deploy', 'kubernetes', 'externalgroup.crd.yaml')] },
     }, null, 2));
     writeFileSync(join(dir, 'group.json'), JSON.stringify(group));
     const child = execa('ip', ['netns', 'exec', ns, process.execPath, join(root, 'dist', 'dev-cluster.js'), '--config', config, '--group', join(dir, 'group.json')], {
@@ -130,6 +172,30 @@ export class DemoCluster {
       for (const wake of this.waiters) wake();
     });
     await this.until('the registrar to serve', () => (groupApplied ? true : undefined), 30_000);
+  }
+
+  /** etcd and kube-apiserver in the cluster namespace, set up as a cluster with Linkerd and deploy/kubernetes; returns the registrar's kubeconfig. */
+  private async startKube(detail: (text: string) => void): Promise<string> {
+    const { root, dir, ns, group, track } = this.options;
+    const kube = new KubeApiServer({ dir: join(dir, 'kube'), root, netns: ns, ports: KUBE_PORTS, track });
+    this.kube = kube;
+    detail('starting etcd and kube-apiserver (a few seconds) ...');
+    const started = Date.now();
+    await kube.start();
+    detail(`kube-apiserver ready after ${((Date.now() - started) / 1000).toFixed(1)} s on ${kube.server} (inside the cluster namespace), logs in ${kube.dir}`);
+    await kube.install();
+    await kube.kubectl(['create', 'namespace', group.metadata.namespace]);
+    await kube.kubectl(['apply', '-f', '-'], { input: JSON.stringify(group) });
+    const { namespace, name } = group.metadata;
+    detail(`kubectl apply as cluster admin: Linkerd's ExternalWorkload CRD, deploy/kubernetes, namespace ${namespace}, ExternalGroup ${namespace}/${name}`);
+    detail(`the registrar signs in as ServiceAccount ${REGISTRAR_NAMESPACE}/${REGISTRAR_SERVICE_ACCOUNT}, with only the RBAC of deploy/kubernetes`);
+    return kube.registrarKubeconfig;
+  }
+
+  /** --keep: how to look at the cluster's objects (kube store only). */
+  pokeLines(): string[] {
+    if (!this.kube) return [];
+    return [`ip netns exec ${this.options.ns} kubectl --kubeconfig ${this.kube.adminKubeconfig} get externalworkloads -A -o yaml`];
   }
 
   /** Waits for the registrar's view to satisfy `check`; fails if the registrar dies. */

@@ -16,7 +16,7 @@ import { resolveGroup, resolveUser } from '../util/users.ts';
 import { Footprint, sweepAbandoned } from './footprint.ts';
 import { DevProxyLaunchError, writeDevProxyLauncher } from './proxy/launcher.ts';
 import { dump as toYaml } from 'js-yaml';
-import { CLUSTER_IP, DemoCluster, GRACE_SECONDS, REGISTRAR_ID, TRUST_DOMAIN, TTL_SECONDS, type ClusterPki } from './demo-cluster.ts';
+import { chooseDemoStore, CLUSTER_IP, DemoCluster, GRACE_SECONDS, REGISTRAR_ID, TRUST_DOMAIN, TTL_SECONDS, type ClusterPki, type DemoStore, type DemoStoreChoice } from './demo-cluster.ts';
 import { SPIRE_PORT, startDemoSpire } from './demo-spire.ts';
 import { spireAvailable } from './spire-server.ts';
 
@@ -73,6 +73,8 @@ export interface PlaygroundOptions {
   readyTimeoutMs?: number;
   /** Leave everything running after the tour, until Ctrl-C, and print how to poke at it. */
   keep?: boolean;
+  /** What the registrar stores objects in (default auto: a real kube-apiserver when installed). */
+  store?: DemoStoreChoice;
   /** Where SVIDs come from: real SPIRE (when installed, for auto) or the development Workload API. */
   identity?: 'auto' | 'spire' | 'dev';
 }
@@ -100,6 +102,7 @@ export class Playground {
   private cleaning: Promise<void> | undefined;
   private readonly say: Say;
   private readonly root = packageRoot();
+  private store: DemoStore = 'embedded';
 
   constructor(private readonly options: PlaygroundOptions) {
     this.say = {
@@ -117,6 +120,7 @@ export class Playground {
     for (const bundle of ['mesh-harness.js', 'dev-proxy.js', 'dev-workload-api.js', 'dev-cluster.js']) {
       if (!existsSync(join(this.root, 'dist', bundle))) throw new CliError(`dist/${bundle} is missing: run npm run build first`, EXIT.UNAVAILABLE);
     }
+    this.store = chooseDemoStore(this.options.store ?? 'auto');
   }
 
   private inNs(ns: string, argv: string[], extra: { input?: string } = {}) {
@@ -172,7 +176,11 @@ export class Playground {
       await this.ip(['-n', this.client, 'link', 'set', `mhd${id}c`, 'up']);
       this.say.detail(`${this.vm} (${VM_IP})  <->  ${this.client} (${CLIENT_IP})`);
       const cluster = new DemoCluster({
-        root: this.root, dir, ns: clusterNs, vm: this.vm, id, ip: (args) => this.ip(args), track: (child) => this.children.push(child),
+        root: this.root, dir, ns: clusterNs, vm: this.vm, id, ip: (args) => this.ip(args), store: this.store,
+        track: (child) => {
+          this.children.push(child);
+          if (this.cleaning) child.kill('SIGKILL');
+        },
         group: {
           apiVersion: 'meshexpansion.dev/v1alpha1',
           kind: 'ExternalGroup',
@@ -187,11 +195,12 @@ export class Playground {
       const pki = await cluster.pki();
       this.say.detail(`it signs the registrar's certificate (${REGISTRAR_ID}) and the VM's SVIDs`);
 
-      this.say.step(`Starting mesh-registrar in the cluster, with an in-memory store that enforces the real CRD schemas`);
+      this.say.step(`Starting mesh-registrar in the cluster, ${cluster.storeDescription}`);
+      await cluster.start(pki.anchors, (text) => this.say.detail(text));
       this.say.detail(`ExternalGroup ${NAMESPACE}/${GROUP}: admits ${SPIFFE_ID}; a dead VM turns NotReady after ${GRACE_SECONDS} s, is deleted after ${TTL_SECONDS} s (shortened for the demo)`);
       this.say.detail(`its probe for every VM of the group: GET :${WORKLOAD_PORT}${PROBE.httpGet.path} every ${PROBE.periodSeconds} s`);
-      await cluster.start(pki.anchors);
       this.say.detail(`serving on ${cluster.address} (mutual TLS), log ${join(dir, 'registrar.log')}`);
+      summary.push(['store', cluster.storeSummary]);
 
       const socket = join(dir, 'agent.sock');
       const anchors = pki.anchors;
@@ -281,7 +290,7 @@ export class Playground {
       summary.push(['workload probe', await this.probeFlap(cluster, ewName)]);
 
       if (this.options.keep) {
-        this.pokeLines(ewName);
+        this.pokeLines(ewName, cluster.pokeLines());
         await new Promise(() => undefined);
       }
 
@@ -373,13 +382,14 @@ export class Playground {
   }
 
   /** --keep: what is running and how to look at it. */
-  private pokeLines(workload: string): void {
+  private pokeLines(workload: string, clusterLines: string[]): void {
     const bin = join(this.root, 'bin', 'mesh-harness.mjs');
     this.say.step('Left running (--keep); Ctrl-C removes everything');
     this.say.detail(`ip netns exec ${this.vm} ${process.execPath} ${bin} status --config ${join(this.dir!, 'config.json')}`);
     this.say.detail(`ip netns exec ${this.client} curl -s http://${VM_IP}:${WORKLOAD_PORT}/`);
     this.say.detail(`ip netns exec ${this.vm} curl -s http://127.0.0.1:${ADMIN_PORT}/status`);
     this.say.detail(`ip netns exec ${this.vm} iptables-save -t nat`);
+    for (const line of clusterLines) this.say.detail(line);
     this.say.detail(`ExternalWorkload ${NAMESPACE}/${workload}; logs in ${this.dir}`);
   }
 

@@ -1,6 +1,8 @@
 /**
  * `mesh-harness demo` as a new user runs it: as root, from a checkout in a directory only
- * root can enter, interrupted with Ctrl-C, or killed outright and run again.
+ * root can enter, interrupted with Ctrl-C, or killed outright and run again; over a real
+ * kube-apiserver (what --store auto picks where one is installed, as under CI) and over the
+ * embedded store.
  */
 import t from 'tap';
 import { execa, type ResultPromise } from 'execa';
@@ -9,9 +11,10 @@ import { join } from 'node:path';
 import { spireAvailable } from '../../src/dev/spire-server.ts';
 import { listNetns, netnsPids, processesMentioning } from '../../src/util/netns.ts';
 import { cleanEnv, repoRoot } from '../helpers/cli.ts';
+import { SKIP_WITHOUT_KUBE } from '../helpers/kube.ts';
 import { tempDir, waitFor } from '../helpers/tmp.ts';
 
-// Four whole demo runs, each waiting out the registrar's grace and TTL, on a machine shared with other runs.
+// Five whole demo runs, each waiting out the registrar's grace and TTL, on a machine shared with other runs.
 t.setTimeout(900_000);
 
 interface Teardown {
@@ -135,9 +138,9 @@ t.test('from a checkout under a 0700 directory: a SIGKILLed run is swept by the 
   t.same(processesMentioning(checkout), [], 'no process from the checkout');
 });
 
-t.test('under a terminal: the registrar in the cluster namespace, the ExternalWorkload as YAML, the VM dying and collected', async (t) => {
+t.test('under a terminal, embedded store: the registrar in the cluster namespace, the ExternalWorkload as YAML, the VM dying and collected', async (t) => {
   const checkout = privateCheckout(t);
-  const demo = startDemo(t, checkout, [], true);
+  const demo = startDemo(t, checkout, ['--store', 'embedded'], true);
   const [, vm] = await demo.waitFor(/^ {4}(mh-demo-vm-\w+) \(/m);
   const [, runDir] = await demo.waitFor(/config (\S+)\/config\.json, log/);
   const result = await demo.child;
@@ -145,6 +148,8 @@ t.test('under a terminal: the registrar in the cluster namespace, the ExternalWo
   t.equal(result.exitCode, 0, out);
   t.match(out, /<->\s+mh-demo-cluster-\w+ \(198\.18\.98\.1\)/);
   t.match(out, /serving on 198\.18\.98\.1:8443 \(mutual TLS\)/);
+  t.match(out, /in-memory store/);
+  t.match(out, /store\s+embedded \(in memory\)/);
   t.match(out, /SVID issued: spiffe:\/\/root\.linkerd\.cluster\.local\/demo\/web, valid until/);
   t.match(out, /-A MESH_HARNESS_INBOUND .*REDIRECT --to-ports 4143/, 'the rules applied');
   t.match(out, /kind: ExternalWorkload\n\s+metadata:\n\s+name: web-vm-demo-\w+\n\s+namespace: demo/, 'the ExternalWorkload as YAML');
@@ -179,10 +184,62 @@ t.test('--keep leaves it running with the poke lines, which work; Ctrl-C removes
   const [, curlLine] = await demo.waitFor(/^ {4}(ip netns exec mh-demo-client-\w+ curl -s http:\S+)$/m);
   const curl = await execa(curlLine!, { shell: true, reject: false });
   t.match(String(curl.stdout), /hello from the VM workload; your connection came from 127\.0\.0\.1/, 'the curl line goes through the proxy');
+  if (!SKIP_WITHOUT_KUBE) {
+    // auto picked the kube-apiserver: its kubectl line shows the ExternalWorkload.
+    const [, kubectlLine] = await demo.waitFor(/^ {4}(ip netns exec mh-demo-cluster-\w+ kubectl .+)$/m);
+    const get = await execa(kubectlLine!, { shell: true, reject: false, env: cleanEnv({ HOME: tempDir(t, 'mh-kubectl-home-') }), extendEnv: false });
+    t.match(String(get.stdout), /kind: ExternalWorkload[\s\S]*name: web-vm-demo-/, `the kubectl line works: ${get.stderr}`);
+  }
   process.kill(demo.child.pid!, 'SIGINT');
   const result = await demo.child;
   t.equal(result.exitCode, 130);
   t.match(demo.output(), /namespaces, processes and files removed/);
   t.same((await listNetns('mh-demo-')).filter((ns) => ns.endsWith(vm!.slice(-6))), [], 'no namespace of this run');
   t.same(processesMentioning(runDir!), [], 'no process of this run');
+});
+
+t.test('--store kube: etcd and kube-apiserver in the cluster namespace, the ExternalWorkload from the API server, nothing left behind', { skip: SKIP_WITHOUT_KUBE }, async (t) => {
+  const checkout = privateCheckout(t);
+  const demo = startDemo(t, checkout, ['--store', 'kube']);
+  const [, cluster] = await demo.waitFor(/^ {4}\S+ {2}<-> {2}(mh-demo-cluster-\w+) \(/m);
+  const [, kubeDir] = await demo.waitFor(/kube-apiserver ready after [\d.]+ s on https:\/\/127\.0\.0\.1:6443 \(inside the cluster namespace\), logs in (\S+)/);
+  await demo.waitFor(/config \S+\/config\.json, log/);
+  const inCluster = await netnsPids(cluster!);
+  const result = await demo.child;
+  const out = demo.output();
+  t.equal(result.exitCode, 0, out);
+  t.match(out, /starting etcd and kube-apiserver \(a few seconds\)/);
+  t.match(out, /the registrar signs in as ServiceAccount mesh-expansion\/mesh-registrar/);
+  t.match(out, /store\s+kube-apiserver \(real API server, deploy\/kubernetes RBAC\)/);
+  // The object as the API server keeps it (uid, resourceVersion, creationTimestamp), without managedFields.
+  t.match(out, /kind: ExternalWorkload\n\s+metadata:[\s\S]*creationTimestamp: [\s\S]*uid: [0-9a-f-]{36}\n\s+spec:/, 'the ExternalWorkload as YAML, from the API server');
+  t.notMatch(out, /managedFields/);
+  t.match(out, /ExternalWorkload\s+demo\/web-vm-demo-\w+ Ready=True/);
+  t.match(out, /VM death\s+Ready=False \(Disconnected\)/);
+  t.match(out, /garbage collection\s+ExternalWorkload collected/);
+  t.ok(inCluster.length >= 3, `etcd, kube-apiserver and the registrar ran in the cluster namespace (pids ${inCluster.join(', ')})`);
+  t.same(await survivors(inCluster), [], 'nothing that ran in the cluster namespace survives (etcd, kube-apiserver)');
+  t.same((await listNetns('mh-demo-')).filter((ns) => ns.endsWith(cluster!.slice(-6))), [], 'no namespace of this run');
+  t.same(processesMentioning(kubeDir!), [], 'no process of this run');
+  t.same(processesMentioning(checkout), [], 'no process from the checkout');
+  t.notOk(existsSync(kubeDir!), 'its directory is gone');
+});
+
+t.test('--store kube where kube-apiserver is not installed: a clear error before any step', async (t) => {
+  // A PATH with what the demo's preflight needs and none of kube-apiserver, etcd, kubectl.
+  const bin = tempDir(t, 'mh-nokube-path-');
+  for (const tool of ['sh', 'ip', 'iptables-restore', 'setpriv']) {
+    const found = await execa('sh', ['-c', `command -v ${tool}`]);
+    symlinkSync(found.stdout.trim(), join(bin, tool));
+  }
+  const result = await execa(process.execPath, [join(repoRoot, 'bin', 'mesh-harness.mjs'), 'demo', '--store', 'kube'], { env: { ...cleanEnv(), PATH: bin }, extendEnv: false, nodeOptions: [], reject: false, all: true });
+  t.equal(result.exitCode, 69, 'EXIT.UNAVAILABLE');
+  t.match(result.all, /--store kube: kube-apiserver, etcd, kubectl(, openssl)? not found; run scripts\/install-kube-apiserver\.sh and apt-get install etcd-server/);
+  t.notMatch(result.all, /==>/, 'not one step taken');
+});
+
+t.test('--store takes auto, kube or embedded', async (t) => {
+  const result = await execa(process.execPath, [join(repoRoot, 'bin', 'mesh-harness.mjs'), 'demo', '--store', 'etcd'], { env: cleanEnv(), extendEnv: false, nodeOptions: [], reject: false, all: true });
+  t.equal(result.exitCode, 64);
+  t.match(result.all, /--store must be auto, kube, embedded; got "etcd"/);
 });

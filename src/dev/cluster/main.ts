@@ -1,9 +1,12 @@
 /**
- * The demo's "cluster": one mesh-registrar replica over the embedded store (the real CRD
- * schemas, in memory), started with the ExternalGroup given as a JSON file already
- * applied. Every ExternalWorkload event is printed to stdout as one JSON line, which is
- * how `mesh-harness demo` watches the cluster without an API server. Runs until SIGTERM
- * or SIGINT. Never the production path (that is `mesh-registrar run`).
+ * The demo's "cluster": one mesh-registrar replica over the store its config names. With
+ * the embedded store (the real CRD schemas, in memory) it applies the ExternalGroup given
+ * as a JSON file itself; with the kube store (a real API server the demo started) the
+ * group is already applied by the cluster admin, as the registrar's RBAC only reads groups,
+ * and this waits until its cache has it. Either way it then prints one JSON line
+ * {"type":"group"} and every ExternalWorkload event as one JSON line on stdout, which is
+ * how `mesh-harness demo` watches the cluster. Runs until SIGTERM or SIGINT. Never the
+ * production path (that is `mesh-registrar run`).
  *
  * usage: dev-cluster --config REGISTRAR.json --group GROUP.json
  */
@@ -13,7 +16,29 @@ import { createLogger } from '../../log/logger.ts';
 import { loadRegistrarConfig } from '../../registrar/config.ts';
 import { EmbeddedStore } from '../../registrar/embedded-store.ts';
 import { createStore, Registrar } from '../../registrar/registrar.ts';
-import type { ExternalGroup } from '../../registrar/store.ts';
+import type { ExternalGroup, ExternalWorkload, RegistrarStore } from '../../registrar/store.ts';
+
+/** The group as the store has it, once its cache does. */
+function groupInStore(store: RegistrarStore, namespace: string, name: string): Promise<ExternalGroup> {
+  return new Promise((resolve) => {
+    const check = () => {
+      const group = store.getGroup(namespace, name);
+      if (!group) return;
+      unsubscribe();
+      resolve(group);
+    };
+    const unsubscribe = store.subscribe((event) => {
+      if (event.kind === 'ExternalGroup') check();
+    });
+    check();
+  });
+}
+
+/** As `kubectl get -o yaml` shows an object: without metadata.managedFields. */
+function forDisplay(workload: ExternalWorkload): ExternalWorkload {
+  const { managedFields: _managedFields, ...metadata } = workload.metadata as ExternalWorkload['metadata'] & { managedFields?: unknown };
+  return { ...workload, metadata };
+}
 
 async function main(): Promise<number> {
   const { values } = parseArgs({ options: { config: { type: 'string' }, group: { type: 'string' } }, strict: true });
@@ -25,14 +50,15 @@ async function main(): Promise<number> {
   // Logs go to stderr: stdout carries only the event lines the demo reads.
   const log = createLogger({ level: 'info', format: 'json', component: 'registrar', destination: process.stderr });
   const store = await createStore(config, log);
-  if (!(store instanceof EmbeddedStore)) throw new Error('the demo cluster runs the embedded store (store.kind "embedded")');
   const registrar = new Registrar({ config, log, store });
   await registrar.start();
   store.subscribe((event) => {
-    if (event.kind === 'ExternalWorkload') process.stdout.write(`${JSON.stringify({ type: event.type, object: event.object })}\n`);
+    if (event.kind === 'ExternalWorkload') process.stdout.write(`${JSON.stringify({ type: event.type, object: forDisplay(event.object) })}\n`);
   });
   const group = JSON.parse(readFileSync(values.group, 'utf8')) as ExternalGroup;
-  const applied = await store.applyGroup(group);
+  const applied = store instanceof EmbeddedStore
+    ? await store.applyGroup(group)
+    : await groupInStore(store, group.metadata.namespace, group.metadata.name);
   process.stdout.write(`${JSON.stringify({ type: 'group', object: applied, grpcPort: registrar.grpcPort })}\n`);
   await new Promise<void>((resolve) => {
     process.once('SIGTERM', () => resolve());
