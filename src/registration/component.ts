@@ -86,6 +86,8 @@ const GOODBYE_WAIT_MS = 2000;
 export class RegistrationComponent extends BaseComponent {
   private config: HarnessConfig;
   private readonly backoff: Backoff;
+  /** Aborted to cut short the wait before the next attempt (a reload that changed the registration settings). */
+  private retryWait?: AbortController;
   private abort = new AbortController();
   private call: ConnectStream | undefined;
   private client: grpc.Client | undefined;
@@ -150,6 +152,11 @@ export class RegistrationComponent extends BaseComponent {
     if (reconnect && this.call) {
       this.log.info('registration settings changed; reconnecting');
       this.call.cancel();
+    } else if (reconnect && this.retryWait) {
+      // Waiting after a refusal or a failed connection: the operator may just have fixed the cause.
+      this.log.info('registration settings changed; trying again now');
+      this.backoff.reset();
+      this.retryWait.abort();
     }
   }
 
@@ -170,7 +177,9 @@ export class RegistrationComponent extends BaseComponent {
       } else {
         this.setState('Degraded', { message: `not connected to the registrar at ${this.config.control.registrarAddress}; retrying in ${Math.round(delay / 1000)}s`, lastError: outcome.message, detail: { refusal: undefined } });
       }
-      await sleep(delay, signal);
+      this.retryWait = new AbortController();
+      await sleep(delay, AbortSignal.any([signal, this.retryWait.signal]));
+      this.retryWait = undefined;
     }
   }
 

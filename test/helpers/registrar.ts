@@ -178,7 +178,7 @@ export interface HarnessOptions {
 }
 
 /** A harness's registration component, with a real SVID and mutual TLS, and the rest of the harness left out. */
-export function registrationComponent(options: Omit<HarnessOptions, 'pki' | 'svid'> & { anchorsFile: string; anchorsPem: string; svid: { spiffeId: string; chain: string[]; keyPem: string } }): { component: RegistrationComponent; readiness: ManualReadiness } {
+export function registrationComponent(options: Omit<HarnessOptions, 'pki' | 'svid'> & { anchorsFile: string; anchorsPem: string; svid: { spiffeId: string; chain: string[]; keyPem: string } }): { component: RegistrationComponent; readiness: ManualReadiness; config: HarnessConfig } {
   const { svid } = options;
   const validated = {
     spiffeId: svid.spiffeId,
@@ -200,10 +200,10 @@ export function registrationComponent(options: Omit<HarnessOptions, 'pki' | 'svi
     machineId: options.machineId ?? `machine-${options.nodeName}`,
     backoff: { baseMs: 100, maxMs: 1000 },
   });
-  return { component, readiness };
+  return { component, readiness, config };
 }
 
-export async function startHarness(t: Teardown, options: HarnessOptions): Promise<{ component: RegistrationComponent; readiness: ManualReadiness }> {
+export async function startHarness(t: Teardown, options: HarnessOptions): Promise<{ component: RegistrationComponent; readiness: ManualReadiness; config: HarnessConfig }> {
   const svid = options.svid ?? (await options.pki.svid(options.spiffeId));
   const harness = registrationComponent({ ...options, anchorsFile: options.pki.anchorsFile, anchorsPem: options.pki.anchorsPem, svid });
   const { component } = harness;

@@ -171,6 +171,15 @@ t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, a
     t.match(taken.message, /NameTaken/);
     t.match(taken.lastError, /held by node vm-1 .*machine machine-one/, 'the reason names the first machine');
     t.equal(first.component.state().phase, 'Ready', 'the first machine keeps its registration');
+
+    // The operator fixes the second machine's node name and reloads: it registers at once,
+    // instead of sitting out the rest of the registrar's retry-after (30 s for NameTaken).
+    t.match(taken.detail?.['refusal'], { reason: 'NameTaken', retryAfterSeconds: 30 });
+    const fixed = { ...second.config, workload: { ...second.config.workload, nodeName: 'vm-2' } };
+    await (await second.component.prepare(fixed)).commit();
+    const registered = await waitFor('second registered after the reload', () => (second.component.state().phase === 'Ready' ? second.component.state() : undefined), 15_000);
+    t.match(registered.message, /registered as web-vm-2-/);
+    t.equal(registered.detail?.['refusal'], undefined, 'the refusal is gone from status');
   });
 
   t.test('clean stop: goodbye makes the workload Ready=False at once, long before the grace period', async (t) => {
