@@ -20,8 +20,7 @@ import { writeDevProxyLauncher } from '../../src/dev/proxy/launcher.ts';
 import { workloadName } from '../../src/protocol/workload-name.ts';
 import { cleanEnv, harnessBin } from '../helpers/cli.ts';
 import { KubeCluster, SKIP_WITHOUT_KUBE } from '../helpers/kube.ts';
-import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, TRUST_DOMAIN, type Pki } from '../helpers/registrar.ts';
-import { REPO_ROOT } from '../helpers/specs.ts';
+import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, startDevWorkloadApi, TRUST_DOMAIN, type Pki } from '../helpers/registrar.ts';
 import { freePort, tempDir, waitFor } from '../helpers/tmp.ts';
 
 // A cluster, a registrar, two harnesses, and the registrar's 60 s retry-after on NotAllowed.
@@ -114,27 +113,7 @@ t.test('check: the registrar refusing, for real, with its reason and a hint per 
   await cluster.kubectl(['apply', '-f', '-'], { input: groupManifest({ name: 'web', namespace: NAMESPACE, allowedIdentities: [OTHER_ID] }) });
   const registrar = await ReplicaProcess.start(t, { replica: 'reg-checkreg', pki, kubeconfig: cluster.registrarKubeconfig, grace: '1m', ttl: '5m' });
 
-  // The dev Workload API signs with the CA the registrar trusts (as SPIRE's UpstreamAuthority would).
-  writeFileSync(join(dir, 'ca.crt'), pki.ca.certPem);
-  writeFileSync(join(dir, 'ca.key'), pki.ca.keyPem, { mode: 0o600 });
-  const socket = join(dir, 'api.sock');
-  const apiLog = openSync(join(dir, 'workload-api.log'), 'a');
-  const workloadApi = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'dev-workload-api.js'), '--socket', socket, '--spiffe-id', SPIFFE_ID, '--ca-cert', join(dir, 'ca.crt'), '--ca-key', join(dir, 'ca.key'), '--ttl', '10m', '--log-level', 'warn'], { stdio: ['ignore', apiLog, apiLog], env: cleanEnv() });
-  closeSync(apiLog);
-  t.teardown(async () => {
-    if (workloadApi.exitCode !== null || workloadApi.signalCode !== null) return;
-    const exited = new Promise((resolve) => workloadApi.once('exit', resolve));
-    workloadApi.kill('SIGKILL');
-    await exited;
-  });
-  await waitFor('the Workload API socket', () => {
-    try {
-      chmodSync(socket, 0o777);
-      return true;
-    } catch {
-      return undefined;
-    }
-  }, 30_000, 100);
+  const socket = await startDevWorkloadApi(t, dir, pki, SPIFFE_ID);
 
   const a = await startDaemon(t, dir, { nodeName: 'vm-a', socket, pki, registrarAddress: registrar.grpcAddress });
   const nameA = workloadName({ namespace: NAMESPACE, group: 'web', nodeName: 'vm-a', spiffeId: SPIFFE_ID });

@@ -13,8 +13,7 @@ import { workloadName } from '../../src/protocol/workload-name.ts';
 import type { ExternalWorkload } from '../../src/registrar/store.ts';
 import { harnessBin } from '../helpers/cli.ts';
 import { KubeCluster, SKIP_WITHOUT_KUBE } from '../helpers/kube.ts';
-import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, TRUST_DOMAIN } from '../helpers/registrar.ts';
-import { REPO_ROOT } from '../helpers/specs.ts';
+import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, startDevWorkloadApi, TRUST_DOMAIN } from '../helpers/registrar.ts';
 import { freePort, tempDir, waitFor } from '../helpers/tmp.ts';
 
 // Starting a cluster and waiting out grace periods and TTLs takes longer than tap's default per file.
@@ -32,24 +31,7 @@ t.test('harness → registrar → kube-apiserver: the ExternalWorkload appears a
   await cluster.kubectl(['apply', '-f', '-'], { input: groupManifest({ name: 'web', namespace: NAMESPACE, allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`], labels: { app: 'web' }, ports: [{ port: 8080, name: 'http' }] }) });
   const registrar = await ReplicaProcess.start(t, { replica: 'reg-e2e', pki, kubeconfig: cluster.registrarKubeconfig, grace: '1m', ttl: '5m' });
 
-  // The dev Workload API signs with the same CA the registrar trusts (as SPIRE's UpstreamAuthority would).
-  writeFileSync(join(dir, 'ca.crt'), pki.ca.certPem);
-  writeFileSync(join(dir, 'ca.key'), pki.ca.keyPem, { mode: 0o600 });
-  const socket = join(dir, 'api.sock');
-  const apiLog = openSync(join(dir, 'workload-api.log'), 'a');
-  const workloadApi = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'dev-workload-api.js'), '--socket', socket, '--spiffe-id', SPIFFE_ID, '--ca-cert', join(dir, 'ca.crt'), '--ca-key', join(dir, 'ca.key'), '--ttl', '10m', '--log-level', 'warn'], { stdio: ['ignore', apiLog, apiLog] });
-  closeSync(apiLog);
-  t.teardown(() => {
-    workloadApi.kill('SIGKILL');
-  });
-  await waitFor('the Workload API socket', () => {
-    try {
-      chmodSync(socket, 0o777);
-      return true;
-    } catch {
-      return undefined;
-    }
-  }, 30_000, 100);
+  const socket = await startDevWorkloadApi(t, dir, pki, SPIFFE_ID);
 
   const [adminPort, inboundPort, outboundPort, proxyAdminPort, controlPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
   const config = {

@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { X509Certificate } from 'node:crypto';
-import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Registry } from 'prom-client';
@@ -311,4 +311,33 @@ export class FirstLiveRelay {
     });
     return relay;
   }
+}
+
+/**
+ * The development Workload API (dist/) serving `spiffeId` from a socket in `dir`, signing
+ * with the PKI's CA (as SPIRE's UpstreamAuthority would), so the registrar trusts its SVIDs.
+ * The socket is opened to everyone (the proxy user fetches too). Killed in t.teardown.
+ */
+export async function startDevWorkloadApi(t: Teardown, dir: string, pki: Pki, spiffeId: string): Promise<string> {
+  writeFileSync(join(dir, 'ca.crt'), pki.ca.certPem);
+  writeFileSync(join(dir, 'ca.key'), pki.ca.keyPem, { mode: 0o600 });
+  const socket = join(dir, 'api.sock');
+  const log = openSync(join(dir, 'workload-api.log'), 'a');
+  const child = spawn(process.execPath, [join(REPO_ROOT, 'dist', 'dev-workload-api.js'), '--socket', socket, '--spiffe-id', spiffeId, '--ca-cert', join(dir, 'ca.crt'), '--ca-key', join(dir, 'ca.key'), '--ttl', '10m', '--log-level', 'warn'], { stdio: ['ignore', log, log], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+  closeSync(log);
+  t.teardown(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  });
+  await waitFor('the Workload API socket', () => {
+    try {
+      chmodSync(socket, 0o777);
+      return true;
+    } catch {
+      return undefined;
+    }
+  }, 30_000, 100);
+  return socket;
 }
