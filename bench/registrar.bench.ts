@@ -60,8 +60,11 @@ async function registrarChild(dir: string): Promise<void> {
   });
   // Every transition to Ready=False, with its time: the parent counts flaps and latencies from these.
   const last = new Map<string, string>();
+  // Every ExternalWorkload event is one write the registrar made (create, update, status, delete).
+  let writes = 0;
   store.subscribe((event) => {
     if (event.kind !== 'ExternalWorkload') return;
+    writes += 1;
     const ready = event.object.status?.conditions?.find((c) => c.type === 'Ready');
     const status = event.type === 'deleted' ? 'Deleted' : ready?.status ?? 'Unknown';
     const name = event.object.metadata.name;
@@ -74,7 +77,7 @@ async function registrarChild(dir: string): Promise<void> {
   process.on('SIGUSR2', () => {
     (globalThis as { gc?: () => void }).gc?.();
     const m = process.memoryUsage();
-    process.stdout.write(`${JSON.stringify({ memory: { rssMb: m.rss / 2 ** 20, heapUsedMb: m.heapUsed / 2 ** 20, externalMb: m.external / 2 ** 20, arrayBuffersMb: m.arrayBuffers / 2 ** 20 } })}\n`);
+    process.stdout.write(`${JSON.stringify({ writes, memory: { rssMb: m.rss / 2 ** 20, heapUsedMb: m.heapUsed / 2 ** 20, externalMb: m.external / 2 ** 20, arrayBuffersMb: m.arrayBuffers / 2 ** 20 } })}\n`);
   });
 }
 
@@ -245,7 +248,8 @@ async function main(): Promise<void> {
     await sleep(2000);
     const heap = async () => {
       registrar.process.kill('SIGUSR2');
-      return (await registrar.next((o) => 'memory' in o)).memory as Record<string, number>;
+      const o = await registrar.next((line) => 'memory' in line);
+      return { ...(o.memory as Record<string, number>), writes: o.writes as number } as Record<string, number>;
     };
     const idleHeap = await heap();
     const idle = procStat(pid);
@@ -266,10 +270,13 @@ async function main(): Promise<void> {
       rows.push({ name: `${size} streams: connected within ${connectBudgetMs(size) / 1000} s`, value: accepted, unit: 'streams', detail: { seconds: (Date.now() - began) / 1000 } });
       if (accepted < size) return false;
       await sleep(5000); // the connect burst settles
+      const writesBefore = (await heap()).writes!;
       const a = procStat(pid);
       const windowMs = 30_000;
       await sleep(windowMs);
       const b = procStat(pid);
+      const writesAfter = (await heap()).writes!;
+      rows.push({ name: `${size} streams: ExternalWorkload writes per minute at steady state`, value: ((writesAfter - writesBefore) * 60_000) / windowMs, unit: 'writes/min' });
       rows.push({ name: `${size} streams: registrar CPU (heartbeats every 10 s)`, value: ((b.cpu - a.cpu) / (windowMs / 1000)) * 100, unit: '% of one core' });
       rows.push({ name: `${size} streams: registrar RSS`, value: b.rssMb, unit: 'MB' });
       rows.push({ name: `${size} streams: registrar RssAnon`, value: b.rssAnonMb, unit: 'MB' });

@@ -74,6 +74,8 @@ export class DemoCluster {
   readonly workloads = new Map<string, ExternalWorkload>();
   /** Names of workloads the registrar deleted. */
   readonly deleted = new Set<string>();
+  /** Every change of a workload's Ready condition, in order, so a brief Ready=False is not missed. */
+  readonly transitions: Array<{ name: string; status: string; reason?: string; at: number }> = [];
   private readonly waiters = new Set<() => void>();
   private child: ResultPromise | undefined;
   private exited = false;
@@ -164,7 +166,13 @@ export class DemoCluster {
       else if (event.type === 'deleted') {
         this.workloads.delete(event.object.metadata.name);
         this.deleted.add(event.object.metadata.name);
-      } else this.workloads.set(event.object.metadata.name, event.object);
+      } else {
+        const name = event.object.metadata.name;
+        const before = this.ready(name);
+        this.workloads.set(name, event.object);
+        const after = this.ready(name);
+        if (after && (after.status !== before?.status || after.reason !== before?.reason)) this.transitions.push({ name, status: after.status, reason: after.reason, at: Date.now() });
+      }
       for (const wake of this.waiters) wake();
     });
     void child.then(() => {

@@ -284,7 +284,12 @@ export class Playground {
         }, 60_000);
         const back = Date.now() - killedAt;
         this.say.detail(`proxy pid ${before} killed; pid ${after} ready again after ${(back / 1000).toFixed(1)} s`);
-        summary.push(['proxy crash', `restarted and ready in ${(back / 1000).toFixed(1)} s`]);
+        // Meanwhile the registrar took the VM out of load balancing and put it back.
+        const seen = (status: string, since: number) => cluster.transitions.find((c) => c.name === ewName && c.status === status && c.at >= since);
+        const down = await cluster.until(`ExternalWorkload ${ewName} Ready=False after the proxy died`, () => seen('False', killedAt), 30_000);
+        const up = await cluster.until(`ExternalWorkload ${ewName} Ready=True again`, () => seen('True', down.at), 30_000);
+        this.say.detail(`${ewName}: Ready=False (${down.reason ?? 'no reason'}) ${((down.at - killedAt) / 1000).toFixed(1)} s after the kill, Ready=True again ${((up.at - killedAt) / 1000).toFixed(1)} s after it`);
+        summary.push(['proxy crash', `restarted and ready in ${(back / 1000).toFixed(1)} s; ExternalWorkload Ready=False (${down.reason ?? 'no reason'}) meanwhile, then True`]);
       }
 
       summary.push(['workload probe', await this.probeFlap(cluster, ewName)]);

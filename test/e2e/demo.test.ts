@@ -159,6 +159,7 @@ t.test('under a terminal, embedded store: the registrar in the cluster namespace
   t.match(out, /VM death\s+Ready=False \(Disconnected\) after [\d.]+ s \(grace 3 s\)/);
   t.match(out, /garbage collection\s+ExternalWorkload collected after [\d.]+ s \(TTL 12 s\)/);
   t.match(out, /Ready=False \(ProbeFailed\) after [\d.]+ s: GET http:\/\/127\.0\.0\.1:8080\/healthz: 503/, 'the probe failure, as the ExternalWorkload says it');
+  t.match(out, /proxy crash\s+restarted and ready in [\d.]+ s; ExternalWorkload Ready=False \(ProxyNotReady\) meanwhile, then True/, 'the registrar took the VM out while its proxy was down');
   t.match(out, /workload probe\s+Ready=False \(ProbeFailed\) [\d.]+ s after failing, True [\d.]+ s after recovering/);
   if (spireAvailable() || process.env.CI) {
     t.match(out, /spire-server [\d.]+ on 198\.18\.98\.1:8081/);

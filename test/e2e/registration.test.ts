@@ -1,8 +1,10 @@
 /**
- * The whole registration path: the harness daemon (dist/, with the development Workload
- * API issuing real SVIDs and the development proxy as its child) → mesh-registrar (a real
- * process) → a real kube-apiserver. iptables is off: the harness runs in the host's own
- * network namespace here, and the harness never touches the host's rules.
+ * The whole registration path: the harness daemon (dist/, with real SPIRE — spire-server
+ * and spire-agent, SVIDs rotating about every 30 s — and the development proxy as its
+ * child) → mesh-registrar (a real process) → a real kube-apiserver. iptables is off: the
+ * harness runs in the host's own network namespace here, and the harness never touches the
+ * host's rules. test/e2e/demo.test.ts runs the same path in network namespaces with
+ * iptables on.
  */
 import { spawn } from 'node:child_process';
 import { chmodSync, closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
@@ -13,7 +15,8 @@ import { workloadName } from '../../src/protocol/workload-name.ts';
 import type { ExternalWorkload } from '../../src/registrar/store.ts';
 import { harnessBin } from '../helpers/cli.ts';
 import { KubeCluster, SKIP_WITHOUT_KUBE } from '../helpers/kube.ts';
-import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, startDevWorkloadApi, TRUST_DOMAIN } from '../helpers/registrar.ts';
+import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, TRUST_DOMAIN } from '../helpers/registrar.ts';
+import { SKIP_WITHOUT_SPIRE, SpireServer } from '../helpers/spire.ts';
 import { freePort, tempDir, waitFor } from '../helpers/tmp.ts';
 
 // Starting a cluster and waiting out grace periods and TTLs takes longer than tap's default per file.
@@ -22,21 +25,28 @@ t.setTimeout(900_000);
 const SPIFFE_ID = `spiffe://${TRUST_DOMAIN}/vm/web`;
 const NAMESPACE = 'mh-e2e-reg';
 
-t.test('harness → registrar → kube-apiserver: the ExternalWorkload appears and Ready follows the proxy', { skip: SKIP_WITHOUT_KUBE, timeout: 300_000 }, async (t) => {
+t.test('harness → registrar → kube-apiserver: the ExternalWorkload appears and Ready follows the proxy', { skip: SKIP_WITHOUT_KUBE || SKIP_WITHOUT_SPIRE, timeout: 300_000 }, async (t) => {
   const cluster = await KubeCluster.start(t);
-  const pki = await makePki(t);
+  // Real SPIRE: the registrar's certificate comes from SPIRE's upstream root, so it trusts the harness's SVIDs.
+  const spire = await SpireServer.start(t, { defaultSvidTtl: '1m' });
+  const pki = await makePki(t, TRUST_DOMAIN, spire.ca);
+  const agent = await spire.startAgent('vm');
+  // The proxy runs as nobody and must reach the agent socket.
+  chmodSync(spire.dir, 0o755);
+  chmodSync(agent.dir, 0o755);
+  // The harness (root here; group meshproxy in production) and the proxy (nogroup) hold the same identity.
+  for (const gid of [0, 65534]) await spire.createEntry({ parentId: agent.spiffeId, spiffeId: SPIFFE_ID, selector: `unix:gid:${gid}`, x509SvidTtl: 60 });
   const dir = tempDir(t, 'mh-e2e-registration-');
   chmodSync(dir, 0o755);
   await cluster.kubectl(['create', 'namespace', NAMESPACE]);
   await cluster.kubectl(['apply', '-f', '-'], { input: groupManifest({ name: 'web', namespace: NAMESPACE, allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`], labels: { app: 'web' }, ports: [{ port: 8080, name: 'http' }] }) });
   const registrar = await ReplicaProcess.start(t, { replica: 'reg-e2e', pki, kubeconfig: cluster.registrarKubeconfig, grace: '1m', ttl: '5m' });
 
-  const socket = await startDevWorkloadApi(t, dir, pki, SPIFFE_ID);
 
   const [adminPort, inboundPort, outboundPort, proxyAdminPort, controlPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
   const config = {
     workload: { group: 'web', namespace: NAMESPACE, nodeName: 'vm-e2e', ips: ['192.0.2.50'], ports: [8080] },
-    identity: { spiffeId: SPIFFE_ID, serverName: 'web.vm.example', workloadApiSocket: `unix://${socket}`, trustAnchorsFile: pki.anchorsFile },
+    identity: { spiffeId: SPIFFE_ID, serverName: 'web.vm.example', workloadApiSocket: `unix://${agent.socketPath}`, trustAnchorsFile: spire.anchorsFile },
     proxy: { binary: writeDevProxyLauncher(dir), user: 'nobody', group: 'nogroup', destinationAddr: '127.0.0.1:8086', inboundPort, outboundPort, adminPort: proxyAdminPort, controlPort, shutdownGrace: '1s' },
     iptables: { enabled: false },
     control: { registrarAddress: registrar.grpcAddress, registrarIdentity: REGISTRAR_ID },

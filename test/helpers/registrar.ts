@@ -37,9 +37,10 @@ export interface Pki {
   svid(spiffeId: string): Promise<IssuedSvid>;
 }
 
-export async function makePki(t: Teardown, trustDomain = TRUST_DOMAIN): Promise<Pki> {
+/** The registrar's PKI; with `ca`, under that CA (a SPIRE server's upstream root, so the registrar trusts SPIRE's SVIDs). */
+export async function makePki(t: Teardown, trustDomain = TRUST_DOMAIN, existing?: DevCa): Promise<Pki> {
   const dir = tempDir(t, 'mh-registrar-pki-');
-  const ca = await DevCa.create({ trustDomain });
+  const ca = existing ?? (await DevCa.create({ trustDomain }));
   const serving = await ca.issueSvid({ spiffeId: REGISTRAR_ID, ttlMs: 3_600_000 });
   const anchorsFile = join(dir, 'ca.crt');
   const certFile = join(dir, 'tls.crt');
