@@ -207,7 +207,7 @@ class Child {
 }
 
 function startChild(args: string[], ulimit = false): Child {
-  const node = [process.execPath, '--import', 'tsx', '--expose-gc', '--max-old-space-size=4096', self, ...args].map((a) => `'${a}'`).join(' ');
+  const node = [process.execPath, '--import', 'tsx', '--expose-gc', '--max-old-space-size=4096', ...(args[0] === 'registrar' ? (process.env.BENCH_REGISTRAR_NODE_FLAGS ?? '').split(' ').filter(Boolean) : []), self, ...args].map((a) => `'${a}'`).join(' ');
   // The file descriptor limit is raised in the child only: one socket per stream.
   const child = spawn('bash', ['-c', `${ulimit ? 'ulimit -n 65536 2>/dev/null || ulimit -n $(ulimit -Hn); ' : ''}exec ${node}`], { stdio: ['pipe', 'pipe', 'inherit'], cwd: root });
   return new Child(child, args[0]!);

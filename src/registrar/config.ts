@@ -35,6 +35,10 @@ export interface RegistrarConfig {
   deleteRate: number;
   /** GC pauses when more than this fraction of the workloads look orphaned at once (with at least 10 workloads). */
   gcPauseFraction: number;
+  /** A disconnect storm: more than this fraction of the workloads (of at least 10) lost their stream within the last grace + hold. */
+  stormFraction: number;
+  /** During a disconnect storm, Ready=False (Disconnected) waits up to this long beyond the grace for the reconnect. */
+  stormHold: number;
   store: { kind: 'kube' | 'embedded'; kubeconfig: string; crdFiles: string[] };
   /** Cluster facts given to every proxy (linkerd-config defaultInboundPolicy and clusterNetworks). */
   proxy: { defaultInboundPolicy: string; clusterNetworks: string[] };
@@ -66,6 +70,8 @@ export const REGISTRAR_DEFAULTS = {
   leaseDuration: '15s',
   deleteRate: 10,
   gcPauseFraction: 0.5,
+  stormFraction: 0.2,
+  stormHold: '1m',
   store: { kind: 'kube', kubeconfig: '', crdFiles: [] as string[] },
   proxy: { defaultInboundPolicy: 'all-unauthenticated', clusterNetworks: LINKERD_DEFAULT_CLUSTER_NETWORKS },
 };
@@ -132,6 +138,8 @@ export function parseRegistrarConfig(raw: Record<string, unknown>): RegistrarCon
     leaseDuration: duration('leaseDuration'),
     deleteRate: number('deleteRate', 0.01, 10_000),
     gcPauseFraction: number('gcPauseFraction', 0.01, 1),
+    stormFraction: number('stormFraction', 0.01, 1),
+    stormHold: duration('stormHold'),
     store: { ...REGISTRAR_DEFAULTS.store } as RegistrarConfig['store'],
     proxy: { ...REGISTRAR_DEFAULTS.proxy },
   };

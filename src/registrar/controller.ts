@@ -49,6 +49,10 @@ export interface ControllerOptions {
   ttl: number;
   deleteRate: number;
   gcPauseFraction: number;
+  /** Disconnect storm: more than this fraction of the workloads (of at least 10) dropped within grace + stormHold. */
+  stormFraction?: number;
+  /** How long beyond the grace a storm holds Ready=False (Disconnected); 0 turns the guard off. */
+  stormHold?: number;
   log: Logger;
   now?: () => number;
 }
@@ -83,6 +87,14 @@ export class WorkloadController {
   private deleteTokens: number;
   private lastRefill: number;
   private gcPaused = false;
+  private storm = false;
+  /** Workloads this replica manages, as of the last resync (the storm guard's denominator). */
+  private managed = 0;
+  /** Workloads whose replica's Lease lapsed within the storm window, as of the last resync. */
+  private lapsedRecently: string[] = [];
+  /** Workloads that were away during a storm: their Ready=False (Disconnected) waits until grace + stormHold, even once the storm is over. */
+  private readonly held = new Set<string>();
+  private ticks = 0;
   private stopped = false;
   private loop: Promise<void> = Promise.resolve();
 
@@ -105,6 +117,11 @@ export class WorkloadController {
     for (const timer of this.timers) clearInterval(timer);
     this.unsubscribe?.();
     await this.loop;
+  }
+
+  /** Whether a disconnect storm holds Ready=False beyond the grace (metrics). */
+  get inDisconnectStorm(): boolean {
+    return this.storm;
   }
 
   /** Whether GC is paused by the orphan-storm guard (for /readyz detail and metrics). */
@@ -167,6 +184,7 @@ export class WorkloadController {
     const previous = this.tracked.get(id);
     if (previous?.session && previous.session !== session) previous.session.close('Replaced', 'a newer stream from the same machine took over');
     this.tracked.set(id, { registration: session.registration, session });
+    this.held.delete(id);
     this.markDirty(id);
   }
 
@@ -191,13 +209,17 @@ export class WorkloadController {
   }
 
   /** The Ready condition a workload should have now, or undefined to leave it as it is (within grace). */
-  private readiness(entry: Tracked | undefined, absentSince: number | undefined): Readiness | 'delete' | undefined {
+  private readiness(id: string, entry: Tracked | undefined, absentSince: number | undefined): Readiness | 'delete' | undefined {
     if (entry?.session) return reportedReadiness(entry.session.state);
     if (absentSince === undefined) return undefined;
     const gone = this.now() - absentSince;
     if (gone >= this.options.ttl) return 'delete';
     if (entry?.goodbye) return { ready: false, reason: 'Draining', message: 'the harness said goodbye (clean stop)' };
     if (gone >= this.options.grace) {
+      // A storm (a replica restart, a partition between the fleet and the registrar): most of
+      // these machines are alive and reconnecting; hold a while instead of flapping them all.
+      if ((this.storm || this.held.has(id)) && gone < this.options.grace + this.stormHold()) return undefined;
+      this.held.delete(id);
       return { ready: false, reason: 'Disconnected', message: `no stream from the harness since ${new Date(absentSince).toISOString()} (grace ${this.options.grace / 1000}s)` };
     }
     return undefined;
@@ -234,7 +256,7 @@ export class WorkloadController {
     const [namespace, name] = split(id);
     if (entry && object && object.metadata.annotations?.[ANNOTATION.holder] !== this.options.replica && !entry.session) {
       // Another replica took the workload over (a reconnect there): our disconnect is history.
-      this.tracked.delete(id);
+      this.forget(id);
       return;
     }
     if (entry?.session && object) {
@@ -242,22 +264,22 @@ export class WorkloadController {
       const connectedAt = entry.session.connectedAt.getTime();
       if (holder && holder !== this.options.replica && this.holderAlive(holder) && this.takenOverAfter(object, connectedAt)) {
         entry.session.close('Replaced', `replica ${holder} holds a newer stream for this workload`);
-        this.tracked.delete(id);
+        this.forget(id);
         return;
       }
     }
     const absentSince = this.absentSince(id, entry, object);
     if (!entry?.session && absentSince === undefined) return;
-    const readiness = this.readiness(entry, absentSince);
+    const readiness = this.readiness(id, entry, absentSince);
 
     if (readiness === 'delete') {
       if (object) await this.deleteObject(id, object);
-      this.tracked.delete(id);
+      this.forget(id);
       return;
     }
     if (absentSince !== undefined) {
       // Wake up for the next deadline: the end of the grace period, then the TTL.
-      const next = [absentSince + this.options.grace, absentSince + this.options.ttl].find((t) => t > this.now());
+      const next = [absentSince + this.options.grace, absentSince + this.options.grace + this.stormHold(), absentSince + this.options.ttl].find((t) => t > this.now());
       if (next !== undefined) this.wake(id, next + 1);
     }
     if (!entry?.session) {
@@ -269,7 +291,7 @@ export class WorkloadController {
     const group = this.options.store.getGroup(namespace, entry.registration.group);
     if (!group) {
       entry.session.close('GroupNotFound', `ExternalGroup ${namespace}/${entry.registration.group} no longer exists`);
-      this.tracked.delete(id);
+      this.forget(id);
       return;
     }
     const desired = desiredWorkload(group, entry.registration, this.options.replica);
@@ -392,7 +414,49 @@ export class WorkloadController {
     this.running = false;
   }
 
+  private forget(id: string): void {
+    this.tracked.delete(id);
+    this.held.delete(id);
+  }
+
+  private stormHold(): number {
+    return this.options.stormHold ?? 0;
+  }
+
+  /**
+   * The disconnect-storm guard: when more than stormFraction of the workloads lost their
+   * stream within grace + stormHold (counted here each second: our own dropped streams, and
+   * from the last resync those of replicas whose Lease lapsed), Ready=False (Disconnected)
+   * waits up to stormHold beyond the grace. A goodbye, a proxy or probe failure is never held.
+   * Like Kubernetes' node lifecycle controller in a disrupted zone: when most go at once, the
+   * cause is more likely between them and us than in each of them.
+   */
+  private judgeStorm(): void {
+    const hold = this.stormHold();
+    const fraction = this.options.stormFraction ?? 1;
+    if (hold <= 0) return;
+    const window = this.options.grace + hold;
+    const now = this.now();
+    const away = [...this.lapsedRecently];
+    for (const [id, entry] of this.tracked) {
+      if (!entry.session && !entry.goodbye && entry.goneSince !== undefined && now - entry.goneSince < window) away.push(id);
+    }
+    const dropped = away.length;
+    const total = Math.max(this.managed, this.tracked.size);
+    const storm = total >= GC_GUARD_MINIMUM && dropped > total * fraction;
+    if (storm) for (const id of away) this.held.add(id);
+    if (storm === this.storm) return;
+    this.storm = storm;
+    if (storm) {
+      this.options.log.warn({ dropped, workloads: total }, `disconnect storm: ${dropped} of ${total} workloads lost their stream within ${window / 1000}s (more than ${fraction * 100}%); Ready=False (Disconnected) waits up to ${hold / 1000}s beyond the grace for them to reconnect`);
+    } else {
+      // Those that were away during it keep their hold until grace + stormHold: they may be reconnecting still.
+      this.options.log.info({ dropped, workloads: total, held: this.held.size }, 'disconnect storm over');
+    }
+  }
+
   private tick(): void {
+    if (++this.ticks % Math.round(1000 / TICK_MS) === 0) this.judgeStorm();
     const now = this.now();
     for (const [id, at] of this.wakeAt) {
       if (at <= now) {
@@ -409,6 +473,7 @@ export class WorkloadController {
   private resync(): void {
     const workloads = this.options.store.listWorkloads().filter((w) => w.metadata.annotations?.[ANNOTATION.holder] !== undefined);
     let orphaned = 0;
+    const lapsed: string[] = [];
     for (const w of workloads) {
       const id = key(w.metadata.namespace, w.metadata.name);
       const holder = w.metadata.annotations![ANNOTATION.holder]!;
@@ -417,10 +482,14 @@ export class WorkloadController {
       if (holder === this.options.replica || !this.holderAlive(holder)) {
         const since = this.absentSince(id, entry, w);
         if (since !== undefined && this.now() - since >= this.options.ttl) orphaned += 1;
+        if (holder !== this.options.replica && !entry && since !== undefined && this.now() - since < this.options.grace + this.stormHold()) lapsed.push(id);
         this.markDirty(id);
       }
     }
     for (const id of this.tracked.keys()) this.markDirty(id);
+    this.managed = workloads.length;
+    this.lapsedRecently = lapsed;
+    this.judgeStorm();
     const pause = workloads.length >= GC_GUARD_MINIMUM && orphaned > workloads.length * this.options.gcPauseFraction;
     if (pause !== this.gcPaused) {
       this.gcPaused = pause;

@@ -70,6 +70,8 @@ export class Registrar {
       ttl: config.ttl,
       deleteRate: config.deleteRate,
       gcPauseFraction: config.gcPauseFraction,
+      stormFraction: config.stormFraction,
+      stormHold: config.stormHold,
       log: log.child({ component: 'controller' }),
     });
     this.controller.start();
@@ -137,6 +139,7 @@ export class Registrar {
       },
     });
     new Gauge({ name: 'mesh_registrar_sessions', help: 'Harnesses registered through this replica.', registers: [this.registry], collect(this: Gauge) { this.set(controller.sessionCount()); } });
+    new Gauge({ name: 'mesh_registrar_disconnect_storm', help: '1 while a disconnect storm holds Ready=False (Disconnected) beyond the grace.', registers: [this.registry], collect(this: Gauge) { this.set(controller.inDisconnectStorm ? 1 : 0); } });
     new Gauge({ name: 'mesh_registrar_gc_paused', help: '1 while GC is paused because too many workloads look orphaned at once.', registers: [this.registry], collect(this: Gauge) { this.set(controller.gcIsPaused ? 1 : 0); } });
   }
 }

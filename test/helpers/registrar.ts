@@ -269,7 +269,12 @@ export function groupManifest(group: GroupSpec): string {
  * connections die with it, and reconnects land on a live one.
  */
 export class FirstLiveRelay {
-  private constructor(private readonly server: Server, readonly address: string) {}
+  private constructor(private readonly server: Server, readonly address: string, private readonly sockets: Set<Socket>) {}
+
+  /** Drops every relayed connection at once (a partition between the fleet and the registrar). */
+  cut(): void {
+    for (const socket of this.sockets) socket.destroy();
+  }
 
   static async start(t: Teardown, backends: () => string[]): Promise<FirstLiveRelay> {
     const sockets = new Set<Socket>();
@@ -305,7 +310,7 @@ export class FirstLiveRelay {
       attempt();
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-    const relay = new FirstLiveRelay(server, `127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const relay = new FirstLiveRelay(server, `127.0.0.1:${(server.address() as AddressInfo).port}`, sockets);
     t.teardown(async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

@@ -246,6 +246,44 @@ t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, a
     t.match(component.state().message, /reg-two/);
   });
 
+  t.test('disconnect storm: when most streams drop at once, Ready holds beyond the grace for the reconnect, for at most stormHold', async (t) => {
+    const ns = await namespace(t);
+    await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID] });
+    const r = await replica(t, { replica: 'reg-storm', grace: '2s', ttl: '5m', heartbeatInterval: '1s', extra: { stormFraction: 0.5, stormHold: '20s' } });
+    let reachable = true;
+    const relay = await FirstLiveRelay.start(t, () => (reachable ? [r.grpcAddress] : []));
+    const fleet = 12;
+    const names: string[] = [];
+    for (let i = 0; i < fleet; i += 1) {
+      await startHarness(t, { pki, spiffeId: VM_ID, registrarAddress: relay.address, group: 'web', namespace: ns, nodeName: `vm-${i}` });
+      names.push(workloadName({ namespace: ns, group: 'web', nodeName: `vm-${i}`, spiffeId: VM_ID }));
+    }
+    for (const name of names) await waitForReady(ns, name, 'True');
+    const statuses = async () => Promise.all(names.map(async (name) => ready(await getWorkload(ns, name))?.status ?? 'absent'));
+
+    // A partition: every stream drops, no goodbye, and nobody can reconnect for a while.
+    reachable = false;
+    relay.cut();
+    const cutAt = Date.now();
+    await waitFor('the registrar to call it a storm', () => (/disconnect storm: 12 of 12 workloads/.test(r.log()) ? true : undefined), 10_000, 100);
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, cutAt + 6000 - Date.now())));
+    t.same(new Set(await statuses()), new Set(['True']), 'three times the grace later, every workload is still Ready');
+
+    // The partition heals: everyone reconnects, and nobody flapped.
+    reachable = true;
+    await waitFor('all reconnected', async () => ((await statuses()).every((s) => s === 'True') && /disconnect storm over/.test(r.log()) ? true : undefined), 30_000, 200);
+    t.notMatch(r.log(), /"msg":"Ready=False/, 'no workload was ever written NotReady');
+
+    // A partition that lasts: the hold is bounded, they go NotReady after grace + stormHold.
+    await new Promise((resolve) => setTimeout(resolve, 3000)); // the storm window of the first cut passes
+    reachable = false;
+    relay.cut();
+    const secondCut = Date.now();
+    const down = await waitForReady(ns, names[0]!, 'False', 'Disconnected', 60_000);
+    t.ok(Date.now() - secondCut >= 20_000, 'not before grace + stormHold');
+    t.match(ready(down)?.message, /no stream from the harness/);
+  });
+
   t.test('replica and VM die together: Ready=False after the Lease expires plus the grace, deleted after the TTL', async (t) => {
     const ns = await namespace(t);
     await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID] });
