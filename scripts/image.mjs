@@ -35,7 +35,7 @@ import { dirname, join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { BuildError, bundledPackages, repoRoot as root, runScript, sourceDateEpoch } from './lib/build-info.mjs';
 import { DEBIAN_RELEASE, DebianArchive, parseControl, unpackDeb } from './lib/debian.mjs';
-import { runtime, unpackNode } from './lib/node-runtime.mjs';
+import { NODE_ARCH, runtime, unpackNode } from './lib/node-runtime.mjs';
 import { TarWriter, treeEntries } from './lib/tar.mjs';
 
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
@@ -92,7 +92,7 @@ function prune(dir, pkgName, gnu) {
       const st = lstatSync(join(dir, path));
       if (st.isDirectory()) {
         visit(path);
-        if (!readdirSync(join(dir, path)).length && path !== 'etc/ssl/certs') rmSync(join(dir, path), { recursive: true });
+        if (!readdirSync(join(dir, path)).length) rmSync(join(dir, path), { recursive: true });
       } else if (!keep(pkgName, path, gnu)) rmSync(join(dir, path));
     }
   };
@@ -241,12 +241,13 @@ class ImageBuilder {
     const created = new Date(this.epoch * 1000).toISOString().replace(/\.000Z$/, 'Z');
     const base = this.baseLayer();
     const node = this.nodeLayer();
+    const nodePackage = runtime.packages[NODE_ARCH[this.arch]];
     const sbom = {
       image: `${IMAGE.name}:${this.version}`,
       architecture: this.arch,
       created,
       application: { name: IMAGE.name, version: this.version, source: IMAGE.source, license: pkg.license, bundledNpmPackages: bundledPackages() },
-      nodejs: { version: runtime.version, package: `${runtime.packages[this.arch === 'amd64' ? 'x64' : 'arm64'].name}@${runtime.version}`, integrity: runtime.packages[this.arch === 'amd64' ? 'x64' : 'arm64'].integrity },
+      nodejs: { version: runtime.version, package: `${nodePackage.name}@${runtime.version}`, integrity: nodePackage.integrity },
       debian: { release: `${DEBIAN_RELEASE.version} (${DEBIAN_RELEASE.codename})`, packages: base.packages },
     };
     const app = this.appLayer(sbom);
