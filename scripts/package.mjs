@@ -19,18 +19,17 @@ import {
   chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync,
   rmSync, statSync, utimesSync, writeFileSync,
 } from 'node:fs';
-import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
+import { BuildError, bundledPackages, repoRoot as root, sourceDateEpoch } from './lib/build-info.mjs';
+import { runtime, unpackNode } from './lib/node-runtime.mjs';
 
-const root = join(dirname(new URL(import.meta.url).pathname), '..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-const runtime = JSON.parse(readFileSync(join(root, 'packaging', 'node-runtime.json'), 'utf8'));
 
 const ARCHES = {
-  amd64: { rpm: 'x86_64', node: 'x64', koffi: 'linux_x64' },
-  arm64: { rpm: 'aarch64', node: 'arm64', koffi: 'linux_arm64' },
+  amd64: { rpm: 'x86_64', koffi: 'linux_x64' },
+  arm64: { rpm: 'aarch64', koffi: 'linux_arm64' },
 };
 
 function fail(message, code = 1) {
@@ -69,30 +68,16 @@ for (const tool of formats.map((f) => (f === 'deb' ? 'dpkg-deb' : 'rpmbuild'))) 
 }
 if (!existsSync(join(root, 'dist', 'mesh-harness.js'))) fail('dist/mesh-harness.js is missing: run npm run build first (npm run package does)', 69);
 
-const epoch = Number(process.env.SOURCE_DATE_EPOCH ?? execFileSync('git', ['-C', root, 'log', '-1', '--format=%ct'], { encoding: 'utf8' }).trim());
-if (!Number.isInteger(epoch) || epoch <= 0) fail('SOURCE_DATE_EPOCH must be a positive integer (seconds)', 64);
+let epoch;
+try {
+  epoch = sourceDateEpoch();
+} catch (error) {
+  if (!(error instanceof BuildError)) throw error;
+  fail(error.message, error.code);
+}
 const sourceDate = new Date(epoch * 1000);
 const outDir = args.out;
 const work = join(outDir, '.work');
-const cacheDir = process.env.MESH_PACKAGE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'mesh-harness', 'node-runtime');
-
-/** The pinned Node.js tarball for one architecture, fetched with npm once and verified against the pin every time. */
-function nodeTarball(nodeArch) {
-  const { name, integrity } = runtime.packages[nodeArch];
-  const file = join(cacheDir, `${name}-${runtime.version}.tgz`);
-  if (!existsSync(file)) {
-    mkdirSync(cacheDir, { recursive: true });
-    execFileSync('npm', ['pack', `${name}@${runtime.version}`, '--pack-destination', cacheDir, '--silent'], { stdio: ['ignore', 'ignore', 'inherit'] });
-  }
-  const [algorithm, expected] = integrity.split(/-(.*)/s);
-  const actual = createHash(algorithm).update(readFileSync(file)).digest('base64');
-  if (actual !== expected) {
-    rmSync(file, { force: true });
-    fail(`${name}@${runtime.version}: checksum mismatch (registry integrity ${integrity}, downloaded ${algorithm}-${actual}); the cached file was removed, run again`);
-  }
-  return file;
-}
-
 function write(path, content, mode = 0o644) {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, content);
@@ -135,7 +120,7 @@ const DOC = 'usr/share/doc/mesh-harness';
 
 /** The installed tree both formats share (the unit's directory differs per distribution). */
 function stage(dir, arch, format) {
-  const { node: nodeArch, koffi } = ARCHES[arch];
+  const { koffi } = ARCHES[arch];
   rmSync(dir, { recursive: true, force: true });
 
   // The application: the bundles, minus the development stand-ins and source maps.
@@ -151,12 +136,9 @@ function stage(dir, arch, format) {
   for (const f of ['package.json', 'index.js', 'indirect.js', 'LICENSE.txt']) copy(join(koffiSrc, f), join(app, 'node_modules', 'koffi', f), 0o644);
   copy(join(koffiSrc, 'build', 'koffi', koffi, 'koffi.node'), join(app, 'node_modules', 'koffi', 'build', 'koffi', koffi, 'koffi.node'), 0o644);
   // The Node.js runtime: the binary and its licence, nothing else from the tarball.
-  const unpack = join(work, `node-${nodeArch}`);
-  rmSync(unpack, { recursive: true, force: true });
-  mkdirSync(unpack, { recursive: true });
-  execFileSync('tar', ['-xzf', nodeTarball(nodeArch), '-C', unpack, 'package/bin/node', 'package/LICENSE']);
-  copy(join(unpack, 'package', 'bin', 'node'), join(app, 'node', 'bin', 'node'), 0o755);
-  copy(join(unpack, 'package', 'LICENSE'), join(app, 'node', 'LICENSE'), 0o644);
+  const node = unpackNode(arch, join(work, `node-${arch}`));
+  copy(node.binary, join(app, 'node', 'bin', 'node'), 0o755);
+  copy(node.license, join(app, 'node', 'LICENSE'), 0o644);
   copy(join(root, 'packaging', 'scripts', 'create-meshproxy-account.sh'), join(app, 'scripts', 'create-meshproxy-account.sh'), 0o755);
 
   write(join(dir, 'usr/bin/mesh-harness'), `#!/bin/sh
@@ -239,15 +221,6 @@ License: MIT
  IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN
  CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
 `;
-}
-
-/** The production dependency closure (what esbuild can have bundled), as name@version (licence). */
-function bundledPackages() {
-  const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8'));
-  return Object.entries(lock.packages)
-    .filter(([path, info]) => path.startsWith('node_modules/') && !info.dev && !path.endsWith('node_modules/koffi'))
-    .map(([path, info]) => `${path.replace(/^.*node_modules\//, '')}@${info.version} (${info.license ?? 'see package'})`)
-    .sort();
 }
 
 function debianChangelog() {
@@ -356,9 +329,14 @@ function buildRpm(arch) {
 mkdirSync(outDir, { recursive: true });
 mkdirSync(work, { recursive: true });
 const built = [];
-for (const arch of arches) {
-  if (formats.includes('deb')) built.push(buildDeb(arch));
-  if (formats.includes('rpm')) built.push(buildRpm(arch));
+try {
+  for (const arch of arches) {
+    if (formats.includes('deb')) built.push(buildDeb(arch));
+    if (formats.includes('rpm')) built.push(buildRpm(arch));
+  }
+} catch (error) {
+  if (!(error instanceof BuildError)) throw error;
+  fail(error.message, error.code);
 }
 rmSync(work, { recursive: true, force: true });
 for (const file of built) process.stdout.write(`${file}\t${statSync(file).size}\n`);
