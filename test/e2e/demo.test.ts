@@ -6,8 +6,9 @@
  */
 import t from 'tap';
 import { execa, type ResultPromise } from 'execa';
-import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeDevProxyLauncher } from '../../src/dev/proxy/launcher.ts';
 import { spireAvailable } from '../../src/dev/spire-server.ts';
 import { listNetns, netnsPids, processesMentioning } from '../../src/util/netns.ts';
 import { cleanEnv, repoRoot } from '../helpers/cli.ts';
@@ -243,4 +244,48 @@ t.test('--store takes auto, kube or embedded', async (t) => {
   const result = await execa(process.execPath, [join(repoRoot, 'bin', 'mesh-harness.mjs'), 'demo', '--store', 'etcd'], { env: cleanEnv(), extendEnv: false, nodeOptions: [], reject: false, all: true });
   t.equal(result.exitCode, 64);
   t.match(result.all, /--store must be auto, kube, embedded; got "etcd"/);
+});
+
+t.test('--identity spire where SPIRE is not installed: a clear error before any step', async (t) => {
+  const bin = tempDir(t, 'mh-nospire-path-');
+  for (const tool of ['sh', 'ip', 'iptables-restore', 'setpriv']) {
+    const found = await execa('sh', ['-c', `command -v ${tool}`]);
+    symlinkSync(found.stdout.trim(), join(bin, tool));
+  }
+  const result = await execa(process.execPath, [join(repoRoot, 'bin', 'mesh-harness.mjs'), 'demo', '--store', 'embedded', '--identity', 'spire'], { env: { ...cleanEnv(), PATH: bin }, extendEnv: false, nodeOptions: [], reject: false, all: true });
+  t.equal(result.exitCode, 69, 'EXIT.UNAVAILABLE');
+  t.match(result.all, /--identity spire: spire-server and spire-agent are not on PATH; install them with scripts\/install-spire\.sh/);
+  t.notMatch(result.all, /==>/, 'not one step taken');
+});
+
+t.test('--identity and --proxy-binary are checked before anything runs', async (t) => {
+  const run = (args: string[]) => execa(process.execPath, [join(repoRoot, 'bin', 'mesh-harness.mjs'), 'demo', ...args], { env: cleanEnv(), extendEnv: false, nodeOptions: [], reject: false, all: true });
+  const identity = await run(['--identity', 'vault']);
+  t.equal(identity.exitCode, 64);
+  t.match(identity.all, /--identity must be auto, spire, dev; got "vault"/);
+  const relative = await run(['--proxy-binary', 'linkerd2-proxy']);
+  t.equal(relative.exitCode, 64);
+  t.match(relative.all, /--proxy-binary must be an absolute path, got "linkerd2-proxy"/);
+  const missing = await run(['--proxy-binary', '/nonexistent/linkerd2-proxy']);
+  t.equal(missing.exitCode, 64);
+  t.match(missing.all, /--proxy-binary \/nonexistent\/linkerd2-proxy: no such file/);
+});
+
+t.test('--proxy-binary: the demo runs the given proxy instead of its own', async (t) => {
+  // A proxy of our choosing at a path of our choosing: the development proxy's launcher, copied where nobody can run it.
+  const dir = tempDir(t, 'mh-own-proxy-');
+  chmodSync(dir, 0o755);
+  const proxy = writeDevProxyLauncher(dir);
+  const checkout = privateCheckout(t);
+  const demo = startDemo(t, checkout, ['--store', 'embedded', '--identity', 'dev', '--proxy-binary', proxy]);
+  const [, runDir] = await demo.waitFor(/config (\S+)\/config\.json, log/);
+  const harnessConfig = JSON.parse(readFileSync(join(runDir!, 'config.json'), 'utf8')) as { proxy: { binary: string } };
+  t.equal(harnessConfig.proxy.binary, proxy, 'the harness is told to run the given proxy');
+  const result = await demo.child;
+  const out = demo.output();
+  t.equal(result.exitCode, 0, out);
+  t.match(out, new RegExp(`proxy\\s+${proxy.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(given with --proxy-binary\\)`));
+  t.match(out, /inbound redirect\s+yes, through the proxy/);
+  t.match(out, /outbound redirect\s+not checked/);
+  t.notOk(existsSync(runDir!), 'its directory is gone');
 });
