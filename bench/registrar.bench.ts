@@ -336,7 +336,7 @@ async function main(): Promise<void> {
       }
     }
     clients.send('exit');
-    writeResults('registrar', rows.map((r) => ({ ...r, detail: { ...r.detail, store: 'embedded', note: 'shared 2-core machine, measured under contention from other work' } })));
+    writeResults('registrar', rows.map((r) => ({ ...r, detail: { ...r.detail, store: 'embedded', note: 'one 2-core machine: the simulated fleet (client side of every handshake) shares it with the registrar' } })));
   } finally {
     cleanup();
   }
