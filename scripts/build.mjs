@@ -1,7 +1,7 @@
 // Bundles each program into one file under dist/ so that starting it resolves no
 // node_modules at runtime (fast cold start, and packages ship dist/ + proto/ only).
 import { build } from 'esbuild';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 
 const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8'));
 
@@ -17,6 +17,10 @@ const entries = {
   // The playground's cluster side: a registrar over a kube-apiserver or the embedded store, printing its ExternalWorkload events.
   'dev-cluster': 'src/dev/cluster/main.ts',
 };
+
+// Chunk names carry a content hash: without this, every change would leave the old chunks
+// behind, and `npm run package` (which ships dist/chunks) would carry them.
+await rm(new URL('../dist/chunks', import.meta.url), { recursive: true, force: true });
 
 await build({
   entryPoints: entries,
