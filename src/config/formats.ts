@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import { probeListProblems, type ProbeSpec } from '../probes/spec.ts';
 import { parseCidr, type Cidr } from '../util/cidr.ts';
 import { formatDuration } from '../util/duration.ts';
+import { parseWorkloadApiAddress } from '../identity/workload-api-address.ts';
 import { isJsonObject, parseJson, type JsonValue } from './json.ts';
 import { joinPath, problem } from './problems.ts';
 
@@ -165,6 +166,19 @@ const showRange = (r: PortRange): JsonValue => (r.from === r.to ? r.from : `${r.
 
 /** Every format the schema may name, with the TypeScript type it parses into. */
 export const formats = {
+  'workload-api-address': {
+    summary: 'Unix socket: unix:///path or an absolute path',
+    allowed: 'must be a Unix socket: unix:///path/to/api.sock or an absolute path',
+    parse: (v: JsonValue, path: string): Parsed<string> => {
+      if (typeof v !== 'string' || CONTROL.test(v)) return bad(path, v, 'must be a Unix socket: unix:///path/to/api.sock or an absolute path');
+      try {
+        parseWorkloadApiAddress(v);
+        return ok(v);
+      } catch (err) {
+        return bad(path, v, `it ${(err as Error).message.replace(/^Workload API (address|socket path) "[^"]*" /, '')}`);
+      }
+    },
+  } satisfies Format<string>,
   'nonempty-string': text('non-empty text', 'must be non-empty text without control characters', (v) => v.trim() !== ''),
   'optional-string': text('text, may be empty', 'must be text without control characters', () => true),
   path: text('file path (no control characters)', 'must be a non-empty path without NUL, newline or other control characters', (v) => v.trim() !== ''),

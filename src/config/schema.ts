@@ -34,7 +34,7 @@ export const schemaSections = {
     spiffeId: { doc: 'SPIFFE ID this machine must hold, such as spiffe://root.linkerd.cluster.local/vm/web.', format: 'spiffe-id-or-empty', default: '' },
     serverName: { doc: 'DNS name the proxy presents for TLS (SNI); given to the proxy as LINKERD2_PROXY_IDENTITY_SERVER_NAME.', format: 'dns-name-or-empty', default: '' },
     trustAnchorsFile: { doc: 'PEM file of the mesh trust anchors (the Linkerd identity trust roots). SVID chains are verified against it.', format: 'path', default: '/etc/mesh-harness/trust-anchors.pem' },
-    workloadApiSocket: { doc: 'SPIFFE Workload API socket of the SPIRE agent: unix:///path or a bare path.', format: 'nonempty-string', default: 'unix:///run/spire/agent/api.sock' },
+    workloadApiSocket: { doc: 'SPIFFE Workload API socket of the SPIRE agent: unix:///path or an absolute path.', format: 'workload-api-address', default: 'unix:///run/spire/agent/api.sock' },
     expiryMargin: { doc: 'The harness is not ready when its SVID expires within this margin.', format: 'duration', default: 60_000 },
   },
   spire: {

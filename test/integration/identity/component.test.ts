@@ -62,7 +62,11 @@ t.test('a trust anchors file without certificates names the file', async (t) => 
 
 t.test('an unusable Workload API address is reported, not thrown', async (t) => {
   const dir = tempDir(t);
-  const identity = identityFor(t, dir, ['identity.workloadApiSocket=tcp://127.0.0.1:8081']);
+  // The loader refuses it (test/unit/config/load.test.ts); a config built another way still must not crash the component.
+  t.throws(() => identityFor(t, dir, ['identity.workloadApiSocket=tcp://127.0.0.1:8081']), /identity\.workloadApiSocket \(--set\): got "tcp:\/\/127\.0\.0\.1:8081"; it is not a Unix socket/);
+  const { config } = loadConfig({ defaultPath: join(dir, 'absent.json'), env: {}, sets: [`identity.spiffeId=${ID}`, `identity.trustAnchorsFile=${join(dir, 'anchors.pem')}`] });
+  const identity = new IdentityComponent({ config: { ...config, identity: { ...config.identity, workloadApiSocket: 'tcp://127.0.0.1:8081' } }, log: silentLogger(), registry: new Registry(), backoff: { baseMs: 50, maxMs: 500 } });
+  t.teardown(() => identity.stop());
   await identity.start();
   const state = identity.state();
   t.equal(state.phase, 'Failed');

@@ -153,3 +153,20 @@ t.test('fields required by run are named with the variable that sets them', asyn
   t.equal(problems.length, requiredForRun.length);
   t.match(problems[0], /^identity\.spiffeId: not set; required by mesh-harness run: set it in .* or with MESH_HARNESS_IDENTITY_SPIFFE_ID/);
 });
+
+t.test('identity.workloadApiSocket is checked at load: a Unix socket, absolute, short enough', async (t) => {
+  const accepted = ['unix:///run/spire/agent/api.sock', 'unix:/run/spire/agent/api.sock', '/run/spire/agent/api.sock'];
+  for (const value of accepted) t.equal(loadConfig({ path: null, env: {}, sets: [`identity.workloadApiSocket=${value}`] }).config.identity.workloadApiSocket, value, value);
+  const refused: Array<[string, RegExp]> = [
+    ['tcp://127.0.0.1:8081', /it is not a Unix socket; .*use unix:\/\/\/path\/to\/api\.sock or an absolute path$/],
+    ['unix://spire/api.sock', /it names a host or a relative path after unix:\/\//],
+    ['api.sock', /it is a relative path/],
+    [`/${'a'.repeat(120)}.sock`, /it is 126 bytes; Unix sockets allow at most 107: use a shorter path$/],
+  ];
+  for (const [value, why] of refused) {
+    const problems = problemsOf(() => loadConfig({ path: null, env: {}, sets: [`identity.workloadApiSocket=${value}`] }));
+    t.equal(problems.length, 1, value);
+    t.match(problems[0], /^identity\.workloadApiSocket \(--set\): got "/, value);
+    t.match(problems[0], why, value);
+  }
+});
