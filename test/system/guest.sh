@@ -127,6 +127,7 @@ EOF
   check "systemctl start returns only once READY=1 was sent" ready_now
   check "systemctl status shows the STATUS= text" sh -c 'systemctl status mesh-harness --no-pager | grep -E "^ +Status: \"[^\"]+\""'
   check "the proxy runs as meshproxy under the harness" sh -c 'ps -o user= --ppid "$(systemctl show -p MainPID --value mesh-harness)" | grep -qx meshproxy || { ps -eo pid,ppid,user,args; exit 1; }'
+  check "the embedded Node.js keeps its compiled code in the unit's cache directory" sh -c '[ "$(stat -c %a:%U /var/cache/mesh-harness)" = 700:root ] && [ -n "$(find /var/cache/mesh-harness/node-compile-cache -type f | head -1)" ]'
   check "the redirect rules are in place" sh -c '[ "$(iptables-save -t nat | grep -c MESH_HARNESS_)" -gt 2 ]'
   check "journald holds the structured (JSON) logs" structured_logs
   check "the watchdog is armed" sh -c '[ "$(systemctl show -p WatchdogUSec --value mesh-harness)" = 30s ] && a=$(systemctl show -p WatchdogTimestampMonotonic --value mesh-harness) && sleep 25 && b=$(systemctl show -p WatchdogTimestampMonotonic --value mesh-harness) && [ "$a" != 0 ] && [ "$b" -gt "$a" ]'
