@@ -5,6 +5,7 @@ import type { Logger } from '../log/logger.ts';
 import type { Notifier } from '../systemd/notify.ts';
 import { allReady, type Component, type ComponentState, type PreparedUpdate } from '../component/component.ts';
 import { ConfigState } from './config-state.ts';
+import { flushCompileCache } from '../util/compile-cache.ts';
 
 export interface HarnessOptions {
   config: HarnessConfig;
@@ -226,6 +227,8 @@ export class Harness implements AdminSource {
       fields.READY = 1;
       fields.STATUS = status;
       this.readySent = true;
+      // Everything the daemon runs is loaded now: keep it compiled for the next start.
+      flushCompileCache();
       if (this.ready()) this.options.log.info('all components ready; told systemd READY=1');
       else this.options.log.warn({ status }, 'told systemd READY=1 without being meshed yet; still trying (see STATUS and /status)');
     }
