@@ -92,8 +92,12 @@ export class WorkloadController {
   private managed = 0;
   /** Workloads whose replica's Lease lapsed within the storm window, as of the last resync. */
   private lapsedRecently: string[] = [];
-  /** Workloads that were away during a storm: their Ready=False (Disconnected) waits until grace + stormHold, even once the storm is over. */
-  private readonly held = new Set<string>();
+  /**
+   * Workloads that were away during a storm, with the last moment of the storm they were
+   * seen away in: that absence waits until grace + stormHold for Ready=False (Disconnected),
+   * even once the storm is over. A later, separate absence is not held.
+   */
+  private readonly held = new Map<string, number>();
   private ticks = 0;
   private stopped = false;
   private loop: Promise<void> = Promise.resolve();
@@ -218,7 +222,8 @@ export class WorkloadController {
     if (gone >= this.options.grace) {
       // A storm (a replica restart, a partition between the fleet and the registrar): most of
       // these machines are alive and reconnecting; hold a while instead of flapping them all.
-      if ((this.storm || this.held.has(id)) && gone < this.options.grace + this.stormHold()) return undefined;
+      const heldAt = this.held.get(id);
+      if ((this.storm || (heldAt !== undefined && heldAt >= absentSince)) && gone < this.options.grace + this.stormHold()) return undefined;
       this.held.delete(id);
       return { ready: false, reason: 'Disconnected', message: `no stream from the harness since ${new Date(absentSince).toISOString()} (grace ${this.options.grace / 1000}s)` };
     }
@@ -444,7 +449,7 @@ export class WorkloadController {
     const dropped = away.length;
     const total = Math.max(this.managed, this.tracked.size);
     const storm = total >= GC_GUARD_MINIMUM && dropped > total * fraction;
-    if (storm) for (const id of away) this.held.add(id);
+    if (storm) for (const id of away) this.held.set(id, now);
     if (storm === this.storm) return;
     this.storm = storm;
     if (storm) {
