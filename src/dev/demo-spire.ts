@@ -9,6 +9,7 @@ import { execa, type ResultPromise } from 'execa';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { minimalEnv } from '../util/netns.ts';
+import { poll } from './poll.ts';
 import { agentIdFor, renderSpireServerConfig, spireCreateEntry, spireHealthy, spireJoinToken, spireServerSocket, spireVersion } from './spire-server.ts';
 
 export const SPIRE_PORT = 8081;
@@ -34,14 +35,6 @@ export interface DemoSpireResult {
   selectors: string[];
 }
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs: number, log: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what} (log: ${log})`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 /** Starts spire-server and registers spiffeId for each gid that fetches it (the harness's and the proxy's groups). */
 export async function startDemoSpire(options: DemoSpireOptions, spiffeId: string, gids: number[]): Promise<DemoSpireResult> {
   const dir = join(options.dir, 'spire');
@@ -57,10 +50,10 @@ export async function startDemoSpire(options: DemoSpireOptions, spiffeId: string
   let exited = false;
   void child.then(() => (exited = true));
   const socket = spireServerSocket(dir);
-  await until('spire-server to answer its health check', async () => {
+  await poll(`spire-server to answer its health check (log: ${log})`, async () => {
     if (exited) throw new Error(`spire-server exited at start (log: ${log})`);
     return spireHealthy(socket);
-  }, 30_000, log);
+  }, 30_000, 200);
 
   const token = await spireJoinToken(socket);
   const tokenFile = join(options.dir, 'join-token');

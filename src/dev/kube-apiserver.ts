@@ -16,6 +16,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { minimalEnv } from '../util/netns.ts';
+import { poll } from './poll.ts';
 
 /** Namespace and ServiceAccount deploy/kubernetes runs the registrar as. */
 export const REGISTRAR_NAMESPACE = 'mesh-expansion';
@@ -73,14 +74,6 @@ function tail(file: string, lines = 20): string {
     return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
   } catch {
     return '(no log)';
-  }
-}
-
-async function poll(what: string, check: () => Promise<boolean>, timeoutMs: number, intervalMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
   }
 }
 

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { DevCa } from '../../src/dev/ca.ts';
-import { agentIdFor, renderSpireServerConfig, spireAvailable, spireCreateEntry, spireDeleteEntry, spireJoinToken, spireServerSocket, type EntryOptions } from '../../src/dev/spire-server.ts';
+import { agentIdFor, renderSpireServerConfig, spireAvailable, spireCreateEntry, spireDeleteEntry, spireHealthy, spireJoinToken, spireServerSocket, type EntryOptions } from '../../src/dev/spire-server.ts';
 
 export { spireAvailable };
 import { freePort, waitFor } from './tmp.ts';
@@ -97,8 +97,7 @@ export class SpireServer {
     try {
       await waitFor('spire-server healthcheck', async () => {
         if (child.exitCode !== null) throw new Error(`spire-server exited ${child.exitCode}:\n${tail(logFile)}`);
-        const result = await execa('spire-server', ['healthcheck', '-socketPath', server.socketPath], { reject: false });
-        return result.exitCode === 0 ? true : undefined;
+        return (await spireHealthy(server.socketPath)) ? true : undefined;
       }, 30_000, 100);
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${tail(logFile)}`);
