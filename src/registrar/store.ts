@@ -47,7 +47,7 @@ export interface WorkloadPort {
   protocol?: 'TCP' | 'UDP';
 }
 
-/** Linkerd's ExternalWorkload, workload.linkerd.io/v1beta1 (../shared/specs/external-workload.crd.yaml). */
+/** Linkerd's ExternalWorkload, workload.linkerd.io/v1beta1 (schema: deploy/linkerd/external-workload.crd.yaml). */
 export interface ExternalWorkload {
   apiVersion: 'workload.linkerd.io/v1beta1';
   kind: 'ExternalWorkload';
