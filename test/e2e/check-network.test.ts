@@ -7,6 +7,7 @@ import t from 'tap';
 import { execa } from 'execa';
 import { createServer as createUnixServer, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { asAccount } from '../../src/util/run-as.ts';
 import { DESTINATION, failures, healthyWorld, runCheck } from '../helpers/check-world.ts';
 import { setNetnsResolvConf } from '../helpers/dns.ts';
 import { createNetns, linkNetns, startListeners, startScriptIn } from '../helpers/netns.ts';
@@ -41,11 +42,10 @@ t.test('no route to the pod network: an address outside every route of the names
 t.test('port in use by a foreign process; a port held by the proxy user is ours', async (t) => {
   const world = await healthyWorld(t, 'ports');
   await startListeners(t, world.ns, [{ port: 4143, reply: 'squatter' }]);
-  const meshproxy = (await execa('id', ['-u', 'meshproxy'])).stdout.trim();
-  const meshproxyGid = (await execa('id', ['-g', 'meshproxy'])).stdout.trim();
+  const meshproxy = { uid: Number((await execa('id', ['-u', 'meshproxy'])).stdout), gid: Number((await execa('id', ['-g', 'meshproxy'])).stdout) };
   // A proxy left running as meshproxy on its admin port: the harness's own.
   const listenOnAdminPort = "require('node:net').createServer().listen(4191, '127.0.0.1', () => console.log('ready'))";
-  await startScriptIn(t, world.ns, 'proxy-like listener', listenOnAdminPort, [], ['setpriv', `--reuid=${meshproxy}`, `--regid=${meshproxyGid}`, '--clear-groups']);
+  await startScriptIn(t, world.ns, 'proxy-like listener', listenOnAdminPort, [], asAccount(meshproxy));
 
   const run = await runCheck(world);
   t.equal(run.exitCode, 1);

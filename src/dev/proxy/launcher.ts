@@ -2,6 +2,7 @@ import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, wr
 import { join } from 'node:path';
 import { accessProblem, type Account } from '../../util/access.ts';
 import { packageRoot } from '../../util/paths.ts';
+import { copyReadable, writeNodeLauncher } from '../../util/run-as.ts';
 
 /** Raised when the development proxy could not be run as the given account from here. */
 export class DevProxyLaunchError extends Error {
@@ -68,18 +69,10 @@ export function writeDevProxyLauncher(dir: string, account?: Account): string {
       .filter((name) => name.endsWith('.js'))
       .map((name) => `dist/chunks/${name}`),
   ];
-  for (const file of files) {
-    copyFileSync(join(root, file), join(copy, file));
-    chmodSync(join(copy, file), 0o644);
-  }
+  for (const file of files) copyReadable(join(root, file), join(copy, file));
   cpSync(join(root, 'proto'), join(copy, 'proto'), { recursive: true });
   copyKoffi(root, copy);
 
-  const executable = join(dir, 'linkerd2-proxy');
-  // Like the real proxy, it takes nothing from NODE_OPTIONS: a test runner's loader hooks
-  // there (tap injects its own into every process it spawns, and their spawns) point into
-  // a checkout the proxy user may not read, and the proxy would die loading them.
-  writeFileSync(executable, `#!/bin/sh\nunset NODE_OPTIONS\nexec ${process.execPath} ${join(copy, 'dist', 'dev-proxy.js')} "$@"\n`, { mode: 0o755 });
-  chmodSync(executable, 0o755);
-  return executable;
+  // Like the real proxy, it takes nothing from NODE_OPTIONS.
+  return writeNodeLauncher(join(dir, 'linkerd2-proxy'), join(copy, 'dist', 'dev-proxy.js'));
 }

@@ -6,7 +6,8 @@ import type { ComponentState } from '../../../src/component/component.ts';
 import { silentLogger } from '../../../src/log/logger.ts';
 import type { ChildSpec } from '../../../src/supervisor/child.ts';
 import { ChildSupervisor, type ChildExit, type ChildSupervisorOptions } from '../../../src/supervisor/supervisor.ts';
-import { tempDir, waitFor } from '../../helpers/tmp.ts';
+import { copyReadable, writeNodeLauncher } from '../../../src/util/run-as.ts';
+import { readableTempDir, tempDir, waitFor } from '../../helpers/tmp.ts';
 import { captureLogger, childFixture, processRuns } from './helpers.ts';
 
 function spec(name: string, mode: string[], extra: Partial<ChildSpec> = {}): ChildSpec {
@@ -185,7 +186,11 @@ t.test('runs the child as the given uid and gid, with a clean environment and wo
   process.env.SUPERVISOR_TEST_HARNESS_ONLY = 'secret';
   t.teardown(() => delete process.env.SUPERVISOR_TEST_HARNESS_ONLY);
   const { log, records } = captureLogger();
-  const { supervisor } = supervise(t, { spec: spec('supervisor-whoami', ['whoami'], { uid: 65534, gid: 65534, env: { ONLY: 'this' } }), log });
+  // nobody cannot read the checkout when it sits in a 0700 directory: the child runs from a copy.
+  const dir = readableTempDir(t, 'mh-supervisor-');
+  copyReadable(childFixture, join(dir, 'supervisor-child.mjs'));
+  const launcher = writeNodeLauncher(join(dir, 'supervisor-child'), join(dir, 'supervisor-child.mjs'));
+  const { supervisor } = supervise(t, { spec: { name: 'supervisor-whoami', command: launcher, args: ['whoami'], uid: 65534, gid: 65534, env: { ONLY: 'this' }, stopGraceMs: 5000 }, log });
   await supervisor.start();
   const line = await waitFor('the identity line', () => records.find((r) => r.msg.startsWith('{"uid"')));
   const who = JSON.parse(line.msg) as { uid: number; gid: number; groups: number[]; cwd: string; env: string[] };
