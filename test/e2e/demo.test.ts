@@ -14,6 +14,7 @@ import { listNetns, netnsPids, processesMentioning } from '../../src/util/netns.
 import { cleanEnv, repoRoot } from '../helpers/cli.ts';
 import { SKIP_WITHOUT_KUBE } from '../helpers/kube.ts';
 import { tempDir, waitFor } from '../helpers/tmp.ts';
+import { SKIP_WITHOUT_SETUP } from '../helpers/host.ts';
 
 // Five whole demo runs, each waiting out the registrar's grace and TTL, on a machine shared with other runs.
 t.setTimeout(900_000);
@@ -74,7 +75,7 @@ async function survivors(pids: number[]): Promise<number[]> {
   return pids.filter(alive);
 }
 
-t.test('SIGINT (twice) to the demo process alone mid-way leaves nothing behind', async (t) => {
+t.test('SIGINT (twice) to the demo process alone mid-way leaves nothing behind', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const checkout = privateCheckout(t);
   const demo = startDemo(t, checkout);
   const [, runDir] = await demo.waitFor(/config (\S+)\/config\.json, log/);
@@ -104,7 +105,7 @@ t.test('SIGINT (twice) to the demo process alone mid-way leaves nothing behind',
   t.notOk(existsSync(runDir!), 'its directory is gone');
 });
 
-t.test('from a checkout under a 0700 directory: a SIGKILLed run is swept by the next, which runs the whole flow', async (t) => {
+t.test('from a checkout under a 0700 directory: a SIGKILLed run is swept by the next, which runs the whole flow', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const checkout = privateCheckout(t);
   const killed = startDemo(t, checkout);
   const [, runDir] = await killed.waitFor(/config (\S+)\/config\.json, log/);
@@ -139,7 +140,7 @@ t.test('from a checkout under a 0700 directory: a SIGKILLed run is swept by the 
   t.same(processesMentioning(checkout), [], 'no process from the checkout');
 });
 
-t.test('under a terminal, embedded store: the registrar in the cluster namespace, the ExternalWorkload as YAML, the VM dying and collected', async (t) => {
+t.test('under a terminal, embedded store: the registrar in the cluster namespace, the ExternalWorkload as YAML, the VM dying and collected', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const checkout = privateCheckout(t);
   const demo = startDemo(t, checkout, ['--store', 'embedded'], true);
   const [, vm] = await demo.waitFor(/^ {4}(mh-demo-vm-\w+) \(/m);
@@ -174,7 +175,7 @@ t.test('under a terminal, embedded store: the registrar in the cluster namespace
   t.notOk(existsSync(runDir!), 'its directory is gone');
 });
 
-t.test('--keep leaves it running with the poke lines, which work; Ctrl-C removes it all', async (t) => {
+t.test('--keep leaves it running with the poke lines, which work; Ctrl-C removes it all', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const checkout = privateCheckout(t);
   const demo = startDemo(t, checkout, ['--keep']);
   const [, runDir] = await demo.waitFor(/config (\S+)\/config\.json, log/);
@@ -200,7 +201,7 @@ t.test('--keep leaves it running with the poke lines, which work; Ctrl-C removes
   t.same(processesMentioning(runDir!), [], 'no process of this run');
 });
 
-t.test('--store kube: etcd and kube-apiserver in the cluster namespace, the ExternalWorkload from the API server, nothing left behind', { skip: SKIP_WITHOUT_KUBE }, async (t) => {
+t.test('--store kube: etcd and kube-apiserver in the cluster namespace, the ExternalWorkload from the API server, nothing left behind', { skip: SKIP_WITHOUT_SETUP || SKIP_WITHOUT_KUBE }, async (t) => {
   const checkout = privateCheckout(t);
   const demo = startDemo(t, checkout, ['--store', 'kube']);
   const [, cluster] = await demo.waitFor(/^ {4}\S+ {2}<-> {2}(mh-demo-cluster-\w+) \(/m);
@@ -227,7 +228,7 @@ t.test('--store kube: etcd and kube-apiserver in the cluster namespace, the Exte
   t.notOk(existsSync(kubeDir!), 'its directory is gone');
 });
 
-t.test('--store kube where kube-apiserver is not installed: a clear error before any step', async (t) => {
+t.test('--store kube where kube-apiserver is not installed: a clear error before any step', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   // A PATH with what the demo's preflight needs and none of kube-apiserver, etcd, kubectl.
   const bin = tempDir(t, 'mh-nokube-path-');
   for (const tool of ['sh', 'ip', 'iptables-restore', 'setpriv']) {
@@ -246,7 +247,7 @@ t.test('--store takes auto, kube or embedded', async (t) => {
   t.match(result.all, /--store must be auto, kube, embedded; got "etcd"/);
 });
 
-t.test('--identity spire where SPIRE is not installed: a clear error before any step', async (t) => {
+t.test('--identity spire where SPIRE is not installed: a clear error before any step', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const bin = tempDir(t, 'mh-nospire-path-');
   for (const tool of ['sh', 'ip', 'iptables-restore', 'setpriv']) {
     const found = await execa('sh', ['-c', `command -v ${tool}`]);
@@ -271,7 +272,7 @@ t.test('--identity and --proxy-binary are checked before anything runs', async (
   t.match(missing.all, /--proxy-binary \/nonexistent\/linkerd2-proxy: no such file/);
 });
 
-t.test('--proxy-binary: the demo runs the given proxy instead of its own', async (t) => {
+t.test('--proxy-binary: the demo runs the given proxy instead of its own', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   // A proxy of our choosing at a path of our choosing: the development proxy's launcher, copied where nobody can run it.
   const dir = tempDir(t, 'mh-own-proxy-');
   chmodSync(dir, 0o755);

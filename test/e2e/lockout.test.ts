@@ -14,6 +14,7 @@ import { startHarnessIn, type RunningHarness } from '../helpers/harness.ts';
 import { childEnv, connectFrom, createNetns, linkNetns, startListeners, type Netns } from '../helpers/netns.ts';
 import { startNotifyReceiver } from '../helpers/notify.ts';
 import { tempDir, waitFor } from '../helpers/tmp.ts';
+import { SKIP_WITHOUT_SETUP } from '../helpers/host.ts';
 
 // Several harness runs, each to meshed and back, on a shared 2-core machine: more than
 // the default per-file limit.
@@ -83,7 +84,7 @@ function baseConfig(socket: string, anchors: string, proxyBinary: string) {
   };
 }
 
-t.test('a harness that can get no SVID leaves SSH, inbound and outbound TCP working and says why', { timeout: 180_000 }, async (t) => {
+t.test('a harness that can get no SVID leaves SSH, inbound and outbound TCP working and says why', { skip: SKIP_WITHOUT_SETUP, timeout: 180_000 }, async (t) => {
   const dir = tempDir(t, 'mh-core-');
   chmodSync(dir, 0o755);
   const { vm, peer } = await network(t, 'nosvid');
@@ -125,7 +126,7 @@ t.test('a harness that can get no SVID leaves SSH, inbound and outbound TCP work
   t.equal(after, 'peer');
 });
 
-t.test('SIGHUP during a failing first apply, all-or-nothing reload, and no child outlives a SIGKILLed harness', { timeout: 300_000 }, async (t) => {
+t.test('SIGHUP during a failing first apply, all-or-nothing reload, and no child outlives a SIGKILLed harness', { skip: SKIP_WITHOUT_SETUP, timeout: 300_000 }, async (t) => {
   const dir = tempDir(t, 'mh-core-');
   chmodSync(dir, 0o755);
   const { vm } = await network(t, 'hup');

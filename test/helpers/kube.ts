@@ -12,7 +12,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KUBE_INSTALL_HINT, KubeApiServer, missingKubeTools } from '../../src/dev/kube-apiserver.ts';
+import { KubeApiServer, missingKubeTools } from '../../src/dev/kube-apiserver.ts';
+import { FULL_SETUP, skipUnless } from './host.ts';
 import { REPO_ROOT } from './specs.ts';
 import { freePort } from './tmp.ts';
 
@@ -29,8 +30,7 @@ export function kubeAvailable(): boolean {
   return missing.length === 0;
 }
 
-// Under CI (CI is set) these tests never skip: a missing API server must fail the run, not hide.
-export const SKIP_WITHOUT_KUBE = kubeAvailable() || process.env.CI ? false : `${missing.join(', ')} not runnable; ${KUBE_INSTALL_HINT}`;
+export const SKIP_WITHOUT_KUBE = skipUnless(missing, FULL_SETUP);
 
 const live = new Set<ResultPromise>();
 process.on('exit', () => {

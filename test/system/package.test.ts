@@ -11,6 +11,7 @@ import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { tempDir } from '../helpers/tmp.ts';
+import { SKIP_WITHOUT_PACKAGING } from '../helpers/host.ts';
 
 const exec = promisify(execFile);
 const run = async (cmd: string, args: string[], env?: NodeJS.ProcessEnv) => (await exec(cmd, args, { maxBuffer: 64 << 20, env: env ? { ...process.env, ...env } : process.env })).stdout;
@@ -30,7 +31,7 @@ function walk(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : e.isFile() ? [join(dir, e.name)] : []));
 }
 
-t.test('npm run package output', async (t) => {
+t.test('npm run package output', { skip: SKIP_WITHOUT_PACKAGING }, async (t) => {
   const dir = tempDir(t, 'mh-packaging-pkg-');
   const epoch = (await run('git', ['-C', root, 'log', '-1', '--format=%ct'])).trim();
   const a = join(dir, 'a');

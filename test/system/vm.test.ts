@@ -15,6 +15,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } fr
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { tempDir } from '../helpers/tmp.ts';
+import { SKIP_WITHOUT_VM } from '../helpers/host.ts';
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, '..', '..');
@@ -54,7 +55,7 @@ function boot(image: { kernel: string; initrd: string }, overlay: string, share:
   return { child, exited };
 }
 
-t.test('the .deb in a real Debian 12 machine with systemd', async (t) => {
+t.test('the .deb in a real Debian 12 machine with systemd', { skip: SKIP_WITHOUT_VM }, async (t) => {
   const started = Date.now();
   const dir = tempDir(t, 'mh-packaging-vm-');
   const share = join(dir, 'share');

@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import { cleanEnv, harnessBin } from '../../helpers/cli.ts';
 import { createNetns, type Netns } from '../../helpers/netns.ts';
 import { tempDir, writeJson } from '../../helpers/tmp.ts';
+import { SKIP_WITHOUT_SETUP } from '../../helpers/host.ts';
 
 /** The accounts of this host stand in for meshproxy, which tests do not create. */
 const ACCOUNTS = { MESH_HARNESS_PROXY_USER: 'nobody', MESH_HARNESS_PROXY_GROUP: 'nogroup' };
@@ -17,7 +18,7 @@ function cli(ns: Netns, args: string[], options: { env?: Record<string, string>;
   });
 }
 
-t.test('render, apply, diff and clean with a config file of {}', async (t) => {
+t.test('render, apply, diff and clean with a config file of {}', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const ns = await createNetns(t, 'cli');
   const config = writeJson(tempDir(t), 'config.json', {});
   const args = (sub: string) => [sub, '--config', config];
@@ -57,7 +58,7 @@ t.test('render, apply, diff and clean with a config file of {}', async (t) => {
   t.match(cleanAgain.stdout, /ipv4 \(nft backend\): nothing installed/);
 });
 
-t.test('errors name the cause and the fix', async (t) => {
+t.test('errors name the cause and the fix', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const ns = await createNetns(t, 'clierr');
   const config = writeJson(tempDir(t), 'config.json', {});
 
