@@ -118,7 +118,7 @@ step_build() {
 
 step_go() {
   command -v go >/dev/null && go version | grep -qE 'go1\.(2[1-9]|[3-9][0-9])|go[2-9]' \
-    || { echo "Go 1.21 or newer is required to build SPIRE and kube-apiserver (found: $(go version 2>/dev/null || echo none)); on Debian 12: apt-get install -t bookworm-backports golang-1.23-go and put /usr/lib/go-1.23/bin on PATH, or see https://go.dev/dl" >&2; return 69; }
+    || { echo "Go 1.21 or newer is required to build SPIRE and kube-apiserver (found: $(go version 2>/dev/null || echo none)); Debian 12's golang-go is 1.19, too old: take one from bookworm-backports or https://go.dev/dl" >&2; return 69; }
   outcome=$(go version | cut -d' ' -f3)
 }
 
