@@ -267,9 +267,10 @@ export class KubeApiServer {
   /** Runs kubectl as admin (or with the given kubeconfig); throws with its stderr on failure. */
   async kubectl(args: string[], options: { kubeconfig?: string; input?: string; reject?: boolean } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
     const [bin, argv] = this.argv('kubectl', ['--kubeconfig', options.kubeconfig ?? this.adminKubeconfig, ...args]);
-    const result = await execa(bin, argv, { env: this.env, extendEnv: false, reject: false, ...(options.input === undefined ? {} : { input: options.input }) });
+    // Bounded (kubectl's own request timeout is none): longer than the longest `kubectl wait` here.
+    const result = await execa(bin, argv, { env: this.env, extendEnv: false, reject: false, timeout: 180_000, ...(options.input === undefined ? {} : { input: options.input }) });
     if (result.exitCode !== 0 && options.reject !== false) {
-      throw new Error(`kubectl ${args.join(' ')} exited ${result.exitCode}: ${result.stderr}`);
+      throw new Error(`kubectl ${args.join(' ')} ${result.timedOut ? 'gave no result within 180 s' : `exited ${result.exitCode}`}: ${result.stderr}`);
     }
     return { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
   }
