@@ -32,6 +32,8 @@ export const PLAYGROUND_PREFIX = 'mh-demo';
 /** The account the development proxy runs as. */
 const PROXY_USER = 'nobody';
 const PROXY_GROUP = 'nogroup';
+/** The account the probes run as (probes.execUser): present on every Debian and RHEL host, and not the proxy's. */
+const PROBE_USER = 'daemon';
 
 /** The file whose presence makes the sample workload's /healthz answer 503. */
 const UNHEALTHY_FILE = 'workload-unhealthy';
@@ -233,6 +235,7 @@ export class Playground {
         // The registration stream goes straight to the registrar, not through the proxy.
         iptables: { onStop: 'clean', ignoreOutboundSubnets: [`${CLUSTER_IP}/32`] },
         control: { registrarAddress: cluster.address, registrarIdentity: REGISTRAR_ID },
+        probes: { execUser: PROBE_USER },
         admin: { port: ADMIN_PORT },
         log: { format: 'json' },
       }, null, 2));

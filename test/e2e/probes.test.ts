@@ -10,6 +10,7 @@ import { DevCa } from '../../src/dev/ca.ts';
 import { runCli, spawnCli } from '../helpers/cli.ts';
 import { freePort, tempDir, waitFor, writeJson } from '../helpers/tmp.ts';
 import { httpWorkload } from '../helpers/workloads.ts';
+import { resolveUser } from '../../src/util/users.ts';
 
 
 interface ProbesDetail {
@@ -26,7 +27,8 @@ t.test('run with probes.workload: /status, status and /metrics show every probe'
   const path = writeJson(dir, 'config.json', {
     workload: { group: 'web', namespace: 'default', ports: [{ port: web.port, name: 'http' }] },
     identity: { spiffeId: 'spiffe://root.linkerd.cluster.local/vm/web', serverName: 'web.vm.cluster.local', workloadApiSocket: `unix://${dir}/agent.sock`, trustAnchorsFile: `${dir}/anchors.pem` },
-    proxy: { destinationAddr: 'linkerd-dst-headless.linkerd.svc.cluster.local.:8086', user: 'nobody', group: 'nogroup', binary: '/bin/true' },
+    // Probes run as probes.execUser (nobody), which must not be the proxy's account.
+    proxy: { destinationAddr: 'linkerd-dst-headless.linkerd.svc.cluster.local.:8086', user: 'meshproxy', group: 'meshproxy', binary: '/bin/true' },
     iptables: { enabled: false },
     probes: { workload: [{ name: 'web', httpGet: { port: 'http', path: '/healthz' }, periodSeconds: 1, failureThreshold: 1 }] },
     admin: { port },
@@ -60,6 +62,8 @@ t.test('run with probes.workload: /status, status and /metrics show every probe'
   t.match(cli.stdout, /workload: NOT READY \(ProbeFailed\): GET http/);
   t.match(cli.stdout, /PROBE\s+SOURCE\s+VERDICT\s+LAST\s+OK\/FAIL IN A ROW\s+LATENCY\s+SAW/);
   t.match(cli.stdout, /^web\s+local\s+failing\s+failure\s+0\/\d+\s+\d+ms\s+GET http:\/\/127\.0\.0\.1:\d+\/healthz: 503/m);
+  const nobody = await resolveUser('nobody');
+  t.match(cli.stdout, new RegExp(`^probe runner: Ready: running \\(pid \\d+\\) as uid ${nobody.uid} gid ${nobody.gid}$`, 'm'), 'the checks come from the probe runner, as nobody');
 
   const metrics = (await httpGet(port, '/metrics')).body;
   t.match(metrics, /^mesh_harness_probe_consecutive_failures\{probe="web",source="local"\} [1-9]/m);

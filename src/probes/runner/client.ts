@@ -1,0 +1,273 @@
+/**
+ * The harness's side of the probe runner (main.ts): starts it as a supervised child
+ * running as probes.execUser (restarted with backoff when it exits), sends it each network
+ * check and matches the replies. The probe workers keep the schedule and thresholds; a
+ * check the runner cannot answer (not started, exited mid-check, silent) fails with a
+ * message saying why, like any other failing check.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Registry } from 'prom-client';
+import type { Phase } from '../../component/component.ts';
+import type { Logger } from '../../log/logger.ts';
+import { ChildSupervisor, type ChildChannel } from '../../supervisor/supervisor.ts';
+import { findExecutable } from '../../supervisor/which.ts';
+import { accessProblem } from '../../util/access.ts';
+import { bundlePath, copyBundle } from '../../util/bundle.ts';
+import { EXEC_ENV, type ExecAccount } from '../exec.ts';
+import type { NetworkCheck } from '../network.ts';
+import type { CheckContext, CheckResult } from '../result.ts';
+import { describeHandler } from '../spec.ts';
+import { LineSplitter } from '../../supervisor/lines.ts';
+import { parseReply, type RunnerRequest } from './protocol.ts';
+
+export const RUNNER_ENTRY = 'probe-runner';
+
+/** The runner is not told anything it could not learn: no environment of the harness's. */
+const RUNNER_ENV = { ...EXEC_ENV };
+/** How long a check waits for the runner to come up (Node's start, a restart after a crash). */
+const START_WAIT_MS = 10_000;
+/** How long past its own timeout a check waits for the runner's answer (which carries the timeout itself). */
+const ANSWER_SLACK_MS = 2000;
+
+export interface ProbeRunnerOptions {
+  log: Logger;
+  registry: Registry;
+  /** The account to run as, checked as for exec probes (never root, never the proxy's uid or gid). */
+  account: () => Promise<ExecAccount>;
+  /** The runner program; default the package's dist/probe-runner.js. */
+  script?: string;
+  startWaitMs?: number;
+}
+
+/** What /status shows of the runner. */
+export interface RunnerState {
+  phase: Phase;
+  message: string;
+  pid?: number;
+  /** The credentials the running runner reported for itself. */
+  uid?: number;
+  gid?: number;
+  /** The program it runs: in place, or a world-readable copy when the account cannot read the package. */
+  script?: string;
+}
+
+interface Pending {
+  what: string;
+  resolve: (result: CheckResult) => void;
+}
+
+/** One spawned runner: its pipes, and the checks sent to it and not answered yet. */
+interface Connection {
+  channel: ChildChannel;
+  ready: boolean;
+  uid?: number;
+  gid?: number;
+  pending: Map<number, Pending>;
+}
+
+export class ProbeRunner {
+  private readonly options: ProbeRunnerOptions;
+  private readonly startWaitMs: number;
+  private supervisor: ChildSupervisor | undefined;
+  private account: ExecAccount | undefined;
+  private script: string | undefined;
+  private copyDir: string | undefined;
+  private connection: Connection | undefined;
+  /** Why the runner cannot be started (account, Node.js, program); cleared by the next attempt. */
+  private problem: string | undefined;
+  private starting: Promise<void> | undefined;
+  private wanted = false;
+  private nextId = 1;
+  private waiters = new Set<() => void>();
+
+  constructor(options: ProbeRunnerOptions) {
+    this.options = options;
+    this.startWaitMs = options.startWaitMs ?? START_WAIT_MS;
+  }
+
+  /** Starts the runner unless it runs or is starting; a failed start is tried again at the next call. */
+  start(): void {
+    this.wanted = true;
+    if (this.supervisor || this.starting) return;
+    this.starting = this.launch().finally(() => {
+      this.starting = undefined;
+      this.wake();
+    });
+  }
+
+  /** Stops the runner; pending checks fail. The next start resolves the account again. */
+  async stop(): Promise<void> {
+    this.wanted = false;
+    this.wake();
+    await this.starting;
+    const supervisor = this.supervisor;
+    this.supervisor = undefined;
+    this.disconnect('the probe runner was stopped');
+    await supervisor?.stop();
+    if (this.copyDir) rmSync(this.copyDir, { recursive: true, force: true });
+    this.copyDir = undefined;
+    this.account = undefined;
+    this.script = undefined;
+    this.problem = undefined;
+  }
+
+  state(): RunnerState {
+    const base = { ...(this.script ? { script: this.script } : {}) };
+    if (this.problem) return { phase: 'Failed', message: this.problem, ...base };
+    if (!this.supervisor) return { phase: this.starting ? 'Starting' : 'Stopped', message: this.starting ? 'starting' : 'not running (no network probes)', ...base };
+    const state = this.supervisor.state();
+    const connection = this.connection;
+    const ready = connection?.ready ? { pid: connection.channel.pid, uid: connection.uid!, gid: connection.gid! } : {};
+    const phase = state.phase === 'Ready' && !connection?.ready ? 'Starting' : state.phase;
+    return { phase, message: state.message, ...ready, ...base };
+  }
+
+  /** One check, answered by the runner. Never rejects: every failure is a failing result. */
+  async check(check: NetworkCheck, context: CheckContext): Promise<CheckResult> {
+    const what = describeHandler(check);
+    this.start();
+    const connection = await this.ready(context);
+    if (!connection) {
+      if (context.signal.aborted) return { ok: false, latencyMs: 0, message: `${what}: cancelled` };
+      const why = this.problem ?? `the probe runner is not running: ${this.supervisor?.state().message ?? 'starting'}`;
+      return { ok: false, latencyMs: 0, message: `${what}: not run: ${why}` };
+    }
+    const id = this.nextId++;
+    const started = performance.now();
+    return new Promise<CheckResult>((resolve) => {
+      const finish = (result: CheckResult) => {
+        if (!connection.pending.delete(id)) return;
+        clearTimeout(timer);
+        context.signal.removeEventListener('abort', onAbort);
+        resolve(result);
+      };
+      const onAbort = () => {
+        this.send(connection, { cancel: id });
+        finish({ ok: false, latencyMs: Math.round(performance.now() - started), message: `${what}: cancelled` });
+      };
+      const timer = setTimeout(() => {
+        this.send(connection, { cancel: id });
+        finish({ ok: false, latencyMs: Math.round(performance.now() - started), message: `${what}: the probe runner did not answer within ${(context.timeoutMs + ANSWER_SLACK_MS) / 1000} s` });
+      }, context.timeoutMs + ANSWER_SLACK_MS);
+      connection.pending.set(id, { what, resolve: finish });
+      context.signal.addEventListener('abort', onAbort, { once: true });
+      this.send(connection, { id, check, timeoutMs: context.timeoutMs });
+    });
+  }
+
+  private async launch(): Promise<void> {
+    this.problem = undefined;
+    try {
+      const account = await this.options.account();
+      if (!this.wanted) return;
+      const script = this.prepareScript(account);
+      this.account = account;
+      this.script = script;
+      // Through env -u: nothing may load code into the runner through NODE_OPTIONS (a test
+      // runner's hooks, injected into every spawn, point into a checkout the account cannot read).
+      const env = findExecutable('env') ?? '/usr/bin/env';
+      const supervisor = new ChildSupervisor({
+        spec: { name: RUNNER_ENTRY, command: env, args: ['-u', 'NODE_OPTIONS', process.execPath, script], env: RUNNER_ENV, uid: account.uid, gid: account.gid, stopGraceMs: 1000, noNewPrivileges: true },
+        log: this.options.log,
+        registry: this.options.registry,
+        channel: (channel) => this.connect(channel),
+      });
+      supervisor.on('exit', () => this.disconnect('the probe runner exited during the check; it is restarted'));
+      this.supervisor = supervisor;
+      await supervisor.start();
+    } catch (err) {
+      this.problem = (err as Error).message;
+      this.options.log.warn({ event: 'probe-runner-unavailable' }, `probe runner cannot start: ${this.problem}`);
+    }
+  }
+
+  /**
+   * The runner program as the account can read it: the package's own when it can (an
+   * installed package), else a world-readable copy (a checkout under a 0700 directory).
+   */
+  private prepareScript(account: ExecAccount): string {
+    const who = { uid: account.uid, gid: account.gid, label: account.user };
+    const node = accessProblem(process.execPath, who, 'execute');
+    if (node) throw new Error(`probes run as ${account.user} (probes.execUser) with this Node.js (${process.execPath}), but ${node}`);
+    const script = this.options.script ?? bundlePath(RUNNER_ENTRY);
+    if (!accessProblem(script, who, 'read')) return script;
+    if (this.options.script) throw new Error(`${account.user} cannot read the probe runner: ${accessProblem(script, who, 'read')}`);
+    this.copyDir ??= mkdtempSync(join(tmpdir(), 'mesh-harness-probe-runner-'));
+    const copy = copyBundle(this.copyDir, RUNNER_ENTRY);
+    const problem = accessProblem(copy, who, 'read');
+    if (problem) throw new Error(`${account.user} cannot read the probe runner copied to ${this.copyDir}: ${problem}`);
+    return copy;
+  }
+
+  private connect(channel: ChildChannel): void {
+    const connection: Connection = { channel, ready: false, pending: new Map() };
+    this.connection = connection;
+    const lines = new LineSplitter((line) => {
+      const reply = line.truncated ? undefined : parseReply(line.text);
+      if (!reply) {
+        this.options.log.warn({ event: 'probe-runner-garbage', pid: channel.pid }, 'probe runner wrote a line that is not a reply; ignored');
+        return;
+      }
+      if ('ready' in reply) return this.greeted(connection, reply);
+      connection.pending.get(reply.id)?.resolve({ ok: reply.ok, latencyMs: reply.latencyMs, message: reply.message });
+    });
+    channel.output.on('data', (chunk: Buffer) => lines.push(chunk));
+    channel.output.on('error', () => undefined);
+  }
+
+  /** The runner is up: it must hold the account's credentials, or its probes would not be what they claim. */
+  private greeted(connection: Connection, hello: { uid: number; gid: number; groups: number[] }): void {
+    const account = this.account!;
+    const foreign = hello.groups.filter((g) => g !== account.gid);
+    if (hello.uid !== account.uid || hello.gid !== account.gid || foreign.length) {
+      this.problem = `the probe runner (pid ${connection.channel.pid}) runs as uid ${hello.uid} gid ${hello.gid} groups ${hello.groups.join(',') || 'none'}, not as ${account.user} (uid ${account.uid}, gid ${account.gid} only); not using it`;
+      this.options.log.error({ event: 'probe-runner-credentials', ...hello }, this.problem);
+      this.wake();
+      return;
+    }
+    connection.ready = true;
+    connection.uid = hello.uid;
+    connection.gid = hello.gid;
+    this.wake();
+  }
+
+  /** The current runner once it said hello, or undefined when it cannot be had in time. */
+  private async ready(context: CheckContext): Promise<Connection | undefined> {
+    const deadline = performance.now() + this.startWaitMs;
+    for (;;) {
+      if (this.connection?.ready) return this.connection;
+      if (this.problem || context.signal.aborted || !this.wanted) return undefined;
+      const left = deadline - performance.now();
+      if (left <= 0) return undefined;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          context.signal.removeEventListener('abort', done);
+          this.waiters.delete(done);
+          resolve();
+        };
+        const timer = setTimeout(done, left);
+        context.signal.addEventListener('abort', done, { once: true });
+        this.waiters.add(done);
+      });
+    }
+  }
+
+  private wake(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+
+  private send(connection: Connection, request: RunnerRequest): void {
+    if (connection.channel.input.writable) connection.channel.input.write(`${JSON.stringify(request)}\n`);
+  }
+
+  /** The runner went away: whatever it had not answered fails now, not at its timeout. */
+  private disconnect(why: string): void {
+    const connection = this.connection;
+    this.connection = undefined;
+    if (!connection) return;
+    for (const pending of [...connection.pending.values()]) pending.resolve({ ok: false, latencyMs: 0, message: `${pending.what}: ${why}` });
+  }
+}
