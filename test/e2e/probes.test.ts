@@ -4,10 +4,13 @@
  * and a workload failure shows up without the harness itself turning unready.
  */
 import t from 'tap';
-import { writeFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { httpGet } from '../helpers/http.ts';
 import { DevCa } from '../../src/dev/ca.ts';
-import { runCli, spawnCli } from '../helpers/cli.ts';
+import { cleanEnv, repoRoot, runCli, spawnCli } from '../helpers/cli.ts';
 import { freePort, tempDir, waitFor, writeJson } from '../helpers/tmp.ts';
 import { httpWorkload } from '../helpers/workloads.ts';
 import { resolveUser } from '../../src/util/users.ts';
@@ -74,4 +77,42 @@ t.test('run with probes.workload: /status, status and /metrics show every probe'
   const result = await child;
   t.equal(result.exitCode, 0, String(result.stderr));
   t.match(result.stderr, /"event":"workload-readiness","ready":false,"reason":"ProbeFailed"/);
+});
+
+t.test('from a package under a 0700 directory, the probe runner (nobody) runs from a world-readable copy, removed at stop', async (t) => {
+  const dir = tempDir(t, 'mh-probes-e2e-');
+  // A checkout under /root, as far as nobody can tell: dir is 0700 and root's.
+  const pkg = join(dir, 'mesh-harness');
+  for (const sub of ['dist/chunks', 'proto']) mkdirSync(join(pkg, sub), { recursive: true });
+  cpSync(join(repoRoot, 'package.json'), join(pkg, 'package.json'));
+  cpSync(join(repoRoot, 'proto'), join(pkg, 'proto'), { recursive: true });
+  for (const file of ['mesh-harness.js', 'probe-runner.js']) cpSync(join(repoRoot, 'dist', file), join(pkg, 'dist', file));
+  cpSync(join(repoRoot, 'dist', 'chunks'), join(pkg, 'dist', 'chunks'), { recursive: true });
+  const port = await freePort();
+  const web = await httpWorkload(t);
+  writeFileSync(`${dir}/anchors.pem`, (await DevCa.create({ trustDomain: 'root.linkerd.cluster.local' })).bundlePem);
+  const path = writeJson(dir, 'config.json', {
+    identity: { spiffeId: 'spiffe://root.linkerd.cluster.local/vm/web', serverName: 'web.vm.cluster.local', workloadApiSocket: `unix://${dir}/agent.sock`, trustAnchorsFile: `${dir}/anchors.pem` },
+    proxy: { destinationAddr: '127.0.0.1:8086', user: 'meshproxy', group: 'meshproxy', binary: '/bin/true' },
+    iptables: { enabled: false },
+    probes: { workload: [{ name: 'web', httpGet: { port: web.port, path: '/healthz' }, periodSeconds: 1 }] },
+    admin: { port },
+    log: { format: 'json' },
+  });
+  const child = execa(process.execPath, [join(pkg, 'dist', 'mesh-harness.js'), 'run', '--config', path], { env: cleanEnv(), extendEnv: false, reject: false });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const probes = await waitFor('the workload ready', async () => {
+    const status = JSON.parse((await httpGet(port, '/status')).body) as { components: Array<{ name: string; detail?: { workload: { ready: boolean }; runner: { script?: string } } }> };
+    const probes = status.components.find((c) => c.name === 'probes');
+    return probes?.detail?.workload.ready ? probes.detail : undefined;
+  }, 30_000);
+  const script = probes.runner.script!;
+  t.match(script, new RegExp(`^${tmpdir()}/mesh-harness-probe-runner-[^/]+/dist/probe-runner\\.js$`), 'run from a copy in the temp directory');
+  t.not(script.startsWith(pkg), true);
+  t.ok(existsSync(script));
+  child.kill('SIGTERM');
+  t.equal((await child).exitCode, 0);
+  t.notOk(existsSync(dirname(dirname(script))), 'the copy is gone with the runner');
 });
