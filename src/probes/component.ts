@@ -80,7 +80,8 @@ export class ProbesComponent extends BaseComponent {
     this.config = options.config;
     this.metrics = new ProbeMetrics(options.registry);
     this.gate = new ReadinessGate({ ...(options.damping ? { damping: options.damping } : {}), onTransition: (r) => this.onTransition(r) }, { ready: false, reason: 'ProbePending', message: 'probes not started' });
-    this.runner = new ProbeRunner({ log: this.log, registry: options.registry, account: () => this.account(), ...(options.runnerScript ? { script: options.runnerScript } : {}) });
+    // Its lines carry component "probe-runner" (the supervisor's), not "probes" twice over.
+    this.runner = new ProbeRunner({ log: options.log, registry: options.registry, account: () => this.account(), ...(options.runnerScript ? { script: options.runnerScript } : {}) });
   }
 
   override state(): ComponentState {
