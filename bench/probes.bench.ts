@@ -11,7 +11,7 @@
  *   etcd and kubectl are on PATH.
  */
 import { execa } from 'execa';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,7 +28,7 @@ import { startProbedHarness } from '../test/helpers/probed-harness.ts';
 import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, TRUST_DOMAIN } from '../test/helpers/registrar.ts';
 import { freePort, waitFor } from '../test/helpers/tmp.ts';
 import { grpcHealthServer, httpWorkload, TcpWorkload } from '../test/helpers/workloads.ts';
-import { descendants, median, percentile, rssMb, treeCpuSeconds, writeResults } from './lib.ts';
+import { descendants, median, memoryMb, percentile, rssMb, treeCpuSeconds, writeResults } from './lib.ts';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..');
 const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C' };
@@ -51,7 +51,7 @@ function treeRssMb(pid: number): number {
  * The daemon (no SVID: identity waits, the proxy is never started) with `probes`; CPU over a
  * window, of the daemon and every process it started (exec probes, the probe runner).
  */
-async function daemonCpu(dir: string, probes: unknown[], windowMs: number): Promise<{ cpuPerHour: number; rssMb: number }> {
+async function daemonCpu(dir: string, probes: unknown[], windowMs: number): Promise<{ cpuPerHour: number; rssMb: number; runner?: { rssAnon: number; rssFile: number } }> {
   const adminPort = await freePort();
   const config = join(dir, `config-${probes.length}.json`);
   // run checks the host first: the anchors file and the proxy binary must exist (the proxy never starts: no SVID).
@@ -71,7 +71,15 @@ async function daemonCpu(dir: string, probes: unknown[], windowMs: number): Prom
     const cpu0 = treeCpuSeconds(child.pid!);
     await sleep(windowMs);
     const cpu = treeCpuSeconds(child.pid!) - cpu0;
-    return { cpuPerHour: (cpu * 3_600_000) / windowMs, rssMb: treeRssMb(child.pid!) };
+    const runner = descendants(child.pid!).find((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('probe-runner.js');
+      } catch {
+        return false;
+      }
+    });
+    const runnerMemory = runner === undefined ? undefined : memoryMb(runner);
+    return { cpuPerHour: (cpu * 3_600_000) / windowMs, rssMb: treeRssMb(child.pid!), ...(runnerMemory ? { runner: { rssAnon: runnerMemory.rssAnon, rssFile: runnerMemory.rssFile } } : {}) };
   } finally {
     child.kill('SIGTERM');
     await child;
@@ -199,6 +207,9 @@ async function main(): Promise<void> {
     { name: 'daemon CPU, no probes', value: baseline.cpuPerHour, unit: 'CPU-s/h', detail: { windowSeconds: windowMs / 1000, rssMb: baseline.rssMb } },
     { name: 'daemon CPU, 10 probes at 1 s', value: loaded.cpuPerHour, unit: 'CPU-s/h', detail: { windowSeconds: windowMs / 1000, rssMb: loaded.rssMb, mix: '4 httpGet, 3 tcpSocket, 2 grpc, 1 exec', httpChecksServed: httpChecks } },
     { name: '  cost of the 10 probes', value: loaded.cpuPerHour - baseline.cpuPerHour, unit: 'CPU-s/h', detail: { percentOfOneCore: ((loaded.cpuPerHour - baseline.cpuPerHour) / 3600) * 100 } },
+    ...(loaded.runner
+      ? [{ name: '  probe runner private memory (RssAnon)', value: loaded.runner.rssAnon, unit: 'MB', detail: { rssFileMb: loaded.runner.rssFile, note: 'file-backed pages are mostly the Node.js binary, shared with the harness' } }]
+      : []),
     ...Object.entries(perHandler).map(([kind, cpu]) => ({ name: `  10 ${kind} probes at 1 s, incl. target`, value: cpu, unit: 'CPU-s/h', detail: { msPerCheck: cpu / 36 } })),
     { name: 'detection latency (median)', value: median(latencies), unit: 'ms', detail: { periodSeconds: 1, failureThreshold: 1, samples: sorted.map((v) => Math.round(v)) } },
     { name: 'detection latency (p99)', value: percentile(sorted, 99), unit: 'ms', detail: { note: 'failure injected at a random moment -> readiness transition emitted; floor is the wait for the next check (uniform over one period)' } },

@@ -1,4 +1,3 @@
-import { grpcCheck } from './grpc.ts';
 import { httpGetCheck } from './http.ts';
 import type { CheckContext, CheckResult } from './result.ts';
 import type { PortRef, ProbeHandler } from './spec.ts';
@@ -17,6 +16,7 @@ export function runNetworkCheck(check: NetworkCheck, context: CheckContext): Pro
     case 'tcpSocket':
       return tcpSocketCheck(check, context);
     case 'grpc':
-      return grpcCheck(check, context);
+      // Loaded on the first grpc check: grpc-js is most of the runner's memory, and most VMs have no grpc probe.
+      return import('./grpc.ts').then(({ grpcCheck }) => grpcCheck(check, context));
   }
 }

@@ -13,6 +13,7 @@ import type { Phase } from '../../component/component.ts';
 import type { Logger } from '../../log/logger.ts';
 import { ChildSupervisor, type ChildChannel } from '../../supervisor/supervisor.ts';
 import { findExecutable } from '../../supervisor/which.ts';
+import { OperationQueue } from '../../component/queue.ts';
 import { accessProblem } from '../../util/access.ts';
 import { bundlePath, copyBundle } from '../../util/bundle.ts';
 import { EXEC_ENV, type ExecAccount } from '../exec.ts';
@@ -77,7 +78,11 @@ export class ProbeRunner {
   private connection: Connection | undefined;
   /** Why the runner cannot be started (account, Node.js, program); cleared by the next attempt. */
   private problem: string | undefined;
-  private starting: Promise<void> | undefined;
+  /** Starts and stops, one at a time in call order: a stop never tears down what a later start set up. */
+  private readonly lifecycle = new OperationQueue();
+  private starting = false;
+  /** Stops queued and not yet done: a start meanwhile must not take the runner for running. */
+  private stopsPending = 0;
   private wanted = false;
   private nextId = 1;
   private waiters = new Set<() => void>();
@@ -90,27 +95,36 @@ export class ProbeRunner {
   /** Starts the runner unless it runs or is starting; a failed start is tried again at the next call. */
   start(): void {
     this.wanted = true;
-    if (this.supervisor || this.starting) return;
-    this.starting = this.launch().finally(() => {
-      this.starting = undefined;
-      this.wake();
+    if (this.starting || (this.supervisor && this.stopsPending === 0)) return;
+    this.starting = true;
+    void this.lifecycle.run(async () => {
+      try {
+        if (this.wanted && !this.supervisor) await this.launch();
+      } finally {
+        this.starting = false;
+        this.wake();
+      }
     });
   }
 
   /** Stops the runner; pending checks fail. The next start resolves the account again. */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
     this.wanted = false;
     this.wake();
-    await this.starting;
-    const supervisor = this.supervisor;
-    this.supervisor = undefined;
-    this.disconnect('the probe runner was stopped');
-    await supervisor?.stop();
-    if (this.copyDir) rmSync(this.copyDir, { recursive: true, force: true });
-    this.copyDir = undefined;
-    this.account = undefined;
-    this.script = undefined;
-    this.problem = undefined;
+    this.stopsPending += 1;
+    return this.lifecycle.run(async () => {
+      const supervisor = this.supervisor;
+      this.supervisor = undefined;
+      this.disconnect('the probe runner was stopped');
+      await supervisor?.stop();
+      if (this.copyDir) rmSync(this.copyDir, { recursive: true, force: true });
+      this.copyDir = undefined;
+      this.account = undefined;
+      this.script = undefined;
+      this.problem = undefined;
+    }).finally(() => {
+      this.stopsPending -= 1;
+    });
   }
 
   state(): RunnerState {
@@ -161,7 +175,6 @@ export class ProbeRunner {
     this.problem = undefined;
     try {
       const account = await this.options.account();
-      if (!this.wanted) return;
       const script = this.prepareScript(account);
       this.account = account;
       this.script = script;
@@ -174,7 +187,9 @@ export class ProbeRunner {
         registry: this.options.registry,
         channel: (channel) => this.connect(channel),
       });
-      supervisor.on('exit', () => this.disconnect('the probe runner exited during the check; it is restarted'));
+      supervisor.on('exit', () => {
+        if (this.supervisor === supervisor) this.disconnect('the probe runner exited during the check; it is restarted');
+      });
       this.supervisor = supervisor;
       await supervisor.start();
     } catch (err) {
@@ -205,6 +220,8 @@ export class ProbeRunner {
     const connection: Connection = { channel, ready: false, pending: new Map() };
     this.connection = connection;
     const lines = new LineSplitter((line) => {
+      // A runner that was stopped or replaced has nothing more to say.
+      if (this.connection !== connection) return;
       const reply = line.truncated ? undefined : parseReply(line.text);
       if (!reply) {
         this.options.log.warn({ event: 'probe-runner-garbage', pid: channel.pid }, 'probe runner wrote a line that is not a reply; ignored');
@@ -219,7 +236,8 @@ export class ProbeRunner {
 
   /** The runner is up: it must hold the account's credentials, or its probes would not be what they claim. */
   private greeted(connection: Connection, hello: { uid: number; gid: number; groups: number[] }): void {
-    const account = this.account!;
+    const account = this.account;
+    if (!account) return;
     const foreign = hello.groups.filter((g) => g !== account.gid);
     if (hello.uid !== account.uid || hello.gid !== account.gid || foreign.length) {
       this.problem = `the probe runner (pid ${connection.channel.pid}) runs as uid ${hello.uid} gid ${hello.gid} groups ${hello.groups.join(',') || 'none'}, not as ${account.user} (uid ${account.uid}, gid ${account.gid} only); not using it`;
