@@ -49,8 +49,6 @@ export interface ProbesComponentOptions {
   damping?: FlapDamping;
   /** The workload's IPs as the harness announces them; default workload.ips. Cluster probes may target them. */
   workloadIps?: () => readonly string[];
-  /** The probe runner program; default the package's dist/probe-runner.js. */
-  runnerScript?: string;
 }
 
 interface Running {
@@ -81,7 +79,7 @@ export class ProbesComponent extends BaseComponent {
     this.metrics = new ProbeMetrics(options.registry);
     this.gate = new ReadinessGate({ ...(options.damping ? { damping: options.damping } : {}), onTransition: (r) => this.onTransition(r) }, { ready: false, reason: 'ProbePending', message: 'probes not started' });
     // Its lines carry component "probe-runner" (the supervisor's), not "probes" twice over.
-    this.runner = new ProbeRunner({ log: options.log, registry: options.registry, account: () => this.account(), ...(options.runnerScript ? { script: options.runnerScript } : {}) });
+    this.runner = new ProbeRunner({ log: options.log, registry: options.registry, account: () => this.account() });
   }
 
   override state(): ComponentState {

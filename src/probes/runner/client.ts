@@ -10,22 +10,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Registry } from 'prom-client';
 import type { Phase } from '../../component/component.ts';
+import { OperationQueue } from '../../component/queue.ts';
 import type { Logger } from '../../log/logger.ts';
+import { LineSplitter } from '../../supervisor/lines.ts';
 import { ChildSupervisor, type ChildChannel } from '../../supervisor/supervisor.ts';
 import { findExecutable } from '../../supervisor/which.ts';
-import { OperationQueue } from '../../component/queue.ts';
 import { accessProblem } from '../../util/access.ts';
 import { bundlePath, copyBundle } from '../../util/bundle.ts';
 import { EXEC_ENV, type ExecAccount } from '../exec.ts';
 import type { NetworkCheck } from '../network.ts';
 import type { CheckContext, CheckResult } from '../result.ts';
 import { describeHandler } from '../spec.ts';
-import { LineSplitter } from '../../supervisor/lines.ts';
 import { parseReply, type RunnerRequest } from './protocol.ts';
 
-export const RUNNER_ENTRY = 'probe-runner';
+/** The runner's bundle (scripts/build.mjs) and its name as a supervised child. */
+const RUNNER_ENTRY = 'probe-runner';
 
-/** The runner is not told anything it could not learn: no environment of the harness's. */
+/** The exec probes' clean environment: nothing of the harness's (no MESH_HARNESS_*, no NODE_OPTIONS). */
 const RUNNER_ENV = { ...EXEC_ENV };
 /** How long a check waits for the runner to come up (Node's start, a restart after a crash). */
 const START_WAIT_MS = 10_000;
@@ -37,9 +38,6 @@ export interface ProbeRunnerOptions {
   registry: Registry;
   /** The account to run as, checked as for exec probes (never root, never the proxy's uid or gid). */
   account: () => Promise<ExecAccount>;
-  /** The runner program; default the package's dist/probe-runner.js. */
-  script?: string;
-  startWaitMs?: number;
 }
 
 /** What /status shows of the runner. */
@@ -70,7 +68,6 @@ interface Connection {
 
 export class ProbeRunner {
   private readonly options: ProbeRunnerOptions;
-  private readonly startWaitMs: number;
   private supervisor: ChildSupervisor | undefined;
   private account: ExecAccount | undefined;
   private script: string | undefined;
@@ -89,7 +86,6 @@ export class ProbeRunner {
 
   constructor(options: ProbeRunnerOptions) {
     this.options = options;
-    this.startWaitMs = options.startWaitMs ?? START_WAIT_MS;
   }
 
   /** Starts the runner unless it runs or is starting; a failed start is tried again at the next call. */
@@ -206,9 +202,8 @@ export class ProbeRunner {
     const who = { uid: account.uid, gid: account.gid, label: account.user };
     const node = accessProblem(process.execPath, who, 'execute');
     if (node) throw new Error(`probes run as ${account.user} (probes.execUser) with this Node.js (${process.execPath}), but ${node}`);
-    const script = this.options.script ?? bundlePath(RUNNER_ENTRY);
+    const script = bundlePath(RUNNER_ENTRY);
     if (!accessProblem(script, who, 'read')) return script;
-    if (this.options.script) throw new Error(`${account.user} cannot read the probe runner: ${accessProblem(script, who, 'read')}`);
     this.copyDir ??= mkdtempSync(join(tmpdir(), 'mesh-harness-probe-runner-'));
     const copy = copyBundle(this.copyDir, RUNNER_ENTRY);
     const problem = accessProblem(copy, who, 'read');
@@ -253,7 +248,7 @@ export class ProbeRunner {
 
   /** The current runner once it said hello, or undefined when it cannot be had in time. */
   private async ready(context: CheckContext): Promise<Connection | undefined> {
-    const deadline = performance.now() + this.startWaitMs;
+    const deadline = performance.now() + START_WAIT_MS;
     for (;;) {
       if (this.connection?.ready) return this.connection;
       if (this.problem || context.signal.aborted || !this.wanted) return undefined;
