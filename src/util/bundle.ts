@@ -1,5 +1,7 @@
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ownerAlive, readOwner, recordOwner } from './owner.ts';
 import { packageRoot } from './paths.ts';
 
 /** The built program `entry` (dist/<entry>.js, see scripts/build.mjs) of this package. */
@@ -37,4 +39,29 @@ export function copyBundle(dir: string, entry: string): string {
   }
   cpSync(join(root, 'proto'), join(dir, 'proto'), { recursive: true });
   return join(dir, 'dist', `${entry}.js`);
+}
+
+/**
+ * A copy of `entry` (see copyBundle) in a fresh directory of its own under the temp
+ * directory, recorded as this process's. Copies that an earlier process left behind (it
+ * was SIGKILLed) are removed first: only directories this account made, whose recorded
+ * owner is gone. The caller removes its copy when done with it.
+ */
+export function temporaryBundleCopy(entry: string): { dir: string; script: string } {
+  const prefix = `mesh-harness-${entry}-`;
+  for (const name of readdirSync(tmpdir())) {
+    if (!name.startsWith(prefix)) continue;
+    const dir = join(tmpdir(), name);
+    try {
+      const stats = lstatSync(dir);
+      if (!stats.isDirectory() || stats.uid !== process.geteuid?.()) continue;
+    } catch {
+      continue;
+    }
+    const owner = readOwner(dir);
+    if (owner && !ownerAlive(owner)) rmSync(dir, { recursive: true, force: true });
+  }
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  recordOwner(dir);
+  return { dir, script: copyBundle(dir, entry) };
 }

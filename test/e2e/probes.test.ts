@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { execa } from 'execa';
-import { cpSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { httpGet } from '../helpers/http.ts';
@@ -13,6 +13,7 @@ import { DevCa } from '../../src/dev/ca.ts';
 import { cleanEnv, repoRoot, runCli, spawnCli } from '../helpers/cli.ts';
 import { freePort, tempDir, waitFor, writeJson } from '../helpers/tmp.ts';
 import { httpWorkload } from '../helpers/workloads.ts';
+import { recordOwner } from '../../src/util/owner.ts';
 import { resolveUser } from '../../src/util/users.ts';
 
 
@@ -79,7 +80,7 @@ t.test('run with probes.workload: /status, status and /metrics show every probe'
   t.match(result.stderr, /"event":"workload-readiness","ready":false,"reason":"ProbeFailed"/);
 });
 
-t.test('from a package under a 0700 directory, the probe runner (nobody) runs from a world-readable copy, removed at stop', async (t) => {
+t.test('from a package under a 0700 directory, the probe runner (nobody) runs from a world-readable copy, removed at stop; a SIGKILLed harness\'s copy is swept by the next', async (t) => {
   const dir = tempDir(t, 'mh-probes-e2e-');
   // A checkout under /root, as far as nobody can tell: dir is 0700 and root's.
   const pkg = join(dir, 'mesh-harness');
@@ -99,6 +100,12 @@ t.test('from a package under a 0700 directory, the probe runner (nobody) runs fr
     admin: { port },
     log: { format: 'json' },
   });
+  // What a SIGKILLed harness left (its owner is gone), and a copy of a harness still running (this test process).
+  const abandoned = mkdtempSync(join(tmpdir(), 'mesh-harness-probe-runner-'));
+  writeFileSync(join(abandoned, 'owner.json'), JSON.stringify({ pid: 2 ** 22 + 1, startTime: '1' }));
+  const live = mkdtempSync(join(tmpdir(), 'mesh-harness-probe-runner-'));
+  recordOwner(live);
+  t.teardown(() => rmSync(live, { recursive: true, force: true }));
   const child = execa(process.execPath, [join(pkg, 'dist', 'mesh-harness.js'), 'run', '--config', path], { env: cleanEnv(), extendEnv: false, reject: false });
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
@@ -112,6 +119,8 @@ t.test('from a package under a 0700 directory, the probe runner (nobody) runs fr
   t.match(script, new RegExp(`^${tmpdir()}/mesh-harness-probe-runner-[^/]+/dist/probe-runner\\.js$`), 'run from a copy in the temp directory');
   t.not(script.startsWith(pkg), true);
   t.ok(existsSync(script));
+  t.notOk(existsSync(abandoned), 'the abandoned copy was swept');
+  t.ok(existsSync(live), 'a live harness\'s copy was left alone');
   child.kill('SIGTERM');
   t.equal((await child).exitCode, 0);
   t.notOk(existsSync(dirname(dirname(script))), 'the copy is gone with the runner');

@@ -5,9 +5,7 @@
  * check the runner cannot answer (not started, exited mid-check, silent) fails with a
  * message saying why, like any other failing check.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import type { Registry } from 'prom-client';
 import type { Phase } from '../../component/component.ts';
 import { OperationQueue } from '../../component/queue.ts';
@@ -16,7 +14,7 @@ import { LineSplitter } from '../../supervisor/lines.ts';
 import { ChildSupervisor, type ChildChannel } from '../../supervisor/supervisor.ts';
 import { findExecutable } from '../../supervisor/which.ts';
 import { accessProblem } from '../../util/access.ts';
-import { bundlePath, copyBundle } from '../../util/bundle.ts';
+import { bundlePath, temporaryBundleCopy } from '../../util/bundle.ts';
 import { EXEC_ENV, type ExecAccount } from '../exec.ts';
 import type { NetworkCheck } from '../network.ts';
 import type { CheckContext, CheckResult } from '../result.ts';
@@ -204,11 +202,12 @@ export class ProbeRunner {
     if (node) throw new Error(`probes run as ${account.user} (probes.execUser) with this Node.js (${process.execPath}), but ${node}`);
     const script = bundlePath(RUNNER_ENTRY);
     if (!accessProblem(script, who, 'read')) return script;
-    this.copyDir ??= mkdtempSync(join(tmpdir(), 'mesh-harness-probe-runner-'));
-    const copy = copyBundle(this.copyDir, RUNNER_ENTRY);
-    const problem = accessProblem(copy, who, 'read');
-    if (problem) throw new Error(`${account.user} cannot read the probe runner copied to ${this.copyDir}: ${problem}`);
-    return copy;
+    if (this.copyDir) rmSync(this.copyDir, { recursive: true, force: true });
+    const copy = temporaryBundleCopy(RUNNER_ENTRY);
+    this.copyDir = copy.dir;
+    const problem = accessProblem(copy.script, who, 'read');
+    if (problem) throw new Error(`${account.user} cannot read the probe runner copied to ${copy.dir}: ${problem}`);
+    return copy.script;
   }
 
   private connect(channel: ChildChannel): void {
