@@ -10,6 +10,8 @@ const entries = {
   'mesh-harness': 'src/cli/main.ts',
   // The cluster-side service (mesh-registrar run).
   'mesh-registrar': 'src/registrar/main.ts',
+  // The harness's probe runner: httpGet/tcpSocket/grpc checks as probes.execUser, a supervised child.
+  'probe-runner': 'src/probes/runner/main.ts',
   // The playground's Workload API server when no SPIRE is installed (mesh-harness demo spawns it).
   'dev-workload-api': 'src/dev/workload-api/main.ts',
   // The playground's and the tests' stand-in for linkerd2-proxy (never the production path).

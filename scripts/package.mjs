@@ -128,6 +128,8 @@ function stage(dir, arch, format) {
   write(join(app, 'package.json'), `${JSON.stringify({ name: pkg.name, version, description: pkg.description, license: pkg.license, type: 'module', private: true }, null, 2)}\n`);
   cpSync(join(root, 'proto'), join(app, 'proto'), { recursive: true });
   copy(join(root, 'dist', 'mesh-harness.js'), join(app, 'dist', 'mesh-harness.js'), 0o644);
+  // The probe runner: the harness starts it as probes.execUser, which reads it from here (0644).
+  copy(join(root, 'dist', 'probe-runner.js'), join(app, 'dist', 'probe-runner.js'), 0o644);
   for (const chunk of readdirSync(join(root, 'dist', 'chunks')).filter((f) => f.endsWith('.js')).sort()) {
     copy(join(root, 'dist', 'chunks', chunk), join(app, 'dist', 'chunks', chunk), 0o644);
   }

@@ -35,6 +35,8 @@ export const PLAYGROUND_PREFIX = 'mh-demo';
 /** The account the development proxy runs as. */
 const PROXY_USER = 'nobody';
 const PROXY_GROUP = 'nogroup';
+/** The account the probes run as (probes.execUser): present on every Debian and RHEL host, and not the proxy's. */
+const PROBE_USER = 'daemon';
 
 /** The file whose presence makes the sample workload's /healthz answer 503. */
 const UNHEALTHY_FILE = 'workload-unhealthy';
@@ -224,9 +226,9 @@ export class Playground {
     if (result.exitCode !== 0) throw new Error(`ip ${args.join(' ')}: ${result.stderr}`);
   }
 
-  private spawn(argv: string[], logFile?: string): ResultPromise {
+  private spawn(argv: string[], logFile?: string, env: Record<string, string> = {}): ResultPromise {
     if (this.cleaning) throw new Interrupted('interrupted');
-    const child = execa(argv[0]!, argv.slice(1), { env: minimalEnv(), extendEnv: false, reject: false, buffer: false, ...(logFile ? { stdout: { file: logFile }, stderr: { file: logFile } } : {}) });
+    const child = execa(argv[0]!, argv.slice(1), { env: { ...minimalEnv(), ...env }, extendEnv: false, reject: false, buffer: false, ...(logFile ? { stdout: { file: logFile }, stderr: { file: logFile } } : {}) });
     this.children.push(child);
     return child;
   }
@@ -315,13 +317,17 @@ export class Playground {
         // The registration stream goes straight to the registrar, not through the proxy.
         iptables: { onStop: 'clean', ignoreOutboundSubnets: [`${CLUSTER_IP}/32`] },
         control: { registrarAddress: cluster.address, registrarIdentity: REGISTRAR_ID },
+        probes: { execUser: PROBE_USER },
         admin: { port: ADMIN_PORT },
         log: { format: 'json' },
       }, null, 2));
 
       this.say.step(`Starting mesh-harness in the vm (${spire ? 'spire-agent -> ' : ''}identity -> iptables -> proxy -> registration -> probes)`);
       const harnessStart = Date.now();
-      this.harness = this.spawn(['ip', 'netns', 'exec', this.vm, process.execPath, join(this.root, 'bin', 'mesh-harness.mjs'), 'run', '--config', join(dir, 'config.json')], join(dir, 'harness.log'));
+      // TMPDIR: from a checkout the probe runner cannot read, the harness copies it to the
+      // temp directory; in the run's directory, the copy goes with the run, even when the
+      // harness is SIGKILLed below.
+      this.harness = this.spawn(['ip', 'netns', 'exec', this.vm, process.execPath, join(this.root, 'bin', 'mesh-harness.mjs'), 'run', '--config', join(dir, 'config.json')], join(dir, 'harness.log'), { TMPDIR: dir });
       this.say.detail(`config ${join(dir, 'config.json')}, log ${join(dir, 'harness.log')}`);
       const seen = new Map<string, string>();
       const ready = await waitUntil('the harness to be ready', async () => {

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { httpGet } from '../helpers/http.ts';
 import { cleanEnv, runCli, spawnCli } from '../helpers/cli.ts';
-import { writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, writeFileSync } from 'node:fs';
 import { DevCa } from '../../src/dev/ca.ts';
 import { freePort, tempDir, waitFor, writeJson } from '../helpers/tmp.ts';
 
@@ -114,4 +114,46 @@ t.test('run serves /live, /ready 503 with reasons, /metrics; status reads it; SI
   t.equal(result.exitCode, 0, String(result.stderr));
   t.match(result.stderr, /"msg":"shutting down"/);
   t.match(result.stderr, /"component":"harness"/);
+});
+
+t.test('a config file others could change: run refuses it (78, one line), config validate warns, check fails, a reload keeps the previous one', async (t) => {
+  const dir = tempDir(t);
+  const port = await freePort();
+  const path = writeJson(dir, 'config.json', await daemonConfig(dir, port));
+  chmodSync(path, 0o664);
+  const refused = await runCli(['run', '--config', path]);
+  t.equal(refused.exitCode, 78);
+  t.equal(refused.stderr.trim(), `mesh-harness run: config file ${path} is writable by group or others (owner 0:0, mode 0664); it decides what runs as root (proxy.binary, probes.allowClusterExec, probes.allowClusterHosts), so only root may change it; fix: chown root:root ${path} && chmod go-w ${path}`);
+  chmodSync(path, 0o644);
+  chownSync(path, 65534, 65534);
+  const notRoot = await runCli(['run', '--config', path]);
+  t.equal(notRoot.exitCode, 78);
+  t.match(notRoot.stderr, /^mesh-harness run: config file \S+ is not owned by root \(owner 65534:65534, mode 0644\);/);
+
+  const validate = await runCli(['config', 'validate', path]);
+  t.equal(validate.exitCode, 0, 'validate checks a file before it is installed: it warns');
+  t.match(validate.stderr, /^mesh-harness: warning: config file \S+ is not owned by root .*\(mesh-harness run refuses such a file\)$/m);
+  const check = await runCli(['check', '--config', path, '--output', 'json'], { timeoutMs: 60_000 });
+  const report = JSON.parse(check.stdout) as { categories: Array<{ checks: Array<{ id: string; result: string; message: string }> }> };
+  const trusted = report.categories.flatMap((c) => c.checks).find((c) => c.id === 'config.trusted');
+  t.equal(trusted?.result, 'error');
+  t.match(trusted?.message, /is not owned by root/);
+  t.equal(check.exitCode, 1);
+
+  chownSync(path, 0, 0);
+  const child = spawnCli(['run', '--config', path]);
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  await waitFor('/live', () => httpGet(port, '/live').catch(() => undefined));
+  chmodSync(dir, 0o777);
+  writeJson(dir, 'config.json', { ...(await daemonConfig(dir, port)), log: { format: 'json', level: 'debug' } });
+  child.kill('SIGHUP');
+  const status = async () => JSON.parse((await httpGet(port, '/status')).body) as { components: Array<{ name: string; message: string; lastError?: string }> };
+  const config = await waitFor('the refused reload in status', async () => (await status()).components.find((c) => c.name === 'config' && c.lastError), 30_000, 200);
+  t.match(config.lastError, new RegExp(`^config file ${path} is in directory ${dir}, which group or others can write \\(owner 0:0, mode 0777\\)`));
+  t.match(config.message, /reload rejected: running the previous configuration/);
+  chmodSync(dir, 0o700);
+  child.kill('SIGTERM');
+  t.equal((await child).exitCode, 0);
 });

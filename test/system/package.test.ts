@@ -65,6 +65,7 @@ t.test('npm run package output', { skip: SKIP_WITHOUT_PACKAGING }, async (t) => 
         for (const e of elves) t.match(e.type, arch.elf, `${kind}: ${e.f.slice(x.length)} is ${name}`);
         t.same(files.filter((f) => /dev-(proxy|workload-api)|\.map$/.test(f)), [], `${kind}: no development stand-ins or source maps`);
         t.ok(files.some((f) => f.endsWith('/etc/mesh-harness/config.json')), `${kind}: the default config`);
+        t.ok(files.some((f) => f.endsWith('/usr/lib/mesh-harness/dist/probe-runner.js')), `${kind}: the probe runner (probes.execUser runs it from here)`);
         t.ok(files.some((f) => f.endsWith('/systemd/system/mesh-harness.service')), `${kind}: the unit`);
         t.ok(files.some((f) => f.endsWith('/usr/share/man/man1/mesh-harness.1.gz')), `${kind}: the man page`);
       }

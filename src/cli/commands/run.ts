@@ -16,7 +16,8 @@ export const runCommand: Command = {
   usage: 'mesh-harness run [--config PATH] [--set section.key=value ...]',
   async run(args, io) {
     const { values } = parseCommandArgs(this, args, { ...configOptions });
-    const load = () => loadCommandConfig(values, io, { require: requiredForRun, requiredBy: 'mesh-harness run' });
+    // The file decides what runs as root: one others could change is refused, at start and at every reload.
+    const load = () => loadCommandConfig(values, io, { require: requiredForRun, requiredBy: 'mesh-harness run', requireTrustedFile: true });
     const loaded = load();
     const { config } = loaded;
     // Every host problem at once, before anything starts: one restart per problem is no way to learn them.

@@ -46,6 +46,8 @@ function renderProbes(detail: Record<string, unknown>): string[] {
     lines.push('', ...table(['PROBE', 'SOURCE', 'VERDICT', 'LAST', 'OK/FAIL IN A ROW', 'LATENCY', 'SAW'], rows));
   }
   for (const refusal of (detail.refusals as Array<{ message: string }> | undefined) ?? []) lines.push(`refused: ${refusal.message}`);
+  const runner = detail.runner as { phase: string; message: string; uid?: number; gid?: number } | undefined;
+  if (runner && runner.phase !== 'Stopped') lines.push(`probe runner: ${runner.phase}: ${runner.message}${runner.uid === undefined ? '' : ` as uid ${runner.uid} gid ${runner.gid}`}`);
   return lines;
 }
 
