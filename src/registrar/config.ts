@@ -57,8 +57,12 @@ export interface RegistrarLimits {
   pendingStreamsPerIdentity: number;
   /** The largest message the registrar reads (grpc.max_receive_message_length); a hello is well under 1 KiB. */
   maxMessageBytes: number;
-  /** At most one write (spec and status together) per ExternalWorkload per this interval (ms); the latest state is what gets written. */
+  /**
+   * Writes (spec and status together) per ExternalWorkload: writeBurst at once, then one per
+   * writeInterval (ms). Faster changes are coalesced; the latest state is what gets written.
+   */
   writeInterval: number;
+  writeBurst: number;
 }
 
 export class RegistrarConfigError extends Error {
@@ -90,7 +94,7 @@ export const REGISTRAR_DEFAULTS = {
   stormFraction: 0.2,
   stormHold: '1m',
   store: { kind: 'kube', kubeconfig: '', crdFiles: [] as string[] },
-  limits: { streamsPerConnection: 8, pendingStreamsPerIdentity: 100, maxMessageBytes: 65_536, writeInterval: '1s' as string | number },
+  limits: { streamsPerConnection: 8, pendingStreamsPerIdentity: 100, maxMessageBytes: 65_536, writeInterval: '1s' as string | number, writeBurst: 3 },
   proxy: { defaultInboundPolicy: 'all-unauthenticated', clusterNetworks: LINKERD_DEFAULT_CLUSTER_NETWORKS },
 };
 
@@ -159,7 +163,7 @@ export function parseRegistrarConfig(raw: Record<string, unknown>): RegistrarCon
     stormFraction: number('stormFraction', 0.01, 1),
     stormHold: duration('stormHold'),
     store: { ...REGISTRAR_DEFAULTS.store } as RegistrarConfig['store'],
-    limits: { streamsPerConnection: 0, pendingStreamsPerIdentity: 0, maxMessageBytes: 0, writeInterval: 0 },
+    limits: { streamsPerConnection: 0, pendingStreamsPerIdentity: 0, maxMessageBytes: 0, writeInterval: 0, writeBurst: 0 },
     proxy: { ...REGISTRAR_DEFAULTS.proxy },
   };
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(config.replica) || config.replica.length > 63) {
@@ -197,6 +201,8 @@ export function parseRegistrarConfig(raw: Record<string, unknown>): RegistrarCon
       // Below 4 KiB a legitimate hello or state change with a few probe results may not fit.
       maxMessageBytes: integer('maxMessageBytes', 4096, 4 * 1024 * 1024),
       writeInterval: interval ?? 0,
+      // A few at once, so that a real transition right after another (ready, a proxy crash, ready again) is written at once.
+      writeBurst: integer('writeBurst', 1, 100),
     };
   }
 

@@ -55,8 +55,8 @@ export interface ControllerOptions {
   stormFraction?: number;
   /** How long beyond the grace a storm holds Ready=False (Disconnected), and the longest GC pause; 0 turns both guards off. */
   stormHold?: number;
-  /** At most one write (spec and status together) per workload per this many ms; 0 for none. */
-  writeInterval?: number;
+  /** Writes (spec and status together) per workload: `burst` at once, then one per `interval` ms; interval 0 for no limit. */
+  writes?: { interval: number; burst: number };
   log: Logger;
   now?: () => number;
 }
@@ -104,8 +104,8 @@ export class WorkloadController {
    */
   private readonly held = new Map<string, number>();
   private ticks = 0;
-  /** When each workload was last written (update or status), for limits.writeInterval. */
-  private readonly lastWrite = new Map<string, number>();
+  /** Each workload's write budget (limits.writeInterval, limits.writeBurst): tokens, and when they were counted. */
+  private readonly writeBudget = new Map<string, { tokens: number; at: number }>();
   /** Names per (namespace, group, SPIFFE ID): the objects in the store, and our sessions. */
   private readonly stored = new WorkloadIndex();
   private readonly sessionIndex = new WorkloadIndex();
@@ -322,7 +322,7 @@ export class WorkloadController {
     }
     if (!entry?.session) {
       // Already NotReady (a goodbye's Draining, an earlier Disconnected): the reason stays, no write.
-      if (readiness && object && readyCondition(object)?.status !== 'False' && !this.mustWait(id)) await this.writeStatus(object, readiness);
+      if (readiness && object && readyCondition(object)?.status !== 'False' && !this.mustWait(id) && (await this.writeStatus(object, readiness))) this.spend(id);
       return;
     }
 
@@ -334,36 +334,56 @@ export class WorkloadController {
     }
     const desired = desiredWorkload(group, entry.registration, this.options.replica);
     let current = object;
+    let wrote = false;
     if (!current) {
       current = await this.options.store.createWorkload(desired);
       this.options.log.info({ workload: id, identity: entry.registration.spiffeId, node: entry.registration.nodeName }, 'created ExternalWorkload');
       this.pending.set(id, current);
     } else {
       const update = !workloadMatches(current, desired);
-      // One write slot per interval: a state that changes faster is coalesced, the latest wins.
+      // A state that changes faster than the budget allows is coalesced: the latest wins.
       if ((update || (readiness && statusUpdate(current, readiness, new Date(this.now())))) && this.mustWait(id)) return;
       if (update) {
         const before = current.metadata.annotations?.[ANNOTATION.holder];
         current = await this.options.store.updateWorkload(mergeForUpdate(current, desired));
-        this.lastWrite.set(id, this.now());
+        wrote = true;
         if (before !== this.options.replica) this.options.log.info({ workload: id, from: before }, 'took over the ExternalWorkload');
         this.pending.set(id, current);
       }
     }
-    if (readiness) await this.writeStatus(current, readiness);
+    if (readiness && (await this.writeStatus(current, readiness))) wrote = true;
+    // Spec and status written in one reconcile spend one write of the budget.
+    if (wrote) this.spend(id);
   }
 
   /**
-   * Whether a write to this workload has to wait for limits.writeInterval (a wake-up is
-   * set for when it may go). Level-triggered, the write that then goes is computed from the
-   * latest state: nothing is lost, only intermediate states are skipped.
+   * Whether a write to this workload has to wait for its budget (limits.writeBurst writes at
+   * once, then one per limits.writeInterval); a wake-up is set for when it may go.
+   * Level-triggered, the write that then goes is computed from the latest state: nothing is
+   * lost, only intermediate states are skipped.
    */
   private mustWait(id: string): boolean {
-    const interval = this.options.writeInterval ?? 0;
-    const last = this.lastWrite.get(id);
-    if (interval <= 0 || last === undefined || this.now() - last >= interval) return false;
-    this.wake(id, last + interval);
+    const budget = this.budget(id);
+    if (!budget || budget.tokens >= 1) return false;
+    this.wake(id, this.now() + Math.ceil((1 - budget.tokens) * this.options.writes!.interval));
     return true;
+  }
+
+  private spend(id: string): void {
+    const budget = this.budget(id);
+    if (budget) budget.tokens -= 1;
+  }
+
+  /** The workload's write budget, refilled up to now; undefined without a limit. */
+  private budget(id: string): { tokens: number; at: number } | undefined {
+    const limit = this.options.writes;
+    if (!limit || limit.interval <= 0) return undefined;
+    const now = this.now();
+    let budget = this.writeBudget.get(id);
+    if (!budget) this.writeBudget.set(id, (budget = { tokens: limit.burst, at: now }));
+    budget.tokens = Math.min(limit.burst, budget.tokens + (now - budget.at) / limit.interval);
+    budget.at = now;
+    return budget;
   }
 
   /** Whether the object's holder changed after our stream started (a newer stream elsewhere). */
@@ -374,14 +394,15 @@ export class WorkloadController {
 
   private readonly holderSeenAt = new Map<string, number>();
 
-  private async writeStatus(current: ExternalWorkload, readiness: Readiness): Promise<void> {
+  /** Writes the Ready condition when it differs; whether it did. */
+  private async writeStatus(current: ExternalWorkload, readiness: Readiness): Promise<boolean> {
     const next = statusUpdate(current, readiness, new Date(this.now()));
-    if (!next) return;
+    if (!next) return false;
     const id = key(current.metadata.namespace, current.metadata.name);
     const written = await this.options.store.updateWorkloadStatus(next);
-    this.lastWrite.set(id, this.now());
     this.pending.set(id, written);
     this.options.log.info({ workload: id, ready: readiness.ready, reason: readiness.reason }, `Ready=${readiness.ready ? 'True' : 'False'} (${readiness.reason})`);
+    return true;
   }
 
   private async deleteObject(id: string, object: ExternalWorkload): Promise<void> {
@@ -476,7 +497,7 @@ export class WorkloadController {
   private forget(id: string): void {
     this.tracked.delete(id);
     this.held.delete(id);
-    this.lastWrite.delete(id);
+    this.writeBudget.delete(id);
     this.sessionIndex.set(id, undefined);
   }
 

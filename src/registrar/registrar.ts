@@ -72,7 +72,7 @@ export class Registrar {
       gcPauseFraction: config.gcPauseFraction,
       stormFraction: config.stormFraction,
       stormHold: config.stormHold,
-      writeInterval: config.limits.writeInterval,
+      writes: { interval: config.limits.writeInterval, burst: config.limits.writeBurst },
       log: log.child({ component: 'controller' }),
     });
     this.controller.start();

@@ -42,7 +42,7 @@ export interface RegistrationServerOptions {
   trustDomain: string;
   replica: string;
   heartbeatIntervalMs: number;
-  limits: Omit<RegistrarLimits, 'writeInterval'>;
+  limits: Pick<RegistrarLimits, 'streamsPerConnection' | 'pendingStreamsPerIdentity' | 'maxMessageBytes'>;
   /** The cluster facts as they are now (linkerd-config, or the registrar config's fallback). */
   facts(): ProxyFacts;
   store: RegistrarStore;
