@@ -104,8 +104,11 @@ export class WorkloadController {
    */
   private readonly held = new Map<string, number>();
   private ticks = 0;
-  /** Each workload's write budget (limits.writeInterval, limits.writeBurst): tokens, and when they were counted. */
-  private readonly writeBudget = new Map<string, { tokens: number; at: number }>();
+  /**
+   * Each workload's write budget (limits.writeBurst, limits.writeInterval) as the moment it
+   * is full again: one number per workload, and none once it is full (pruned at resync).
+   */
+  private readonly budgetFullAt = new Map<string, number>();
   /** Names per (namespace, group, SPIFFE ID): the objects in the store, and our sessions. */
   private readonly stored = new WorkloadIndex();
   private readonly sessionIndex = new WorkloadIndex();
@@ -363,27 +366,20 @@ export class WorkloadController {
    * lost, only intermediate states are skipped.
    */
   private mustWait(id: string): boolean {
-    const budget = this.budget(id);
-    if (!budget || budget.tokens >= 1) return false;
-    this.wake(id, this.now() + Math.ceil((1 - budget.tokens) * this.options.writes!.interval));
+    const limit = this.options.writes;
+    const fullAt = this.budgetFullAt.get(id);
+    if (!limit || limit.interval <= 0 || fullAt === undefined) return false;
+    // Less than one write left while the budget is more than burst - 1 writes from full.
+    const mayWriteAt = fullAt - (limit.burst - 1) * limit.interval;
+    if (mayWriteAt <= this.now()) return false;
+    this.wake(id, mayWriteAt);
     return true;
   }
 
   private spend(id: string): void {
-    const budget = this.budget(id);
-    if (budget) budget.tokens -= 1;
-  }
-
-  /** The workload's write budget, refilled up to now; undefined without a limit. */
-  private budget(id: string): { tokens: number; at: number } | undefined {
     const limit = this.options.writes;
-    if (!limit || limit.interval <= 0) return undefined;
-    const now = this.now();
-    let budget = this.writeBudget.get(id);
-    if (!budget) this.writeBudget.set(id, (budget = { tokens: limit.burst, at: now }));
-    budget.tokens = Math.min(limit.burst, budget.tokens + (now - budget.at) / limit.interval);
-    budget.at = now;
-    return budget;
+    if (!limit || limit.interval <= 0) return;
+    this.budgetFullAt.set(id, Math.max(this.now(), this.budgetFullAt.get(id) ?? 0) + limit.interval);
   }
 
   /** Whether the object's holder changed after our stream started (a newer stream elsewhere). */
@@ -497,7 +493,7 @@ export class WorkloadController {
   private forget(id: string): void {
     this.tracked.delete(id);
     this.held.delete(id);
-    this.writeBudget.delete(id);
+    this.budgetFullAt.delete(id);
     this.sessionIndex.set(id, undefined);
   }
 
@@ -573,6 +569,7 @@ export class WorkloadController {
    */
   private resync(): void {
     const all = this.options.store.listWorkloads();
+    for (const [id, fullAt] of this.budgetFullAt) if (fullAt <= this.now()) this.budgetFullAt.delete(id);
     this.stored.clear();
     for (const w of all) this.stored.set(key(w.metadata.namespace, w.metadata.name), indexKey(w));
     const workloads = all.filter((w) => w.metadata.annotations?.[ANNOTATION.holder] !== undefined);
