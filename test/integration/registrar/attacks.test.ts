@@ -113,9 +113,15 @@ t.test('an authenticated VM may register itself, and nothing more', { skip: SKIP
     // Beyond it, a machine with another id may take the name over (a re-imaged VM), and its IP goes in.
     const down = await world.waitForReady(ns, name, 'False', 'Disconnected', 20_000);
     t.ok(down, 'the holder went Disconnected after the grace');
-    const after = await claim('machine-reimaged');
-    t.equal(acceptedName(after), name, 'taken over once the holder is gone beyond the grace');
+    const reimaged = attacker.stream(RawClient.hello({ group: 'web', namespace: ns, node_name: 'vm-1', machine_id: 'machine-reimaged', workload_ips: ['192.0.2.66'] }));
+    t.equal(acceptedName(await reimaged.answer), name, 'taken over once the holder is gone beyond the grace');
     await waitFor('the new machine\'s IP', async () => (JSON.stringify((await world.getWorkload(ns, name))?.spec.workloadIPs) === JSON.stringify([{ ip: '192.0.2.66' }]) ? true : undefined), 20_000, 100);
+
+    // A group whose machines have no stable machine id may allow the takeover at once: the holder is told why.
+    await world.applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID], maxWorkloadsPerIdentity: 2, nameTakeover: 'Immediate' });
+    const replaced = new Promise<string>((resolve) => reimaged.call.on('data', (m) => 'refused' in m && m.refused && resolve(`${m.refused.reason}: ${m.refused.message}`)));
+    await waitFor('the group change seen by the registrar', async () => (refusal(await claim('')) === undefined ? true : undefined), 20_000, 500);
+    t.match(await replaced, /^Replaced: node vm-1 \(spiffe:\S+\) took the name over \(the group's spec\.nameTakeover is Immediate\)$/, 'the holder learns who took its name and why');
   });
 
   t.test('squatting: a VM of one group cannot take the name another group\'s VM will need', async (t) => {
