@@ -94,31 +94,41 @@ export function decideServerName(hello: Hello, group: ExternalGroup, peer: Peer)
  * pattern is loose; the API server cannot check a CIDR without CEL's isCIDR).
  */
 export function decideIps(hello: Hello, group: ExternalGroup, peer: Peer): Decision<string[]> {
-  const allowed = new BlockList();
-  const cidrs: string[] = [];
-  for (const entry of group.spec.allowedIPs ?? []) {
-    const cidr = parseCidr(entry);
-    if (!cidr || !entry.includes('/')) continue;
-    const [network, prefix] = cidr.text.split('/');
-    allowed.addSubnet(network!, Number(prefix), cidr.family);
-    cidrs.push(cidr.text);
-  }
-  const source = peer.address;
-  const sourceFamily = isIP(source);
-  const own = new BlockList();
-  if (sourceFamily) own.addAddress(source, sourceFamily === 4 ? 'ipv4' : 'ipv6');
-  const outside = (hello.workload_ips ?? []).filter((ip) => {
-    const family = isIP(ip) === 4 ? 'ipv4' : 'ipv6';
-    return !own.check(ip, family) && !allowed.check(ip, family);
-  });
+  const allowed = allowedIps(group);
+  const source = canonicalIp(peer.address);
+  const outside = (hello.workload_ips ?? []).filter((ip) => canonicalIp(ip) !== source && !allowed.list.check(ip, isIP(ip) === 4 ? 'ipv4' : 'ipv6'));
   if (outside.length === 0) return { ok: true, value: [...(hello.workload_ips ?? [])] };
   const where = `ExternalGroup ${group.metadata.namespace}/${group.metadata.name}`;
   const ips = outside.join(' and ');
   return {
     ok: false,
     reason: 'IPNotAllowed',
-    message: `workload IP ${ips} is neither the address this machine connects from (${source || 'unknown'}) nor inside ${where} spec.allowedIPs ${JSON.stringify(cidrs)}: set workload.ips on the machine to the address the registrar sees, or add a CIDR covering ${ips} to the group's spec.allowedIPs (needed when the machines reach the registrar through NAT)`,
+    message: `workload IP ${ips} is neither the address this machine connects from (${peer.address || 'unknown'}) nor inside ${where} spec.allowedIPs ${JSON.stringify(allowed.cidrs)}: set workload.ips on the machine to the address the registrar sees, or add a CIDR covering ${ips} to the group's spec.allowedIPs (needed when the machines reach the registrar through NAT)`,
   };
+}
+
+/** One BlockList per version of a group (the cache replaces the object on every change): a reconnect storm builds none. */
+const allowedByGroup = new WeakMap<ExternalGroup, { list: BlockList; cidrs: string[] }>();
+
+function allowedIps(group: ExternalGroup): { list: BlockList; cidrs: string[] } {
+  let allowed = allowedByGroup.get(group);
+  if (allowed) return allowed;
+  allowed = { list: new BlockList(), cidrs: [] };
+  for (const entry of group.spec.allowedIPs ?? []) {
+    const cidr = entry.includes('/') ? parseCidr(entry) : undefined;
+    if (!cidr) continue;
+    const [network, prefix] = cidr.text.split('/');
+    allowed.list.addSubnet(network!, Number(prefix), cidr.family);
+    allowed.cidrs.push(cidr.text);
+  }
+  allowedByGroup.set(group, allowed);
+  return allowed;
+}
+
+/** An address in one spelling (IPv4-mapped IPv6 unwrapped, IPv6 compressed), '' when it is none. */
+function canonicalIp(ip: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  return parseCidr(mapped ? mapped[1]! : ip)?.text ?? '';
 }
 
 /** The address part of a gRPC peer string ("10.0.0.1:5000", "[fd00::1]:5000"), IPv4-mapped IPv6 unwrapped. */
