@@ -24,6 +24,8 @@ import { SPIRE_PORT, startDemoSpire } from './demo-spire.ts';
 import { spireAvailable } from './spire-server.ts';
 
 const SPIFFE_ID = 'spiffe://root.linkerd.cluster.local/demo/web';
+/** The group's spec.template.serverName, and so the name the VM's proxy presents (identity.serverName). */
+const SERVER_NAME = 'web.demo.vm.cluster.local';
 const VM_IP = '198.18.99.2';
 const CLIENT_IP = '198.18.99.1';
 const WORKLOAD_PORT = 8080;
@@ -278,7 +280,9 @@ export class Playground {
           apiVersion: 'meshexpansion.dev/v1alpha1',
           kind: 'ExternalGroup',
           metadata: { name: GROUP, namespace: NAMESPACE },
-          spec: { allowedIdentities: [SPIFFE_ID], probes: [PROBE], template: { metadata: { labels: { app: GROUP } }, ports: [{ port: WORKLOAD_PORT, name: 'http' }] } },
+          // The VM reaches the registrar over its own link, so its workload IP is not the address the
+          // registrar sees it connect from: the group allows it explicitly.
+          spec: { allowedIdentities: [SPIFFE_ID], allowedIPs: [`${VM_IP}/32`], probes: [PROBE], template: { metadata: { labels: { app: GROUP } }, ports: [{ port: WORKLOAD_PORT, name: 'http' }], serverName: SERVER_NAME } },
         },
       });
       await cluster.connect();
@@ -311,7 +315,7 @@ export class Playground {
       summary.push(['proxy', this.options.proxyBinary ? `${this.options.proxyBinary} (given with --proxy-binary)` : 'the development proxy (linkerd2-proxy\'s contract: environment, /ready, identity metric)']);
       writeFileSync(join(dir, 'config.json'), JSON.stringify({
         workload: { group: GROUP, namespace: NAMESPACE, nodeName: 'vm-demo', ports: [WORKLOAD_PORT], ips: [VM_IP] },
-        identity: { spiffeId: SPIFFE_ID, serverName: 'web.demo.vm.cluster.local', workloadApiSocket: `unix://${socket}`, trustAnchorsFile: anchors },
+        identity: { spiffeId: SPIFFE_ID, serverName: SERVER_NAME, workloadApiSocket: `unix://${socket}`, trustAnchorsFile: anchors },
         ...(spire ? { spire } : {}),
         proxy: { binary: proxyBinary, user: PROXY_USER, group: PROXY_GROUP, destinationAddr: '127.0.0.1:8086', shutdownGrace: '2s' },
         // The registration stream goes straight to the registrar, not through the proxy.

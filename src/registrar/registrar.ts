@@ -72,6 +72,7 @@ export class Registrar {
       gcPauseFraction: config.gcPauseFraction,
       stormFraction: config.stormFraction,
       stormHold: config.stormHold,
+      writes: { interval: config.limits.writeInterval, burst: config.limits.writeBurst },
       log: log.child({ component: 'controller' }),
     });
     this.controller.start();
@@ -85,6 +86,7 @@ export class Registrar {
       trustDomain: config.trustDomain,
       replica: config.replica,
       heartbeatIntervalMs: config.heartbeatInterval,
+      limits: config.limits,
       facts: () => this.facts.current(),
       store: this.store,
       controller: this.controller,

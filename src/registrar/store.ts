@@ -68,9 +68,19 @@ export interface ExternalGroup {
   spec: {
     /** SPIFFE IDs, or patterns with a trailing `/*`, allowed to join the group. */
     allowedIdentities: string[];
+    /** How many ExternalWorkloads one SPIFFE ID may hold in this group (default 1). */
+    maxWorkloadsPerIdentity?: number;
+    /** CIDRs workload IPs may be in besides the address the connection comes from. */
+    allowedIPs?: string[];
+    /** Whether a machine may ask for a name of its own (workload.name) instead of the derived one. */
+    allowCustomNames?: boolean;
+    /** When another machine (another or no machine id) may take a name over: once the holder is gone beyond the grace (default), or at once. */
+    nameTakeover?: 'AfterGrace' | 'Immediate';
     template: {
       metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
       ports?: WorkloadPort[];
+      /** spec.meshTLS.serverName of every workload; unset, it comes from a DNS SAN of the machine's SVID. */
+      serverName?: string;
     };
     /** Kubernetes probe semantics (httpGet, tcpSocket, grpc, exec + timing fields). */
     probes?: Array<Record<string, unknown>>;

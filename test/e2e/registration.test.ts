@@ -40,7 +40,7 @@ t.test('harness → registrar → kube-apiserver: the ExternalWorkload appears a
   const dir = tempDir(t, 'mh-e2e-registration-');
   chmodSync(dir, 0o755);
   await cluster.kubectl(['create', 'namespace', NAMESPACE]);
-  await cluster.kubectl(['apply', '-f', '-'], { input: groupManifest({ name: 'web', namespace: NAMESPACE, allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`], labels: { app: 'web' }, ports: [{ port: 8080, name: 'http' }] }) });
+  await cluster.kubectl(['apply', '-f', '-'], { input: groupManifest({ name: 'web', namespace: NAMESPACE, allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`], labels: { app: 'web' }, ports: [{ port: 8080, name: 'http' }], serverName: 'web.vm.example' }) });
   const registrar = await ReplicaProcess.start(t, { replica: 'reg-e2e', pki, kubeconfig: cluster.registrarKubeconfig, grace: '1m', ttl: '5m' });
 
 
