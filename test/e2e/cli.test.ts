@@ -110,6 +110,10 @@ t.test('status with no daemon says so and exits 69', async (t) => {
   const res = await runCli(['status', '--config', writeJson(dir, 'c.json', { admin: { port } })]);
   t.equal(res.exitCode, 69);
   t.match(res.stderr, new RegExp(`no mesh-harness daemon answers on 127\\.0\\.0\\.1:${port}`));
+  const waited = await runCli(['status', '--wait', '--timeout', '2s', '--config', writeJson(dir, 'c.json', { admin: { port } })]);
+  t.equal(waited.exitCode, 69, 'still nothing after --wait');
+  t.match(waited.stderr, new RegExp(`no mesh-harness daemon answers on 127\\.0\\.0\\.1:${port} within 2s`));
+  t.equal((await runCli(['status', '--timeout', '2s'])).exitCode, 64, '--timeout without --wait');
 });
 
 t.test('run serves /live, /ready 503 with reasons, /metrics; status reads it; SIGTERM exits 0', async (t) => {
@@ -136,6 +140,10 @@ t.test('run serves /live, /ready 503 with reasons, /metrics; status reads it; SI
   t.match(status.stdout, /COMPONENT\s+PHASE\s+SINCE\s+MESSAGE/);
   const statusJson = await runCli(['status', '--json', '--config', path]);
   t.equal(JSON.parse(statusJson.stdout).ready, false);
+  const waited = await runCli(['status', '--wait', '--timeout', '3s', '--config', path]);
+  t.equal(waited.exitCode, 1, '--wait gives up when it is still not ready');
+  t.match(waited.stdout, /NOT READY/);
+  t.match(waited.stderr, /not ready after 3s; the components above say what they wait for/);
   child.kill('SIGTERM');
   const result = await child;
   t.equal(result.exitCode, 0, String(result.stderr));

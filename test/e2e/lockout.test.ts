@@ -211,7 +211,11 @@ t.test('SIGHUP during a failing first apply, all-or-nothing reload, and no child
 
   await t.test('SIGKILL of the harness: no nft monitor, proxy or other child remains in the namespace', async (t) => {
     harness = startHarness(t, vm, configPath, join(dir, 'notify.sock'));
-    await waitFor('meshed again', async () => ((await status(vm)).ready ? true : undefined), 90_000, 200);
+    // What a rollout waits on after each restart: it returns once the daemon answers ready.
+    const waited = await execa('ip', ['netns', 'exec', vm.name, process.execPath, harnessBin, 'status', '--wait', '--timeout', '90s', '--config', configPath], { env: childEnv(), extendEnv: false, reject: false });
+    t.equal(waited.exitCode, 0, `status --wait: ${waited.stderr}`);
+    t.match(String(waited.stdout), /: READY\n/);
+    t.equal((await status(vm)).ready, true, 'meshed again');
     // Two reloads that change the rules: still one nft monitor (watching is idempotent).
     for (const ports of [[5432, 5433], [5432, 5434]]) {
       writeConfig({ ...config, iptables: { ...config.iptables, ignoreOutboundPorts: ports } });
