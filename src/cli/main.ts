@@ -1,5 +1,6 @@
 import { ConfigError, EXIT, exitCodeOf, HarnessError } from '../util/errors.ts';
-import { write, type Command, type CommandIo } from './command.ts';
+import { PRIORITY } from '../log/journal.ts';
+import { report, write, type Command, type CommandIo } from './command.ts';
 
 /**
  * Commands are loaded on demand (the bundle is split per command), so `version` or
@@ -55,13 +56,12 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
 function reportError(name: string, err: unknown, io: CommandIo): void {
   if (err instanceof ConfigError) {
     const { problems } = err;
-    write(io.stderr, `mesh-harness ${name}: invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):`);
-    for (const problem of problems) write(io.stderr, `  ${problem}`);
+    report(io, PRIORITY.err, [`mesh-harness ${name}: invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):`, ...problems.map((p) => `  ${p}`)].join('\n'));
     return;
   }
   const message = (err as Error)?.message ?? String(err);
-  write(io.stderr, err instanceof HarnessError && message.startsWith('mesh-harness') ? message : `mesh-harness ${name}: ${message}`);
-  if (io.env.MESH_HARNESS_DEBUG) write(io.stderr, (err as Error)?.stack ?? '');
+  report(io, PRIORITY.err, err instanceof HarnessError && message.startsWith('mesh-harness') ? message : `mesh-harness ${name}: ${message}`);
+  if (io.env.MESH_HARNESS_DEBUG) report(io, PRIORITY.debug, (err as Error)?.stack ?? '');
 }
 
 const isEntryPoint = process.argv[1] !== undefined && /mesh-harness(\.m?js|\.ts)?$|cli[/\\]main\.ts$/.test(process.argv[1]);
@@ -75,7 +75,7 @@ if (isEntryPoint) {
       if (process.argv[2] === 'run' || process.argv[2] === 'check') setImmediate(() => process.exit(code));
     },
     (err: unknown) => {
-      process.stderr.write(`mesh-harness: unexpected failure: ${String(err)}\n`);
+      report({ stderr: process.stderr, env: process.env }, PRIORITY.crit, `mesh-harness: unexpected failure: ${String(err)}`);
       process.exit(EXIT.FAILURE);
     },
   );

@@ -8,7 +8,8 @@ import { hostProblems } from '../../config/host-checks.ts';
 import type { Logger } from '../../log/logger.ts';
 import { ConfigError, HarnessError } from '../../util/errors.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
-import { configOptions, parseCommandArgs, write, type Command, type CommandIo } from '../command.ts';
+import { configOptions, parseCommandArgs, report, type Command, type CommandIo } from '../command.ts';
+import { isJournalStream, PRIORITY } from '../../log/journal.ts';
 import { adminClientHost, fetchAdminStatus } from '../../admin/client.ts';
 import type { LoadedConfig } from '../../config/load.ts';
 import type { HarnessConfig } from '../../config/types.ts';
@@ -33,7 +34,7 @@ export const runCommand: Command = {
       throw err;
     }
     const { config } = loaded;
-    const log = createLogger({ level: config.log.level, format: config.log.format });
+    const log = createLogger({ level: config.log.level, format: config.log.format, syslogPriority: isJournalStream(io.env) });
     installLastResortHandlers(log);
     const metrics = new HarnessMetrics();
     let harness: Harness | undefined;
@@ -102,16 +103,16 @@ async function removeLeftoverRules(io: CommandIo, admin: Pick<HarnessConfig['adm
   const host = adminClientHost(admin);
   const running = await fetchAdminStatus(host, admin.port, 1000).catch(() => undefined);
   if (running) {
-    write(io.stderr, `mesh-harness run: another mesh-harness (pid ${running.pid}) answers on ${host}:${admin.port}; its redirect rules were left alone`);
+    report(io, PRIORITY.notice, `mesh-harness run: another mesh-harness (pid ${running.pid}) answers on ${host}:${admin.port}; its redirect rules were left alone`);
     return;
   }
   try {
     const results = await cleanInstalled(execRunner({ env: io.env }));
     if (results.some((r) => r.removed.length > 0)) {
-      write(io.stderr, ['mesh-harness run: removed the redirect rules left in place, since no proxy will run:', ...describeClean(results)].join('\n'));
+      report(io, PRIORITY.notice, ['mesh-harness run: removed the redirect rules left in place, since no proxy will run:', ...describeClean(results)].join('\n'));
     }
   } catch (err) {
-    write(io.stderr, `mesh-harness run: could not remove leftover redirect rules (${(err as Error).message}); run: mesh-harness iptables clean`);
+    report(io, PRIORITY.err, `mesh-harness run: could not remove leftover redirect rules (${(err as Error).message}); run: mesh-harness iptables clean`);
   }
 }
 
