@@ -42,13 +42,12 @@ info() { printf 'info\t%s\t%s\n' "$1" "$2" >>"$R"; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 fail_if() { if "$@"; then return 1; fi; }
-# Waits up to $1 seconds for the command after it to succeed.
+# Waits up to $1 seconds (wall clock) for the command after it to succeed.
 wait_for() {
-  local limit=$1 i=0
+  local end=$((SECONDS + $1))
   shift
   until "$@" >/dev/null 2>&1; do
-    i=$((i + 1))
-    [ "$i" -ge "$((limit * 2))" ] && { "$@"; return 1; }
+    [ "$SECONDS" -ge "$end" ] && { "$@"; return 1; }
     sleep 0.5
   done
 }
@@ -120,6 +119,7 @@ setup_peer() {
   ip link set mhveth0 up
   ip netns exec mhpeer ip addr add 198.18.0.2/24 dev mhveth1
   ip netns exec mhpeer ip link set mhveth1 up
+  ip netns exec mhpeer ip link set lo up
   # Not holding the check's output pipe, or the check would wait for it to end.
   ip netns exec mhpeer "$NODE" -e "require('net').createServer((s) => s.end('peer\n')).listen(9999, '198.18.0.2')" >/dev/null 2>&1 &
   wait_for 60 bash -c '[ "$(ip netns exec mhpeer bash -c outbound)" = peer ]'
@@ -127,7 +127,7 @@ setup_peer() {
 # What a root process connecting to the peer gets back: "peer" directly, the development
 # proxy's answer through the mesh, or the error.
 outbound() {
-  "$NODE" -e "const s = require('net').connect(9999, '198.18.0.2'); let d = ''; s.setTimeout(10000, () => { console.log('timeout'); process.exit(1); }); s.on('data', (c) => (d += c)); s.on('end', () => { console.log(d.trim()); process.exit(0); }); s.on('error', (e) => { console.log(e.code); process.exit(1); });"
+  "$NODE" -e "setTimeout(() => { console.log('timeout'); process.exit(1); }, 10000); const s = require('net').connect(9999, '198.18.0.2'); let d = ''; s.on('data', (c) => (d += c)); s.on('end', () => { console.log(d.trim()); process.exit(0); }); s.on('error', (e) => { console.log(e.code); process.exit(1); });"
 }
 # The admin API's /ready, without the program (a version that refuses the file cannot read its admin port).
 admin_ready() { "$NODE" -e "fetch('http://127.0.0.1:4192/ready').then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))"; }
@@ -150,7 +150,7 @@ ansible_vars() {
   "ansible_become": false,
   "mesh_harness_ready_timeout": 600,
   "mesh_harness_package_file": "$1",
-  "mesh_harness_trust_anchors": $("$NODE" -e 'console.log(JSON.stringify(require("fs").readFileSync("/mnt/share/spire/upstream.pem", "utf8")))'),
+  "mesh_harness_trust_anchors": $(python3 -c 'import json, sys; print(json.dumps(open(sys.argv[1]).read()))' /mnt/share/spire/upstream.pem),
   "mesh_harness_config": $2
 }
 EOF
@@ -274,7 +274,7 @@ EOF
   info "systemctl start to meshed seconds" "$(elapsed "$t0" "$(now)")"
   journalctl -u mesh-harness --no-pager -o cat >"$OUT/journal-start.log" 2>&1
   check "systemctl status shows the STATUS= text" bash -c 'systemctl status mesh-harness --no-pager | grep -E "^ +Status: \"[^\"]+\""'
-  check "the proxy runs as meshproxy and spire-agent as root, both under the harness" bash -c 'ps -o user=,args= --ppid "$(systemctl show -p MainPID --value mesh-harness)" >/tmp/children; grep -q "^meshproxy " /tmp/children && grep -q "^root .*spire-agent run" /tmp/children || { ps -eo pid,ppid,user,args; exit 1; }'
+  check "the proxy runs as meshproxy and spire-agent as root, both under the harness" bash -c 'ps -o user:32=,args= --ppid "$(systemctl show -p MainPID --value mesh-harness)" >/tmp/children; grep -q "^meshproxy  *" /tmp/children && grep -q "^root  *.*spire-agent run" /tmp/children || { ps -eo pid,ppid,user,args; exit 1; }'
   check "the managed agent serves its socket under /run/spire and keeps its state in the state directory" bash -c 'test -S /run/spire/agent/api.sock && test -n "$(ls -A /var/lib/mesh-harness/spire-agent)"'
   check "the embedded Node.js keeps its compiled code in the unit's cache directory" bash -c '[ "$(stat -c %a:%U /var/cache/mesh-harness)" = 700:root ] && [ -n "$(find /var/cache/mesh-harness/node-compile-cache -type f | head -1)" ]'
   check "the redirect rules are in place" bash -c '[ "$(jumps)" -gt 0 ]'
