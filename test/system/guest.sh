@@ -20,7 +20,10 @@ S=/mnt/share
 OUT=$S/out
 R=$OUT/results.tsv
 STATE=/var/lib/mesh-ci
-NODE=/usr/lib/mesh-harness/node/bin/node
+# The package's Node.js, and a copy of it in /opt/mesh-ci for the test's own helpers (the
+# development proxy, the peer, the checks): they must work while no package is installed.
+PKG_NODE=/usr/lib/mesh-harness/node/bin/node
+NODE=/opt/mesh-ci/node
 TRUST_DOMAIN=root.linkerd.cluster.local
 SPIFFE_ID=spiffe://$TRUST_DOMAIN/vm/web
 SPIRE_SOCKET=/run/mesh-ci-spire/server.sock
@@ -184,6 +187,7 @@ if [ "$phase" = 1 ]; then
   check "apt installs the .deb offline" apt-get install -y "$base_deb"
   info "apt install seconds" "$(elapsed "$t0" "$(now)")"
   # The guest has no Node.js of its own: the version line names the embedded runtime.
+  mkdir -p /opt/mesh-ci && cp "$PKG_NODE" "$NODE"
   check "mesh-harness version runs on the embedded, pinned Node.js" bash -c "! command -v node && mesh-harness version | grep -F 'mesh-harness 0.1.0 (node $(cat "$S/node-version"))'"
   check "the packaged --help offers no playground" bash -c 'mesh-harness --help | grep -q "^  run " && ! mesh-harness --help | grep -qw demo'
   check "meshproxy user and group exist (sysusers.d)" bash -c 'getent group meshproxy && getent passwd meshproxy | grep -q ":/nonexistent:/usr/sbin/nologin$"'
@@ -206,7 +210,7 @@ if [ "$phase" = 1 ]; then
   # The test-only pieces: a SPIRE server (a unit of its own, so it comes back after the
   # reboot; its keys and datastore on disk), spire-agent for the harness to run, and the
   # development proxy as proxy.binary.
-  mkdir -p /opt/mesh-ci /etc/mesh-ci "$STATE/spire"
+  mkdir -p /etc/mesh-ci "$STATE/spire"
   cp -r "$S/app" /opt/mesh-ci/app
   ln -s /usr/lib/mesh-harness/node_modules /opt/mesh-ci/app/node_modules
   printf '#!/bin/sh\nexec %s /opt/mesh-ci/app/dist/dev-proxy.js "$@"\n' "$NODE" >/opt/mesh-ci/linkerd2-proxy
