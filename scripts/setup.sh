@@ -43,8 +43,10 @@ fi
 DEMO_PACKAGES=(iptables iproute2 nftables util-linux procps python3 openssl ca-certificates)
 # The full test suite: gcc for SPIRE's sqlite (CGO), etcd for kube-apiserver; dpkg-deb,
 # rpmbuild, lintian, file and xz for the packages; skopeo reads the registrar image;
-# debootstrap, mkfs.ext4 and qemu build and boot the test VM.
-FULL_PACKAGES=(gcc libc6-dev git etcd-server dpkg-dev rpm lintian file xz-utils skopeo debootstrap e2fsprogs qemu-system-x86 qemu-utils)
+# debootstrap, mkfs.ext4 and qemu build and boot the test VM; packaging strips each
+# architecture's ELF files with its own binutils (amd64's come with dpkg-dev); python3-venv
+# holds ansible-lint.
+FULL_PACKAGES=(gcc libc6-dev git etcd-server dpkg-dev rpm lintian file xz-utils skopeo debootstrap e2fsprogs qemu-system-x86 qemu-utils binutils-aarch64-linux-gnu python3-venv)
 
 # The steps, in order. To add one: write a step_<name> function (it may set `outcome` to say
 # what it found or did) and list it with its description below; apt packages go in the
@@ -60,6 +62,7 @@ FULL_STEPS=(
   "go|Go 1.21 or newer (it fetches the Go version SPIRE and Kubernetes ask for)"
   "spire|SPIRE server and agent into /usr/local/bin (built from source: minutes the first time)"
   "kube_apiserver|kube-apiserver and kubectl into /usr/local/bin (built from source: minutes the first time)"
+  "ansible_lint|ansible-lint 26.10.1 (pinned, from PyPI) in /opt/ansible-lint"
   "vm_image|the test VM image in /var/cache/mesh-harness-ci (debootstrap: minutes the first time)"
 )
 
@@ -130,6 +133,21 @@ step_spire() {
 step_kube_apiserver() {
   bash scripts/install-kube-apiserver.sh /usr/local/bin
   outcome=$(/usr/local/bin/kube-apiserver --version)
+}
+
+# test/system/ansible-lint.test.ts runs it; Debian's Python refuses pip installs into the
+# system, so it gets a virtualenv of its own.
+step_ansible_lint() {
+  local version=26.10.1
+  if [[ "$(/opt/ansible-lint/bin/ansible-lint --version 2>/dev/null | head -n 1)" != *"$version"* ]]; then
+    rm -rf /opt/ansible-lint
+    python3 -m venv /opt/ansible-lint
+    /opt/ansible-lint/bin/pip install --quiet --disable-pip-version-check "ansible-lint==$version"
+    outcome='installed'
+  else
+    outcome='up to date'
+  fi
+  ln -sf /opt/ansible-lint/bin/ansible-lint /usr/local/bin/ansible-lint
 }
 
 step_vm_image() {

@@ -78,7 +78,7 @@ export const schemaSections = {
     ignoreOutboundPorts: { doc: 'Outbound destination ports or ranges never redirected.', format: 'port-spec-list', default: [] },
     ignoreInboundSubnets: { doc: 'Source subnets whose inbound connections are never redirected.', format: 'cidr-list', default: [] },
     ignoreOutboundSubnets: { doc: 'Destination subnets never redirected outbound (for example 169.254.169.254/32, the cloud metadata service).', format: 'cidr-list', default: [] },
-    onStop: { doc: '`keep` leaves the rules when the harness stops (fail closed: no traffic bypasses the mesh); `clean` removes them.', format: ['keep', 'clean'], default: 'keep' },
+    onStop: { doc: '`keep` leaves the rules when the harness stops, for the next start: traffic is refused rather than bypassing the mesh until then. Rules without a running proxy cut the machine off, so the unit\'s ExecStopPost removes them unless the stop was clean and a restart follows (systemctl restart, a package upgrade). `clean` removes them on every stop.', format: ['keep', 'clean'], default: 'keep' },
     resyncInterval: { doc: 'Full re-check of the rules even without a netfilter event.', format: 'duration', default: 30_000 },
   },
   control: {

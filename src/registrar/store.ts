@@ -145,6 +145,8 @@ export interface RegistrarStore {
 
   /** Creates or renews this replica's Lease (namespace from the store's options). */
   renewLease(lease: Lease): Promise<Lease>;
+  /** Deletes a replica's Lease; fails with ConflictError unless resourceVersion still matches (it was not renewed meanwhile). */
+  deleteLease(name: string, resourceVersion: string): Promise<void>;
 
   /** Writes made through this store, by verb, for metrics and the zero-writes benchmark. */
   writes(): Record<'create' | 'update' | 'updateStatus' | 'delete' | 'lease', number>;
