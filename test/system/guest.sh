@@ -13,7 +13,12 @@
 #   build that refuses the configuration keeps the old one running), a configuration error
 #   (no loop, no rule, outbound TCP works, journalctl -p err), the Ansible role twice
 #   (one restart), remove with a broken configuration, purge; then a reboot.
-# Phase 3: the .rpm installed, upgraded and erased with rpm's own database.
+# Phase 3: enrolling from nothing with the Ansible role (package, trust anchors, a SPIRE join
+#   token and one entry by group name, the registrar's address and identity): the harness
+#   registers with the registrar the host runs over a real kube-apiserver, reached through
+#   qemu's restricted user network (vm.test.ts checks the ExternalWorkload there); a second
+#   run changes nothing; purged again. Then the .rpm installed, upgraded and erased with
+#   rpm's own database.
 set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8
 S=/mnt/share
@@ -154,17 +159,69 @@ ansible_vars() {
   "mesh_harness_ready_timeout": 600,
   "mesh_harness_package_file": "$1",
   "mesh_harness_trust_anchors": $(python3 -c 'import json, sys; print(json.dumps(open(sys.argv[1]).read()))' /mnt/share/spire/upstream.pem),
+  "mesh_harness_registrar_address": "",
+  "mesh_harness_registrar_identity": "",
   "mesh_harness_config": $2
 }
 EOF
 }
+# The enrollment's variables: the role's own (registrar, token, trust anchors) and a
+# configuration with no join token, trust anchors file or registrar in it.
+ansible_vars_enroll() {
+  cat >/root/ansible/vars.json <<EOF
+{
+  "ansible_become": false,
+  "mesh_harness_ready_timeout": 600,
+  "mesh_harness_package_file": "$1",
+  "mesh_harness_trust_anchors": $(python3 -c 'import json, sys; print(json.dumps(open(sys.argv[1]).read()))' /mnt/share/spire/upstream.pem),
+  "mesh_harness_registrar_address": "$(cat "$S/registrar-address")",
+  "mesh_harness_registrar_identity": "$(cat "$S/registrar-identity")",
+  "mesh_harness_spire_join_token": "$2",
+  "mesh_harness_config": {
+    "workload": { "group": "web", "namespace": "$(cat "$S/registrar-namespace")", "ips": ["$VM_IP"], "ports": [8080] },
+    "identity": { "spiffeId": "$SPIFFE_ID", "serverName": "web.default.vm.cluster.local", "workloadApiSocket": "unix:///run/spire/agent/api.sock" },
+    "spire": { "agentBinary": "/opt/mesh-ci/spire-agent", "serverAddress": "127.0.0.1", "trustBundleFile": "/etc/mesh-harness/trust-anchors.pem" },
+    "proxy": { "binary": "/opt/mesh-ci/linkerd2-proxy", "destinationAddr": "127.0.0.1:8086", "shutdownGrace": "5s" },
+    "log": { "format": "json" }
+  }
+}
+EOF
+}
+# qemu's user network, restricted: the guest reaches nothing but the address vm.test.ts
+# forwards to the registrar on the host.
+VM_IP=10.0.2.15
+enroll_network() {
+  local nic
+  nic=$(ip -o link show | awk -F': ' '$2 != "lo" { print $2; exit }')
+  [ -n "$nic" ] || { ip -o link show; return 1; }
+  ip link set "$nic" up && ip addr replace "$VM_IP/24" dev "$nic"
+}
+# A join token, and one entry for every machine of the group: by group name, which is the
+# same on every host (a gid is not), made before the package creates the account.
+enroll_token() {
+  local token
+  token=$(/opt/mesh-ci/spire-server token generate -socketPath "$SPIRE_SOCKET" -ttl 7200 | sed -n 's/^Token: //p')
+  [ -n "$token" ] || return 1
+  /opt/mesh-ci/spire-server entry create -socketPath "$SPIRE_SOCKET" -parentID "spiffe://$TRUST_DOMAIN/spire/agent/join_token/$token" \
+    -spiffeID "$SPIFFE_ID" -selector unix:group:meshproxy >/dev/null || return 1
+  printf '%s' "$token"
+}
+# The harness's /status: the registration is ready and names the workload the registrar made.
+registered() {
+  mesh-harness status --json | "$NODE" -e '
+    const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
+    const r = s.components.find((c) => c.name === "registration");
+    if (!r || r.phase !== "Ready" || !r.detail || !r.detail.workloadName) { console.log(JSON.stringify(r)); process.exit(1); }
+    console.log(r.detail.workloadName);'
+}
+
 ansible_run() {
   ANSIBLE_ROLES_PATH=/root/ansible/roles ANSIBLE_NOCOLOR=1 ansible-playbook -i /root/ansible/inventory "$@" /root/ansible/playbook.yml -e @/root/ansible/vars.json
 }
 
 # The checks run their commands in `bash -c`: they see these helpers and paths.
 export NODE CONFIG SPIRE_SOCKET
-export -f main_pid rules jumps ready cursor starts_since outbound outbound_reaches_peer outbound_answered admin_ready
+export -f main_pid rules jumps ready cursor starts_since outbound outbound_reaches_peer outbound_answered admin_ready registered
 
 if [ "$phase" = 1 ]; then
   : >"$R"
@@ -416,6 +473,27 @@ if [ "$phase" = 3 ]; then
   rpmdb() { rpm --dbpath /var/lib/rpm "$@"; }
   rpmdb --initdb
   check "the SPIRE server is back" wait_for 300 /opt/mesh-ci/spire-server healthcheck -socketPath "$SPIRE_SOCKET"
+
+  # Enrolling a machine that has no mesh-harness (phase 2 purged it) with the role alone.
+  check "enroll: the network to the host's registrar" enroll_network
+  token=$(enroll_token)
+  check "enroll: a join token and one entry by group name (unix:group:meshproxy), before the account exists" bash -c "[ -n '$token' ] && ! getent group meshproxy"
+  ansible_vars_enroll "/root/$(cat "$S/base-deb")" "$token"
+  enroll_run() {
+    local t0 rc
+    t0=$(now)
+    ansible_run >"$OUT/enroll-$1.log" 2>&1
+    rc=$?
+    info "enroll: ansible run $1 seconds" "$(elapsed "$t0" "$(now)")"
+    [ $rc = 0 ] || { tail -n 30 "$OUT/enroll-$1.log"; return 1; }
+  }
+  check "enroll: the first ansible run succeeds" enroll_run 1
+  check "enroll: the harness is ready and registered after the first run" bash -c 'ready && registered'
+  check "enroll: the second ansible run succeeds" enroll_run 2
+  check "enroll: the second run changes nothing" bash -c "grep -q 'localhost *: ok=[0-9]* *changed=0 .*failed=0' '$OUT/enroll-2.log' || { tail -n 30 '$OUT/enroll-2.log'; exit 1; }"
+  check "enroll: the join token file is root's alone" bash -c '[ "$(stat -c %a:%U /etc/mesh-harness/join-token)" = 600:root ]'
+  registered >"$OUT/enrolled-workload" 2>&1
+  check "enroll: purge returns the machine to nothing" bash -c 'apt-get purge -y mesh-harness >/dev/null && rm -rf /etc/mesh-harness /var/lib/mesh-harness && [ "$(rules)" = 0 ]'
   check "rpm installs the .rpm, its scriptlets run" rpmdb -i --nodeps --force-debian "/root/$(cat "$S/base-rpm")"
   check "rpm's database has it" rpmdb -q mesh-harness
   check "%pre made the meshproxy account from sysusers.d" bash -c 'getent group meshproxy && getent passwd meshproxy | grep -q ":/nonexistent:/usr/sbin/nologin$"'

@@ -6,8 +6,11 @@
  * hardened unit running a real spire-agent against a real SPIRE server (test units) and the
  * development proxy, reload, restart, stop, a reboot, upgrades (one that refuses the
  * configuration), a configuration error, the Ansible role twice, remove with a broken
- * configuration and purge; then the .rpm installed, upgraded and erased with rpm's own
- * database. Every check the script defines must come back ok.
+ * configuration and purge; then enrolling the bare machine with the Ansible role alone, which
+ * registers it with a mesh-registrar run here over a real kube-apiserver (the guest reaches
+ * it through qemu's restricted user network, nothing else); then the .rpm installed,
+ * upgraded and erased with rpm's own database. Every check the script defines must come back
+ * ok, and the ExternalWorkload must have been Ready=True with the guest's address.
  *
  * TCG by default (this kind of host has no usable hardware virtualisation);
  * MESH_VM_ACCEL=kvm on hosts that have it.
@@ -18,8 +21,11 @@ import { copyFileSync, cpSync, existsSync, linkSync, mkdirSync, readdirSync, rea
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DevCa } from '../../src/dev/ca.ts';
+import type { ExternalWorkload } from '../../src/registrar/store.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { SKIP_WITHOUT_VM } from '../helpers/host.ts';
+import { KubeCluster, SKIP_WITHOUT_KUBE } from '../helpers/kube.ts';
+import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess } from '../helpers/registrar.ts';
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, '..', '..');
@@ -54,7 +60,31 @@ async function strictBuild(from: string, to: string, version: string, work: stri
   await run('dpkg-deb', ['--root-owner-group', '-Znone', '--build', work, to]);
 }
 
-function boot(image: { kernel: string; initrd: string }, overlay: string, share: string, consoleLog: string): { child: ChildProcess; exited: Promise<number | null> } {
+/** Where the guest finds the registrar: qemu forwards this address (and only this) to `forwarder`. */
+const GUEST_REGISTRAR = { ip: '10.0.2.100', port: 8443 };
+const GUEST_IP = '10.0.2.15';
+const ENROLL_NAMESPACE = 'vms';
+
+/**
+ * The program qemu runs for each guest connection to GUEST_REGISTRAR (guestfwd `cmd:`, the
+ * connection on its stdin and stdout): it relays to the registrar on this host's loopback.
+ */
+function writeForwarder(dir: string, registrarAddress: string): string {
+  const [host, port] = registrarAddress.split(':');
+  writeFileSync(join(dir, 'forward.mjs'), `import { connect } from 'node:net';
+const s = connect(${Number(port)}, ${JSON.stringify(host)});
+process.stdin.pipe(s);
+s.pipe(process.stdout);
+process.stdin.on('end', () => s.end());
+s.on('close', () => process.exit(0));
+s.on('error', () => process.exit(1));
+`);
+  const path = join(dir, 'forward');
+  writeFileSync(path, `#!/bin/sh\nunset NODE_OPTIONS\nexec ${process.execPath} ${join(dir, 'forward.mjs')}\n`, { mode: 0o755 });
+  return path;
+}
+
+function boot(image: { kernel: string; initrd: string }, overlay: string, share: string, consoleLog: string, forwarder: string): { child: ChildProcess; exited: Promise<number | null> } {
   const accel = process.env.MESH_VM_ACCEL ?? 'tcg';
   // setpriv --pdeathsig: qemu dies with this test process even when it is killed outright.
   const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'qemu-system-x86_64',
@@ -63,7 +93,9 @@ function boot(image: { kernel: string; initrd: string }, overlay: string, share:
     '-append', 'root=/dev/vda rw console=ttyS0 quiet systemd.show_status=0 panic=-1',
     '-drive', `file=${overlay},if=virtio,format=qcow2`,
     '-virtfs', `local,path=${share},mount_tag=share,security_model=none,id=share`,
-    '-nic', 'none', '-display', 'none', '-monitor', 'none', '-serial', `file:${consoleLog}`,
+    // restrict=on: the guest reaches neither this host nor beyond it, except the registrar.
+    '-nic', `user,model=virtio-net-pci,restrict=on,guestfwd=tcp:${GUEST_REGISTRAR.ip}:${GUEST_REGISTRAR.port}-cmd:${forwarder}`,
+    '-display', 'none', '-monitor', 'none', '-serial', `file:${consoleLog}`,
   ], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -76,7 +108,7 @@ function boot(image: { kernel: string; initrd: string }, overlay: string, share:
   return { child, exited };
 }
 
-t.test('the .deb in a real Debian 12 machine with systemd', { skip: SKIP_WITHOUT_VM }, async (t) => {
+t.test('the .deb in a real Debian 12 machine with systemd', { skip: SKIP_WITHOUT_VM || SKIP_WITHOUT_KUBE }, async (t) => {
   const started = Date.now();
   const dir = tempDir(t, 'mh-packaging-vm-');
   const share = join(dir, 'share');
@@ -126,6 +158,31 @@ t.test('the .deb in a real Debian 12 machine with systemd', { skip: SKIP_WITHOUT
   mkdirSync(join(share, 'spire'));
   writeFileSync(join(share, 'spire', 'upstream.pem'), ca.certPem);
   writeFileSync(join(share, 'spire', 'upstream.key'), ca.keyPem, { mode: 0o600 });
+  // The cluster side of enrolling: a real kube-apiserver, the group, and mesh-registrar
+  // trusting the upstream CA the guest's SPIRE server signs under.
+  const cluster = await KubeCluster.start(t);
+  await cluster.kubectl(['create', 'namespace', ENROLL_NAMESPACE]);
+  await cluster.kubectl(['apply', '-f', '-'], { input: groupManifest({ name: 'web', namespace: ENROLL_NAMESPACE, allowedIdentities: ['spiffe://root.linkerd.cluster.local/vm/web'], allowedIPs: [`${GUEST_IP}/32`], serverName: 'web.default.vm.cluster.local' }) });
+  const pki = await makePki(t, 'root.linkerd.cluster.local', ca);
+  const registrar = await ReplicaProcess.start(t, { replica: 'vm-test', pki, kubeconfig: cluster.registrarKubeconfig, grace: '30s', ttl: '2h' });
+  const forwarder = writeForwarder(dir, registrar.grpcAddress);
+  writeFileSync(join(share, 'registrar-address'), `${GUEST_REGISTRAR.ip}:${GUEST_REGISTRAR.port}`);
+  writeFileSync(join(share, 'registrar-identity'), REGISTRAR_ID);
+  writeFileSync(join(share, 'registrar-namespace'), ENROLL_NAMESPACE);
+  // What the cluster saw: the first ExternalWorkload that was Ready=True, polled all along.
+  let enrolled: ExternalWorkload | undefined;
+  let polling = true;
+  const poller = (async () => {
+    while (polling && !enrolled) {
+      const { status, body } = await cluster.request('GET', `/apis/workload.linkerd.io/v1beta1/namespaces/${ENROLL_NAMESPACE}/externalworkloads`).catch(() => ({ status: 0, body: undefined }));
+      if (status === 200) enrolled = (body as { items: ExternalWorkload[] }).items.find((w) => w.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  })();
+  t.teardown(() => {
+    polling = false;
+  });
+
   // The development stand-ins, only ever on the share and in the guest's /opt/mesh-ci.
   for (const part of ['package.json', 'proto', 'dist']) cpSync(join(root, part), join(share, 'app', part), { recursive: true });
   cpSync(join(root, 'deploy', 'ansible'), join(share, 'ansible'), { recursive: true });
@@ -145,7 +202,7 @@ t.test('the .deb in a real Debian 12 machine with systemd', { skip: SKIP_WITHOUT
   // reboot into a qemu exit.
   for (let n = 1; n <= BOOTS && !existsSync(join(share, 'out', 'done')); n++) {
     const bootStart = Date.now();
-    const vm = boot(image, overlay, share, join(dir, `console-${n}.log`));
+    const vm = boot(image, overlay, share, join(dir, `console-${n}.log`), forwarder);
     qemu = vm.child;
     const timer = setTimeout(() => vm.child.kill('SIGKILL'), BOOT_TIMEOUT_MS);
     const code = await vm.exited;
@@ -165,6 +222,12 @@ t.test('the .deb in a real Debian 12 machine with systemd', { skip: SKIP_WITHOUT
     t.ok(r?.ok, name, r ? { detail: r.detail } : { detail: 'not reported: the guest script stopped before it' });
   }
   t.ok(existsSync(join(share, 'out', 'done')), 'the guest script ran to the end');
+  polling = false;
+  await poller;
+  const guestSaw = existsSync(join(share, 'out', 'enrolled-workload')) ? readFileSync(join(share, 'out', 'enrolled-workload'), 'utf8').trim() : '';
+  t.ok(enrolled, 'enrolling: the kube-apiserver held an ExternalWorkload with Ready=True', { registrarLog: enrolled ? undefined : registrar.log().slice(-2000) });
+  t.equal(enrolled?.metadata.name, guestSaw, 'enrolling: it is the workload the harness reported as registered');
+  t.same(enrolled?.spec.workloadIPs, [{ ip: GUEST_IP }], 'enrolling: with the address the group allows for the guest');
   if (!existsSync(join(share, 'out', 'done')) && existsSync(join(share, 'out', 'guest.log'))) t.comment(readFileSync(join(share, 'out', 'guest.log'), 'utf8').slice(-3000));
 
   const measurements: Record<string, string | number> = Object.fromEntries(results.filter(([kind]) => kind === 'info').map(([, name, value]) => [name!, Number(value) || value!]));
