@@ -44,6 +44,22 @@ export interface SvidSource {
 export interface RegistrarSettings {
   probes: Array<Record<string, unknown>>;
   proxy?: { defaultInboundPolicy: string; clusterNetworks: string[] };
+  /** The control plane's proxy image, when the registrar knows it (what `mesh-harness proxy install` pulls by default). */
+  proxyImage?: ControlPlaneProxy;
+}
+
+/**
+ * The control plane's proxy image as /status shows it (`detail.controlPlaneProxy` of the
+ * registration component): the one the registrar last sent, kept while disconnected;
+ * absent when the registrar does not know it.
+ */
+export interface ControlPlaneProxy {
+  /** Repository, e.g. cr.l5d.io/linkerd/proxy. */
+  name: string;
+  /** Tag: the cluster's Linkerd version, e.g. edge-25.4.1. */
+  version: string;
+  /** name:version. */
+  image: string;
 }
 
 export interface RegistrationComponentOptions {
@@ -298,9 +314,17 @@ export class RegistrationComponent extends BaseComponent {
     const proxy = settings?.proxy && settings.proxy.default_inbound_policy
       ? { defaultInboundPolicy: settings.proxy.default_inbound_policy, clusterNetworks: [...settings.proxy.cluster_networks] }
       : undefined;
-    const next: RegistrarSettings = { probes, ...(proxy ? { proxy } : {}) };
-    if (JSON.stringify(next) === JSON.stringify(this.settingsValue)) return;
+    const name = settings?.proxy?.image_name ?? '';
+    const version = settings?.proxy?.image_version ?? '';
+    const proxyImage = name && version ? { name, version, image: `${name}:${version}` } : undefined;
+    const next: RegistrarSettings = { probes, ...(proxy ? { proxy } : {}), ...(proxyImage ? { proxyImage } : {}) };
+    const previous = this.settingsValue;
+    if (JSON.stringify(next) === JSON.stringify(previous)) return;
     this.settingsValue = next;
+    if (proxyImage?.image !== previous?.proxyImage?.image) {
+      if (proxyImage) this.log.info({ proxyImage: proxyImage.image }, `the control plane's proxy image is ${proxyImage.image}`);
+      this.setState(this.state().phase, { detail: { controlPlaneProxy: proxyImage } });
+    }
     this.emit('settings', next);
   }
 
