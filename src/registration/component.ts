@@ -29,6 +29,7 @@ import {
   type RegistrarMessage,
   type WorkloadState,
 } from '../protocol/registration.ts';
+import { controlPlaneProxy, type ControlPlaneProxy } from '../protocol/proxy-image.ts';
 import { configuredWorkloadName } from '../protocol/workload-name.ts';
 import { Backoff } from '../util/backoff.ts';
 import { harnessVersion } from '../util/version.ts';
@@ -44,23 +45,13 @@ export interface SvidSource {
 export interface RegistrarSettings {
   probes: Array<Record<string, unknown>>;
   proxy?: { defaultInboundPolicy: string; clusterNetworks: string[] };
-  /** The control plane's proxy image, when the registrar knows it (what `mesh-harness proxy install` pulls by default). */
+  /**
+   * The control plane's proxy image, when the registrar knows it (what `mesh-harness proxy
+   * install` pulls by default); /status shows the last one sent, kept while disconnected.
+   */
   proxyImage?: ControlPlaneProxy;
 }
 
-/**
- * The control plane's proxy image as /status shows it (`detail.controlPlaneProxy` of the
- * registration component): the one the registrar last sent, kept while disconnected;
- * absent when the registrar does not know it.
- */
-export interface ControlPlaneProxy {
-  /** Repository, e.g. cr.l5d.io/linkerd/proxy. */
-  name: string;
-  /** Tag: the cluster's Linkerd version, e.g. edge-25.4.1. */
-  version: string;
-  /** name:version. */
-  image: string;
-}
 
 export interface RegistrationComponentOptions {
   config: HarnessConfig;
@@ -314,9 +305,7 @@ export class RegistrationComponent extends BaseComponent {
     const proxy = settings?.proxy && settings.proxy.default_inbound_policy
       ? { defaultInboundPolicy: settings.proxy.default_inbound_policy, clusterNetworks: [...settings.proxy.cluster_networks] }
       : undefined;
-    const name = settings?.proxy?.image_name ?? '';
-    const version = settings?.proxy?.image_version ?? '';
-    const proxyImage = name && version ? { name, version, image: `${name}:${version}` } : undefined;
+    const proxyImage = controlPlaneProxy(settings?.proxy?.image_name ?? '', settings?.proxy?.image_version ?? '');
     const next: RegistrarSettings = { probes, ...(proxy ? { proxy } : {}), ...(proxyImage ? { proxyImage } : {}) };
     const previous = this.settingsValue;
     if (JSON.stringify(next) === JSON.stringify(previous)) return;
