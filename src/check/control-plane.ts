@@ -75,10 +75,24 @@ export function refusalOutcome(config: HarnessConfig, refusal: ShownRefusal): Ou
         : `the name derives from workload.nodeName ${nodeName} and ${id}, so give this machine a workload.nodeName of its own (cloned images often share one)`;
       return fail(message, `ExternalWorkload ${namespace}/${name} is held by another machine (the message names it), or was created by hand: ${fix}; kubectl -n ${namespace} get externalworkload ${name} -o yaml shows the holder, and a gone machine's workload is deleted after the registrar's TTL`);
     }
+    case 'NameMismatch':
+      return fail(message, `this machine gave its proxy the name ${name} (workload.name), which is not the registrar's name for it: empty workload.name so both derive the same name; to keep a name of its own, ${externalGroup} needs spec.allowCustomNames: true and the name must start with "${group}-" and not end in "-" and 10 hex digits (the message says which rule it broke); then systemctl reload mesh-harness`);
+    case 'TooManyWorkloads':
+      return fail(message, `${id} already holds as many ExternalWorkloads in ${externalGroup} as its spec.maxWorkloadsPerIdentity allows (the message names them): give this machine a SPIFFE ID of its own (a SPIRE entry, and identity.spiffeId), raise spec.maxWorkloadsPerIdentity (kubectl -n ${namespace} edit externalgroup ${group}), or delete the ExternalWorkload of a machine that is gone (kubectl -n ${namespace} delete externalworkload NAME; the registrar deletes one after its TTL)`);
+    case 'IPNotAllowed':
+      return fail(message, `the registrar accepts a workload IP only when this machine connects from it, or when it is inside spec.allowedIPs of ${externalGroup} (the message names the IP and the address the registrar saw): set workload.ips to the address the registrar sees (or leave it empty to announce the default route's address), or, behind NAT or for an address announced on purpose, add a CIDR covering it to spec.allowedIPs (kubectl -n ${namespace} edit externalgroup ${group})`);
+    case 'ServerNameMismatch':
+      return fail(message, `identity.serverName (${config.identity.serverName || 'empty'}) is the server name this machine's proxy presents and must be the one the cluster holds: set it to the name the message gives (spec.template.serverName of ${externalGroup}, or a DNS name of this machine's SVID), then systemctl reload mesh-harness; or change the group's spec.template.serverName`);
+    case 'NoServerName':
+      return fail(message, `${externalGroup} does not say which server name its machines' proxies present and this machine's SVID has no DNS name: set spec.template.serverName${config.identity.serverName ? ` (to ${config.identity.serverName}, this machine's identity.serverName, if that is the right name)` : ''} (kubectl -n ${namespace} edit externalgroup ${group}), or issue the SVID with a DNS name (spire-server entry create -dns NAME)`);
+    case 'TooManyStreams':
+      return warn(message, `more streams of ${id} are waiting for the registrar at once than its limits.pendingStreamsPerIdentity allows: many machines sharing this identity reconnecting at once (the harness retries by itself), or something else is opening streams with this identity's SVID`);
+    case 'InvalidMessage':
+      return fail(message, 'the registrar refused a state change from this harness (the message says what is wrong with it): upgrade mesh-harness to the registrar\'s version, and report it if it persists');
     case 'NotAuthenticated':
       return fail(message, `the SVID chains to the registrar's CA, but its SPIFFE ID is not one the registrar serves: identity.spiffeId ${id} must be in the registrar's trustDomain (the Linkerd trust domain), as the SVID's only URI SAN`);
     case 'InvalidHello':
-      return fail(message, 'fix the workload settings the registrar names (workload.group, workload.namespace, workload.nodeName, workload.name), then systemctl reload mesh-harness');
+      return fail(message, 'fix the setting the registrar names (workload.group, workload.namespace, workload.nodeName, workload.name, workload.ips, identity.serverName), then systemctl reload mesh-harness');
     case 'UnsupportedProtocolVersion':
       return fail(message, 'this mesh-harness is older than the registrar serves: upgrade the mesh-harness package');
     case 'Draining':

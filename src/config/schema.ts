@@ -26,13 +26,13 @@ export const schemaSections = {
     group: { doc: 'Name of the ExternalGroup this machine joins (the registrar refuses unknown groups).', format: 'k8s-name-or-empty', default: '' },
     namespace: { doc: 'Kubernetes namespace of the ExternalGroup and of the ExternalWorkload created for this machine.', format: 'k8s-name-or-empty', default: 'default' },
     nodeName: { doc: 'Name of this machine as shown in the destination context and in the ExternalWorkload.', format: 'nonempty-string', default: hostname(), docDefault: 'the host name' },
-    name: { doc: 'ExternalWorkload name. Empty: derived from the namespace, group, node name and SPIFFE ID (`<group>-<node>-<hash>`, the same function the registrar uses), so the proxy never waits for the registrar.', format: 'k8s-name-or-empty', default: '' },
-    ips: { doc: 'Workload IPs announced to the mesh: at most one IPv4 and one IPv6. Empty: the addresses of the default route\'s interface, detected at start, are sent to the registrar and given to the proxy (LINKERD2_PROXY_INBOUND_IPS); the IPv6 decision does not count them.', format: 'ip-list', default: [] },
+    name: { doc: 'ExternalWorkload name. Empty: derived from the namespace, group, node name and SPIFFE ID (`<group>-<node>-<hash>`, the same function the registrar uses), so the proxy never waits for the registrar. A name of its own is accepted only where the ExternalGroup sets spec.allowCustomNames, and must start with `<group>-`.', format: 'k8s-name-or-empty', default: '' },
+    ips: { doc: 'Workload IPs announced to the mesh: at most one IPv4 and one IPv6. Empty: the addresses of the default route\'s interface, detected at start, are sent to the registrar and given to the proxy (LINKERD2_PROXY_INBOUND_IPS); the IPv6 decision does not count them. The registrar accepts an IP only when it is the address this machine connects from, or inside the ExternalGroup\'s spec.allowedIPs.', format: 'ip-list', default: [] },
     ports: { doc: 'Ports the workload serves: numbers or {"port", "name", "protocol"} objects. Traffic to them is redirected to the proxy inbound port.', format: 'workload-ports', default: [] },
   },
   identity: {
     spiffeId: { doc: 'SPIFFE ID this machine must hold, such as spiffe://root.linkerd.cluster.local/vm/web.', format: 'spiffe-id-or-empty', default: '' },
-    serverName: { doc: 'DNS name the proxy presents for TLS (SNI); given to the proxy as LINKERD2_PROXY_IDENTITY_SERVER_NAME.', format: 'dns-name-or-empty', default: '' },
+    serverName: { doc: 'DNS name the proxy presents for TLS (SNI); given to the proxy as LINKERD2_PROXY_IDENTITY_SERVER_NAME. Must be the ExternalGroup\'s spec.template.serverName (or, without one, a DNS name of the SVID): the registrar refuses another.', format: 'dns-name-or-empty', default: '' },
     trustAnchorsFile: { doc: 'PEM file of the mesh trust anchors (the Linkerd identity trust roots). SVID chains are verified against it.', format: 'path', default: '/etc/mesh-harness/trust-anchors.pem' },
     workloadApiSocket: { doc: 'SPIFFE Workload API socket of the SPIRE agent: unix:///path or an absolute path.', format: 'workload-api-address', default: 'unix:///run/spire/agent/api.sock' },
     expiryMargin: { doc: 'The harness is not ready when its SVID expires within this margin.', format: 'duration', default: 60_000 },
@@ -78,7 +78,7 @@ export const schemaSections = {
     ignoreOutboundPorts: { doc: 'Outbound destination ports or ranges never redirected.', format: 'port-spec-list', default: [] },
     ignoreInboundSubnets: { doc: 'Source subnets whose inbound connections are never redirected.', format: 'cidr-list', default: [] },
     ignoreOutboundSubnets: { doc: 'Destination subnets never redirected outbound (for example 169.254.169.254/32, the cloud metadata service).', format: 'cidr-list', default: [] },
-    onStop: { doc: '`keep` leaves the rules when the harness stops (fail closed: no traffic bypasses the mesh); `clean` removes them.', format: ['keep', 'clean'], default: 'keep' },
+    onStop: { doc: '`keep` leaves the rules when the harness stops, for the next start: traffic is refused rather than bypassing the mesh until then. Rules without a running proxy cut the machine off, so the unit\'s ExecStopPost removes them unless the stop was clean and a restart follows (systemctl restart, a package upgrade). `clean` removes them on every stop.', format: ['keep', 'clean'], default: 'keep' },
     resyncInterval: { doc: 'Full re-check of the rules even without a netfilter event.', format: 'duration', default: 30_000 },
   },
   control: {
@@ -89,7 +89,8 @@ export const schemaSections = {
   probes: {
     workload: { doc: 'Local workload probes with Kubernetes probe fields (httpGet, tcpSocket, grpc, exec, periodSeconds, ...); all must pass. The ExternalGroup may add more (see docs/probes.md).', format: 'probe-list', default: [] },
     allowClusterExec: { doc: 'Run exec probes that come from the ExternalGroup. Off: they are refused and the workload is not ready (whoever edits the group would otherwise run commands on this VM).', format: 'bool', default: false },
-    execUser: { doc: 'Unprivileged account every exec probe runs as, with a clean environment. Never root, and never the proxy user or group (their traffic bypasses the mesh and they can fetch the SVID).', format: 'account-name', default: 'nobody' },
+    allowClusterHosts: { doc: 'Addresses beyond loopback and the workload\'s own IPs that httpGet, tcpSocket and grpc probes from the ExternalGroup may connect to, as CIDRs (such as 10.0.5.0/24, or 169.254.169.254/32 for a metadata service). Empty: only loopback and the workload\'s IPs; probes from the cluster aiming elsewhere, or naming a host name, are refused and the workload is not ready (whoever edits the group would otherwise probe this VM\'s network from inside).', format: 'cidr-list', default: [] },
+    execUser: { doc: 'Unprivileged account that exec probes and the probe runner (the process making httpGet, tcpSocket and grpc checks) run as, with a clean environment, so probe traffic goes through the mesh like any local client\'s. Never root, and never the proxy user or group (their traffic bypasses the mesh and they can fetch the SVID).', format: 'account-name', default: 'nobody' },
   },
   admin: {
     address: { doc: 'Admin server listen address: an IPv4 or IPv6 address (a loopback one unless admin.allowNonLoopback is true).', format: 'ip-address', default: '127.0.0.1' },

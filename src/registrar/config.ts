@@ -40,8 +40,29 @@ export interface RegistrarConfig {
   /** During a disconnect storm, Ready=False (Disconnected) waits up to this long beyond the grace for the reconnect. */
   stormHold: number;
   store: { kind: 'kube' | 'embedded'; kubeconfig: string; crdFiles: string[] };
+  /** What one machine (one connection, one SPIFFE ID) may cost the registrar. */
+  limits: RegistrarLimits;
   /** Cluster facts given to every proxy (linkerd-config defaultInboundPolicy and clusterNetworks). */
   proxy: { defaultInboundPolicy: string; clusterNetworks: string[] };
+}
+
+export interface RegistrarLimits {
+  /** HTTP/2 streams one connection may have open at once (grpc.max_concurrent_streams); a harness needs one. */
+  streamsPerConnection: number;
+  /**
+   * Streams of one SPIFFE ID on this replica that have not been answered yet. Registered
+   * streams need no cap of their own: each holds a workload, and an ExternalGroup admits at
+   * most spec.maxWorkloadsPerIdentity of them per identity.
+   */
+  pendingStreamsPerIdentity: number;
+  /** The largest message the registrar reads (grpc.max_receive_message_length); a hello is well under 1 KiB. */
+  maxMessageBytes: number;
+  /**
+   * Writes (spec and status together) per ExternalWorkload: writeBurst at once, then one per
+   * writeInterval (ms). Faster changes are coalesced; the latest state is what gets written.
+   */
+  writeInterval: number;
+  writeBurst: number;
 }
 
 export class RegistrarConfigError extends Error {
@@ -73,6 +94,7 @@ export const REGISTRAR_DEFAULTS = {
   stormFraction: 0.2,
   stormHold: '1m',
   store: { kind: 'kube', kubeconfig: '', crdFiles: [] as string[] },
+  limits: { streamsPerConnection: 8, pendingStreamsPerIdentity: 100, maxMessageBytes: 65_536, writeInterval: '1s' as string | number, writeBurst: 3 },
   proxy: { defaultInboundPolicy: 'all-unauthenticated', clusterNetworks: LINKERD_DEFAULT_CLUSTER_NETWORKS },
 };
 
@@ -141,6 +163,7 @@ export function parseRegistrarConfig(raw: Record<string, unknown>): RegistrarCon
     stormFraction: number('stormFraction', 0.01, 1),
     stormHold: duration('stormHold'),
     store: { ...REGISTRAR_DEFAULTS.store } as RegistrarConfig['store'],
+    limits: { streamsPerConnection: 0, pendingStreamsPerIdentity: 0, maxMessageBytes: 0, writeInterval: 0, writeBurst: 0 },
     proxy: { ...REGISTRAR_DEFAULTS.proxy },
   };
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(config.replica) || config.replica.length > 63) {
@@ -158,6 +181,29 @@ export function parseRegistrarConfig(raw: Record<string, unknown>): RegistrarCon
     if (!Array.isArray(s['crdFiles']) || !s['crdFiles'].every((f) => typeof f === 'string')) problems.push('store.crdFiles: must be a list of CRD YAML paths (embedded store)');
     else if (s['kind'] === 'embedded' && s['crdFiles'].length === 0) problems.push('store.crdFiles: the embedded store needs the ExternalWorkload and ExternalGroup CRD files');
     config.store = s as RegistrarConfig['store'];
+  }
+
+  const limits = merged['limits'];
+  if (limits === null || typeof limits !== 'object' || Array.isArray(limits)) problems.push(`limits: must be an object {${Object.keys(REGISTRAR_DEFAULTS.limits).join(', ')}}`);
+  else {
+    const l = { ...REGISTRAR_DEFAULTS.limits, ...(limits as Record<string, unknown>) } as Record<string, unknown>;
+    for (const key of Object.keys(limits)) if (!(key in REGISTRAR_DEFAULTS.limits)) problems.push(`limits.${key}: unknown key (allowed: ${Object.keys(REGISTRAR_DEFAULTS.limits).join(', ')})`);
+    const integer = (key: keyof RegistrarLimits, min: number, max: number): number => {
+      const v = l[key];
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) problems.push(`limits.${key}: ${JSON.stringify(v)} must be a whole number from ${min} to ${max}`);
+      return Number(v);
+    };
+    const interval = parseDuration(l['writeInterval']);
+    if (interval === undefined || interval < 0 || interval > 60_000) problems.push(`limits.writeInterval: ${JSON.stringify(l['writeInterval'])} must be a duration from "0s" to "1m" such as "1s"`);
+    config.limits = {
+      streamsPerConnection: integer('streamsPerConnection', 1, 1000),
+      pendingStreamsPerIdentity: integer('pendingStreamsPerIdentity', 1, 1_000_000),
+      // Below 4 KiB a legitimate hello or state change with a few probe results may not fit.
+      maxMessageBytes: integer('maxMessageBytes', 4096, 4 * 1024 * 1024),
+      writeInterval: interval ?? 0,
+      // A few at once, so that a real transition right after another (ready, a proxy crash, ready again) is written at once.
+      writeBurst: integer('writeBurst', 1, 100),
+    };
   }
 
   const proxy = merged['proxy'];

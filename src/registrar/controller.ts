@@ -18,6 +18,7 @@ import { Backoff } from '../util/backoff.ts';
 import {
   ANNOTATION,
   desiredWorkload,
+  LABEL,
   mergeForUpdate,
   readyCondition,
   registrationKey,
@@ -29,6 +30,7 @@ import {
 } from './desired.ts';
 import { leaseExpiry, leaseName } from './leases.ts';
 import { ConflictError, NotFoundError, type ExternalGroup, type ExternalWorkload, type RegistrarStore, type StoreEvent } from './store.ts';
+import { WorkloadIndex } from './workload-index.ts';
 
 /** A live stream, as the controller sees it. */
 export interface Session {
@@ -51,13 +53,15 @@ export interface ControllerOptions {
   gcPauseFraction: number;
   /** Disconnect storm: more than this fraction of the workloads (of at least 10) dropped within grace + stormHold. */
   stormFraction?: number;
-  /** How long beyond the grace a storm holds Ready=False (Disconnected); 0 turns the guard off. */
+  /** How long beyond the grace a storm holds Ready=False (Disconnected), and the longest GC pause; 0 turns both guards off. */
   stormHold?: number;
+  /** Writes (spec and status together) per workload: `burst` at once, then one per `interval` ms; interval 0 for no limit. */
+  writes?: { interval: number; burst: number };
   log: Logger;
   now?: () => number;
 }
 
-export type ClaimResult = { ok: true } | { ok: false; reason: 'NameTaken'; message: string };
+export type ClaimResult = { ok: true } | { ok: false; reason: 'NameTaken' | 'TooManyWorkloads'; message: string };
 
 interface Tracked {
   registration: Registration;
@@ -87,9 +91,10 @@ export class WorkloadController {
   private deleteTokens: number;
   private lastRefill: number;
   private gcPaused = false;
+  private gcPausedAt = 0;
+  /** GC ran out its longest pause (stormHold) in this orphan storm: it does not pause again until the storm is over. */
+  private gcPauseSpent = false;
   private storm = false;
-  /** Workloads this replica manages, as of the last resync (the storm guard's denominator). */
-  private managed = 0;
   /** Workloads whose replica's Lease lapsed within the storm window, as of the last resync. */
   private lapsedRecently: string[] = [];
   /**
@@ -99,6 +104,14 @@ export class WorkloadController {
    */
   private readonly held = new Map<string, number>();
   private ticks = 0;
+  /**
+   * Each workload's write budget (limits.writeBurst, limits.writeInterval) as the moment it
+   * is full again: one number per workload, and none once it is full (pruned at resync).
+   */
+  private readonly budgetFullAt = new Map<string, number>();
+  /** Names per (namespace, group, SPIFFE ID): the objects in the store, and our sessions. */
+  private readonly stored = new WorkloadIndex();
+  private readonly sessionIndex = new WorkloadIndex();
   private stopped = false;
   private loop: Promise<void> = Promise.resolve();
 
@@ -144,22 +157,31 @@ export class WorkloadController {
   }
 
   /**
-   * Whether a registration may take its name. The same machine (identity, node and
-   * machine id) takes over its own older stream at once; another machine is refused
-   * with a reason that names the one holding the name.
+   * Whether a registration may take its name, and whether its identity may hold one more
+   * workload in the group. The same machine (identity, node and the same non-empty machine
+   * id) takes over its own older stream at once. A machine with another or no machine id
+   * takes a name over only once the holder said goodbye or has been gone for the grace
+   * period, unless the group says `nameTakeover: Immediate`: an identity shared by several
+   * machines must not let one of them push another out. Refusals name who holds the name.
    */
-  claim(registration: Registration): ClaimResult {
+  claim(registration: Registration, group: ExternalGroup): ClaimResult {
     const id = key(registration.namespace, registration.name);
     const local = this.tracked.get(id);
     const wanted = registrationKey(registration.spiffeId, registration.nodeName);
+    const immediate = group.spec.nameTakeover === 'Immediate';
+    const where = `ExternalWorkload ${registration.namespace}/${registration.name}`;
+    const taken = (message: string): ClaimResult => ({ ok: false, reason: 'NameTaken', message });
     if (local) {
       const held = local.registration;
-      const sameKey = registrationKey(held.spiffeId, held.nodeName) === wanted;
-      if (local.session && (!sameKey || (held.machineId && registration.machineId && held.machineId !== registration.machineId))) {
-        return { ok: false, reason: 'NameTaken', message: `ExternalWorkload ${registration.namespace}/${registration.name} is held by ${describe(held)}, connected since ${local.session.connectedAt.toISOString()} from ${local.session.peer}` };
+      if (registrationKey(held.spiffeId, held.nodeName) !== wanted) {
+        return taken(local.session
+          ? `${where} is held by ${describe(held)}, connected since ${local.session.connectedAt.toISOString()} from ${local.session.peer}`
+          : `${where} belongs to ${describe(held)}, disconnected; it is deleted after the TTL`);
       }
-      if (!local.session && !sameKey) {
-        return { ok: false, reason: 'NameTaken', message: `ExternalWorkload ${registration.namespace}/${registration.name} belongs to ${describe(held)}, disconnected; it is deleted after the TTL` };
+      if (!immediate && !sameMachine(held.machineId, registration.machineId)) {
+        if (local.session) return taken(`${where} is held by ${describe(held)}, connected since ${local.session.connectedAt.toISOString()} from ${local.session.peer}; ${TAKEOVER_RULE}`);
+        const graceEnds = (local.goneSince ?? this.now()) + this.options.grace;
+        if (!local.goodbye && graceEnds > this.now()) return taken(`${where} is held by ${describe(held)}, without a stream since ${new Date(local.goneSince ?? this.now()).toISOString()}; ${TAKEOVER_RULE} (here at ${new Date(graceEnds).toISOString()})`);
       }
     }
     const object = this.current(id);
@@ -168,16 +190,25 @@ export class WorkloadController {
       const objectKey = registrationKey(object.spec.meshTLS.identity, object.metadata.annotations?.[ANNOTATION.nodeName] ?? '');
       const first = `node ${object.metadata.annotations?.[ANNOTATION.nodeName] ?? '(unknown)'} (${object.spec.meshTLS.identity})`;
       if (!holder) {
-        return { ok: false, reason: 'NameTaken', message: `ExternalWorkload ${registration.namespace}/${registration.name} exists and is not managed by mesh-registrar (${first}); delete it or choose another workload.name` };
+        return taken(`${where} exists and is not managed by mesh-registrar (${first}); delete it or choose another workload.name`);
       }
-      if (objectKey !== wanted) {
-        return { ok: false, reason: 'NameTaken', message: `ExternalWorkload ${registration.namespace}/${registration.name} belongs to ${first}` };
+      if (objectKey !== wanted) return taken(`${where} belongs to ${first}`);
+      const machine = object.metadata.annotations?.[ANNOTATION.machineId] ?? '';
+      if (!local && !immediate && !sameMachine(machine, registration.machineId) && !holderGone(object)) {
+        return taken(`${where} is held by ${first}${machine ? ` on machine ${machine.slice(0, 12)}` : ' (no machine id)'} through replica ${holder}; ${TAKEOVER_RULE}`);
       }
-      const machine = object.metadata.annotations?.[ANNOTATION.machineId];
-      const liveElsewhere = holder !== this.options.replica && this.holderAlive(holder) && object.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
-      if (liveElsewhere && machine && registration.machineId && machine !== registration.machineId) {
-        return { ok: false, reason: 'NameTaken', message: `ExternalWorkload ${registration.namespace}/${registration.name} is held by ${first} on machine ${machine.slice(0, 12)} through replica ${holder}` };
-      }
+    }
+    const limit = group.spec.maxWorkloadsPerIdentity ?? 1;
+    const index = WorkloadIndex.key(registration.namespace, registration.group, registration.spiffeId);
+    const others = new Set([...this.stored.get(index), ...this.sessionIndex.get(index)]);
+    others.delete(id);
+    if (others.size >= limit) {
+      const names = [...others].slice(0, 5).map((n) => split(n)[1]).join(', ');
+      return {
+        ok: false,
+        reason: 'TooManyWorkloads',
+        message: `${registration.spiffeId} already holds ${others.size} ExternalWorkload${others.size === 1 ? '' : 's'} in ExternalGroup ${registration.namespace}/${registration.group} (${names}${others.size > 5 ? ', ...' : ''}) and the group's spec.maxWorkloadsPerIdentity is ${limit}: give each machine its own SPIFFE ID, raise spec.maxWorkloadsPerIdentity, or delete an ExternalWorkload whose machine is gone (the registrar deletes one after its TTL)`,
+      };
     }
     return { ok: true };
   }
@@ -186,8 +217,13 @@ export class WorkloadController {
   attach(session: Session): void {
     const id = key(session.registration.namespace, session.registration.name);
     const previous = this.tracked.get(id);
-    if (previous?.session && previous.session !== session) previous.session.close('Replaced', 'a newer stream from the same machine took over');
+    if (previous?.session && previous.session !== session) {
+      const same = sameMachine(previous.registration.machineId, session.registration.machineId);
+      previous.session.close('Replaced', same ? 'a newer stream from the same machine took over' : `${describe(session.registration)} took the name over (the group's spec.nameTakeover is Immediate)`);
+    }
     this.tracked.set(id, { registration: session.registration, session });
+    const { namespace, group, spiffeId } = session.registration;
+    this.sessionIndex.set(id, WorkloadIndex.key(namespace, group, spiffeId));
     this.held.delete(id);
     this.markDirty(id);
   }
@@ -289,7 +325,7 @@ export class WorkloadController {
     }
     if (!entry?.session) {
       // Already NotReady (a goodbye's Draining, an earlier Disconnected): the reason stays, no write.
-      if (readiness && object && readyCondition(object)?.status !== 'False') await this.writeStatus(object, readiness);
+      if (readiness && object && readyCondition(object)?.status !== 'False' && !this.mustWait(id) && (await this.writeStatus(object, readiness))) this.spend(id);
       return;
     }
 
@@ -301,17 +337,49 @@ export class WorkloadController {
     }
     const desired = desiredWorkload(group, entry.registration, this.options.replica);
     let current = object;
+    let wrote = false;
     if (!current) {
       current = await this.options.store.createWorkload(desired);
       this.options.log.info({ workload: id, identity: entry.registration.spiffeId, node: entry.registration.nodeName }, 'created ExternalWorkload');
       this.pending.set(id, current);
-    } else if (!workloadMatches(current, desired)) {
-      const before = current.metadata.annotations?.[ANNOTATION.holder];
-      current = await this.options.store.updateWorkload(mergeForUpdate(current, desired));
-      if (before !== this.options.replica) this.options.log.info({ workload: id, from: before }, 'took over the ExternalWorkload');
-      this.pending.set(id, current);
+    } else {
+      const update = !workloadMatches(current, desired);
+      // A state that changes faster than the budget allows is coalesced: the latest wins.
+      if ((update || (readiness && statusUpdate(current, readiness, new Date(this.now())))) && this.mustWait(id)) return;
+      if (update) {
+        const before = current.metadata.annotations?.[ANNOTATION.holder];
+        current = await this.options.store.updateWorkload(mergeForUpdate(current, desired));
+        wrote = true;
+        if (before !== this.options.replica) this.options.log.info({ workload: id, from: before }, 'took over the ExternalWorkload');
+        this.pending.set(id, current);
+      }
     }
-    if (readiness) await this.writeStatus(current, readiness);
+    if (readiness && (await this.writeStatus(current, readiness))) wrote = true;
+    // Spec and status written in one reconcile spend one write of the budget.
+    if (wrote) this.spend(id);
+  }
+
+  /**
+   * Whether a write to this workload has to wait for its budget (limits.writeBurst writes at
+   * once, then one per limits.writeInterval); a wake-up is set for when it may go.
+   * Level-triggered, the write that then goes is computed from the latest state: nothing is
+   * lost, only intermediate states are skipped.
+   */
+  private mustWait(id: string): boolean {
+    const limit = this.options.writes;
+    const fullAt = this.budgetFullAt.get(id);
+    if (!limit || limit.interval <= 0 || fullAt === undefined) return false;
+    // Less than one write left while the budget is more than burst - 1 writes from full.
+    const mayWriteAt = fullAt - (limit.burst - 1) * limit.interval;
+    if (mayWriteAt <= this.now()) return false;
+    this.wake(id, mayWriteAt);
+    return true;
+  }
+
+  private spend(id: string): void {
+    const limit = this.options.writes;
+    if (!limit || limit.interval <= 0) return;
+    this.budgetFullAt.set(id, Math.max(this.now(), this.budgetFullAt.get(id) ?? 0) + limit.interval);
   }
 
   /** Whether the object's holder changed after our stream started (a newer stream elsewhere). */
@@ -322,13 +390,15 @@ export class WorkloadController {
 
   private readonly holderSeenAt = new Map<string, number>();
 
-  private async writeStatus(current: ExternalWorkload, readiness: Readiness): Promise<void> {
+  /** Writes the Ready condition when it differs; whether it did. */
+  private async writeStatus(current: ExternalWorkload, readiness: Readiness): Promise<boolean> {
     const next = statusUpdate(current, readiness, new Date(this.now()));
-    if (!next) return;
+    if (!next) return false;
     const id = key(current.metadata.namespace, current.metadata.name);
     const written = await this.options.store.updateWorkloadStatus(next);
     this.pending.set(id, written);
     this.options.log.info({ workload: id, ready: readiness.ready, reason: readiness.reason }, `Ready=${readiness.ready ? 'True' : 'False'} (${readiness.reason})`);
+    return true;
   }
 
   private async deleteObject(id: string, object: ExternalWorkload): Promise<void> {
@@ -372,6 +442,7 @@ export class WorkloadController {
       const holder = event.object.metadata.annotations?.[ANNOTATION.holder];
       if (holder && holder !== this.options.replica) this.holderSeenAt.set(id, this.now());
       if (event.type === 'deleted') this.holderSeenAt.delete(id);
+      this.stored.set(id, event.type === 'deleted' ? undefined : indexKey(event.object));
       if (this.tracked.has(id) || holder !== undefined) this.markDirty(id);
     } else if (event.kind === 'ExternalGroup') {
       for (const [id, entry] of this.tracked) {
@@ -422,6 +493,8 @@ export class WorkloadController {
   private forget(id: string): void {
     this.tracked.delete(id);
     this.held.delete(id);
+    this.budgetFullAt.delete(id);
+    this.sessionIndex.set(id, undefined);
   }
 
   private stormHold(): number {
@@ -435,6 +508,10 @@ export class WorkloadController {
    * waits up to stormHold beyond the grace. A goodbye, a proxy or probe failure is never held.
    * Like Kubernetes' node lifecycle controller in a disrupted zone: when most go at once, the
    * cause is more likely between them and us than in each of them.
+   *
+   * Only workloads that were serving count, on both sides of the fraction: Ready when their
+   * stream dropped, and older than the storm window. Junk (never Ready, or made for the
+   * occasion) can neither raise a storm nor be held by one.
    */
   private judgeStorm(): void {
     const hold = this.stormHold();
@@ -442,12 +519,14 @@ export class WorkloadController {
     if (hold <= 0) return;
     const window = this.options.grace + hold;
     const now = this.now();
-    const away = [...this.lapsedRecently];
+    const candidates = [...this.lapsedRecently];
     for (const [id, entry] of this.tracked) {
-      if (!entry.session && !entry.goodbye && entry.goneSince !== undefined && now - entry.goneSince < window) away.push(id);
+      if (!entry.session && !entry.goodbye && entry.goneSince !== undefined && now - entry.goneSince < window) candidates.push(id);
     }
+    const away = candidates.filter((id) => this.serving(this.current(id), window));
     const dropped = away.length;
-    const total = Math.max(this.managed, this.tracked.size);
+    // Counting the denominator costs a pass over the cache: only when a storm is possible at all.
+    const total = dropped >= GC_GUARD_MINIMUM ? Math.max(dropped, this.options.store.listWorkloads().filter((w) => w.metadata.annotations?.[ANNOTATION.holder] !== undefined && this.serving(w, window)).length) : 0;
     const storm = total >= GC_GUARD_MINIMUM && dropped > total * fraction;
     if (storm) for (const id of away) this.held.set(id, now);
     if (storm === this.storm) return;
@@ -460,9 +539,21 @@ export class WorkloadController {
     }
   }
 
+  /** Whether a workload counts for the storm guard: Ready (still, within its grace) and created before the storm window. */
+  private serving(object: ExternalWorkload | undefined, window: number): boolean {
+    const created = Date.parse(object?.metadata.creationTimestamp ?? '');
+    return readyCondition(object)?.status === 'True' && Number.isFinite(created) && this.now() - created >= window;
+  }
+
   private tick(): void {
     if (++this.ticks % Math.round(1000 / TICK_MS) === 0) this.judgeStorm();
     const now = this.now();
+    if (this.gcPaused && now - this.gcPausedAt >= this.stormHold()) {
+      // Whatever holds the count up (junk that never goes away by itself, a fleet that is really gone) must not stop GC for good.
+      this.gcPaused = false;
+      this.gcPauseSpent = true;
+      this.options.log.warn(`GC resumed: it paused for stormHold (${this.stormHold() / 1000}s), the longest it pauses, and deletes again at deleteRate whatever looks orphaned`);
+    }
     for (const [id, at] of this.wakeAt) {
       if (at <= now) {
         this.wakeAt.delete(id);
@@ -473,10 +564,15 @@ export class WorkloadController {
 
   /**
    * Everything that may need action: our tracked workloads, objects we hold, and objects
-   * whose replica's Lease lapsed. Also decides the orphan-storm guard.
+   * whose replica's Lease lapsed. Also decides the orphan-storm guard, and rebuilds the
+   * index of names per identity (a relist may have missed a delete event).
    */
   private resync(): void {
-    const workloads = this.options.store.listWorkloads().filter((w) => w.metadata.annotations?.[ANNOTATION.holder] !== undefined);
+    const all = this.options.store.listWorkloads();
+    for (const [id, fullAt] of this.budgetFullAt) if (fullAt <= this.now()) this.budgetFullAt.delete(id);
+    this.stored.clear();
+    for (const w of all) this.stored.set(key(w.metadata.namespace, w.metadata.name), indexKey(w));
+    const workloads = all.filter((w) => w.metadata.annotations?.[ANNOTATION.holder] !== undefined);
     let orphaned = 0;
     const lapsed: string[] = [];
     for (const w of workloads) {
@@ -492,15 +588,19 @@ export class WorkloadController {
       }
     }
     for (const id of this.tracked.keys()) this.markDirty(id);
-    this.managed = workloads.length;
     this.lapsedRecently = lapsed;
     this.judgeStorm();
-    const pause = workloads.length >= GC_GUARD_MINIMUM && orphaned > workloads.length * this.options.gcPauseFraction;
-    if (pause !== this.gcPaused) {
-      this.gcPaused = pause;
-      if (pause) {
-        this.options.log.warn({ orphaned, workloads: workloads.length }, `GC paused: ${orphaned} of ${workloads.length} ExternalWorkloads look orphaned at once (more than ${this.options.gcPauseFraction * 100}%); deleting nothing until fewer do (a cluster-wide outage looks like this)`);
-      } else this.options.log.info('GC resumed');
+    const orphanStorm = workloads.length >= GC_GUARD_MINIMUM && orphaned > workloads.length * this.options.gcPauseFraction;
+    if (!orphanStorm) {
+      this.gcPauseSpent = false;
+      if (this.gcPaused) {
+        this.gcPaused = false;
+        this.options.log.info('GC resumed');
+      }
+    } else if (!this.gcPaused && !this.gcPauseSpent && this.stormHold() > 0) {
+      this.gcPaused = true;
+      this.gcPausedAt = this.now();
+      this.options.log.warn({ orphaned, workloads: workloads.length }, `GC paused: ${orphaned} of ${workloads.length} ExternalWorkloads look orphaned at once (more than ${this.options.gcPauseFraction * 100}%); deleting nothing for up to stormHold (${this.stormHold() / 1000}s) or until fewer do (a cluster-wide outage looks like this)`);
     }
   }
 }
@@ -517,3 +617,22 @@ function split(id: string): [string, string] {
 function describe(registration: Registration): string {
   return `node ${registration.nodeName} (${registration.spiffeId}${registration.machineId ? `, machine ${registration.machineId.slice(0, 12)}` : ''})`;
 }
+
+/** One machine for sure: the same non-empty machine id (an empty one proves nothing). */
+function sameMachine(held: string, claimed: string): boolean {
+  return held !== '' && held === claimed;
+}
+
+/** Whether the holder of an object is gone: it said goodbye, or its grace period ended without a stream (as the holding replica wrote). */
+function holderGone(object: ExternalWorkload): boolean {
+  const ready = readyCondition(object);
+  return ready?.status === 'False' && (ready.reason === 'Disconnected' || ready.reason === 'Draining');
+}
+
+/** Where an object is filed in the index of names per identity; undefined for objects of no group. */
+function indexKey(object: ExternalWorkload): string | undefined {
+  const group = object.metadata.labels?.[LABEL.group];
+  return group === undefined ? undefined : WorkloadIndex.key(object.metadata.namespace, group, object.spec.meshTLS.identity);
+}
+
+const TAKEOVER_RULE = 'a machine with another or no machine id takes a name over only once its holder said goodbye or has been without a stream for the grace period (or at once where the group sets spec.nameTakeover: Immediate); if this is the same machine, its /etc/machine-id changed or cannot be read';

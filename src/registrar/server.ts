@@ -6,6 +6,11 @@
  * one spiffe:// URI SAN in our trust domain. Authorisation is the ExternalGroup's
  * allowedIdentities. The serving certificate and the anchors are files, re-read when
  * they change (cert-manager or SPIRE rotation) without dropping streams.
+ *
+ * An authenticated machine may register itself and nothing more: the name, server name and
+ * IPs of its workload are decided here from what it proved (admission.ts), every hello field
+ * is bounded (message-limits.ts), and what one connection or identity may hold open is
+ * capped (limits), so one VM cannot fill the cluster or the registrar's memory.
  */
 import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
@@ -21,10 +26,12 @@ import {
   type ServerConnectStream,
   type WorkloadState,
 } from '../protocol/registration.ts';
-import { isDnsLabel, workloadName } from '../protocol/workload-name.ts';
+import { decideIps, decideName, decideServerName, peerAddress, type Peer } from './admission.ts';
 import type { ProxyFacts } from './cluster-facts.ts';
+import type { RegistrarLimits } from './config.ts';
 import type { Session, WorkloadController } from './controller.ts';
 import { identityAllowed, type Registration } from './desired.ts';
+import { boundedState, HELLO_LIMITS, helloProblems, stateProblem } from './message-limits.ts';
 import type { ExternalGroup, RegistrarStore } from './store.ts';
 
 export interface RegistrationServerOptions {
@@ -35,6 +42,7 @@ export interface RegistrationServerOptions {
   trustDomain: string;
   replica: string;
   heartbeatIntervalMs: number;
+  limits: Pick<RegistrarLimits, 'streamsPerConnection' | 'pendingStreamsPerIdentity' | 'maxMessageBytes'>;
   /** The cluster facts as they are now (linkerd-config, or the registrar config's fallback). */
   facts(): ProxyFacts;
   store: RegistrarStore;
@@ -51,21 +59,29 @@ export interface RegistrationServerOptions {
 const MIN_PROTOCOL_VERSION = 0;
 /** A stream silent for this many heartbeat intervals is treated as dropped. */
 const MISSED_HEARTBEATS = 3;
+/** A connection without a stream this long is closed (a harness always has one open). */
+const IDLE_CONNECTION_MS = 60_000;
 
 export class RegistrationServer {
-  private readonly server = new grpc.Server({
-    // Keepalive from the server side finds half-open connections (a VM that vanished) even between heartbeats.
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
-  });
+  private readonly server: grpc.Server;
   private provider?: grpc.experimental.FileWatcherCertificateProvider;
   private boundPort = 0;
   private readonly streams = new Set<ServerConnectStream>();
+  /** Streams per SPIFFE ID that have not been answered yet (limits.pendingStreamsPerIdentity). */
+  private readonly pending = new Map<string, number>();
   private readonly refusals: Counter<'reason'>;
   private readonly accepted: Counter;
   private draining = false;
 
   constructor(private readonly options: RegistrationServerOptions) {
+    this.server = new grpc.Server({
+      // Keepalive from the server side finds half-open connections (a VM that vanished) even between heartbeats.
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.max_concurrent_streams': options.limits.streamsPerConnection,
+      'grpc.max_receive_message_length': options.limits.maxMessageBytes,
+      'grpc.max_connection_idle_ms': IDLE_CONNECTION_MS,
+    });
     const registry = options.registry;
     this.refusals = new Counter({ name: 'mesh_registrar_refusals_total', help: 'Harness streams refused, by reason.', labelNames: ['reason'], registers: [registry] });
     this.accepted = new Counter({ name: 'mesh_registrar_accepted_total', help: 'Harness streams accepted.', registers: [registry] });
@@ -135,20 +151,37 @@ export class RegistrationServer {
       this.refuse(call, 'Draining', 'this replica is shutting down; connect to another', 1, { peer });
       return;
     }
-    const spiffeId = peerSpiffeId(call);
-    if (!spiffeId.ok) {
-      this.refuse(call, 'NotAuthenticated', spiffeId.message, 60, { peer });
+    const proven = peerIdentity(call);
+    if (!proven.ok) {
+      this.refuse(call, 'NotAuthenticated', proven.message, 60, { peer });
       return;
     }
-    const trustDomain = new URL(spiffeId.id).host;
+    const trustDomain = new URL(proven.id).host;
     if (trustDomain !== this.options.trustDomain) {
-      this.refuse(call, 'NotAuthenticated', `SPIFFE ID ${spiffeId.id} is not in trust domain ${this.options.trustDomain}`, 60, { peer });
+      this.refuse(call, 'NotAuthenticated', `SPIFFE ID ${proven.id} is not in trust domain ${this.options.trustDomain}`, 60, { peer });
       return;
     }
+    const waiting = this.pending.get(proven.id) ?? 0;
+    if (waiting >= this.options.limits.pendingStreamsPerIdentity) {
+      this.refuse(call, 'TooManyStreams', `${proven.id} already has ${waiting} streams waiting for an answer on this replica (limits.pendingStreamsPerIdentity); one harness needs one stream`, 5, { peer, identity: proven.id });
+      return;
+    }
+    this.pending.set(proven.id, waiting + 1);
+    let answered = false;
+    /** The stream got its answer (accepted or refused) or ended: it no longer counts as waiting. */
+    const answer = (): void => {
+      if (answered) return;
+      answered = true;
+      const left = (this.pending.get(proven.id) ?? 1) - 1;
+      if (left > 0) this.pending.set(proven.id, left);
+      else this.pending.delete(proven.id);
+    };
+    const machine: Peer = { spiffeId: proven.id, dnsNames: proven.dnsNames, address: peerAddress(peer) };
     this.streams.add(call);
     let session: (Session & { lastSeen: number }) | undefined;
     let helloTimer: NodeJS.Timeout | undefined = setTimeout(() => {
-      this.refuse(call, 'InvalidHello', 'no hello within the timeout', 5, { peer, identity: spiffeId.id });
+      this.refuse(call, 'InvalidHello', 'no hello within the timeout', 5, { peer, identity: proven.id });
+      finish();
     }, this.options.helloTimeoutMs ?? 10_000);
     const silence = MISSED_HEARTBEATS * this.options.heartbeatIntervalMs;
     const watchdog = setInterval(() => {
@@ -164,6 +197,7 @@ export class RegistrationServer {
     const finish = (goodbye = false): void => {
       if (finished) return;
       finished = true;
+      answer();
       clearTimeout(helloTimer);
       clearInterval(watchdog);
       this.streams.delete(call);
@@ -179,13 +213,20 @@ export class RegistrationServer {
         if (session) return;
         clearTimeout(helloTimer);
         helloTimer = undefined;
-        session = this.hello(call, message.hello, spiffeId.id, peer);
+        session = this.hello(call, message.hello, machine, peer);
+        answer();
         if (!session) finish();
       } else if (!session) {
-        this.refuse(call, 'InvalidHello', 'the first message must be hello', 5, { peer, identity: spiffeId.id });
+        this.refuse(call, 'InvalidHello', 'the first message must be hello', 5, { peer, identity: proven.id });
         finish();
       } else if ('state_change' in message && message.state_change) {
-        this.options.controller.setState(session, normalizeState(message.state_change.state));
+        const problem = stateProblem(message.state_change.state);
+        if (problem) {
+          this.refuse(call, 'InvalidMessage', `${problem}; this harness sends more than any ExternalGroup has probes`, 60, { peer, identity: proven.id, workload: session.registration.name });
+          finish();
+          return;
+        }
+        this.options.controller.setState(session, boundedState(message.state_change.state));
       } else if ('goodbye' in message && message.goodbye) {
         log.info({ workload: session.registration.name, reason: message.goodbye.reason }, 'harness said goodbye');
         finish(true);
@@ -202,18 +243,14 @@ export class RegistrationServer {
     call.on('close', () => finish());
   }
 
-  private hello(call: ServerConnectStream, hello: Hello, spiffeId: string, peer: string): (Session & { lastSeen: number }) | undefined {
-    const fields = { peer, identity: spiffeId, group: hello.group, namespace: hello.namespace, node: hello.node_name };
+  private hello(call: ServerConnectStream, hello: Hello, machine: Peer, peer: string): (Session & { lastSeen: number }) | undefined {
+    const spiffeId = machine.spiffeId;
+    const fields = { peer, identity: spiffeId, group: hello.group.slice(0, 63), namespace: hello.namespace.slice(0, 63), node: hello.node_name.slice(0, 253) };
     if (hello.protocol_version < MIN_PROTOCOL_VERSION) {
       this.refuse(call, 'UnsupportedProtocolVersion', `protocol version ${hello.protocol_version} is no longer served; upgrade mesh-harness`, 3600, fields);
       return undefined;
     }
-    const problems = [
-      ...(hello.group ? [] : ['group is empty (set workload.group)']),
-      ...(hello.namespace ? [] : ['namespace is empty (set workload.namespace)']),
-      ...(hello.node_name ? [] : ['node name is empty (set workload.nodeName)']),
-      ...(hello.workload_name && !isDnsLabel(hello.workload_name) ? [`workload name "${hello.workload_name}" is not a DNS-1123 label`] : []),
-    ];
+    const problems = helloProblems(hello);
     if (problems.length) {
       this.refuse(call, 'InvalidHello', problems.join('; '), 60, fields);
       return undefined;
@@ -227,18 +264,25 @@ export class RegistrationServer {
       this.refuse(call, 'NotAllowed', `${spiffeId} is not in ExternalGroup ${hello.namespace}/${hello.group} spec.allowedIdentities`, 60, fields);
       return undefined;
     }
+    const name = decideName(hello, group, spiffeId, (other) => this.options.store.getGroup(hello.namespace, other) !== undefined);
+    const serverName = name.ok ? decideServerName(hello, group, machine) : name;
+    const ips = serverName.ok ? decideIps(hello, group, machine) : serverName;
+    if (!name.ok || !serverName.ok || !ips.ok) {
+      const denial = !name.ok ? name : !serverName.ok ? serverName : (ips as Exclude<typeof ips, { ok: true }>);
+      this.refuse(call, denial.reason, denial.message, 30, fields);
+      return undefined;
+    }
     const registration: Registration = {
       namespace: hello.namespace,
       group: hello.group,
-      // A harness from before naming was shared sends no name: derive it the same way.
-      name: hello.workload_name || workloadName({ namespace: hello.namespace, group: hello.group, nodeName: hello.node_name, spiffeId }),
+      name: name.value,
       spiffeId,
       nodeName: hello.node_name,
       machineId: hello.machine_id,
-      serverName: hello.server_name || defaultServerName(spiffeId),
-      workloadIps: hello.workload_ips,
+      serverName: serverName.value,
+      workloadIps: ips.value,
     };
-    const claim = this.options.controller.claim(registration);
+    const claim = this.options.controller.claim(registration, group);
     if (!claim.ok) {
       this.refuse(call, claim.reason, claim.message, 30, { ...fields, workload: registration.name });
       return undefined;
@@ -248,7 +292,7 @@ export class RegistrationServer {
     };
     const session = {
       registration,
-      state: normalizeState(hello.state),
+      state: boundedState(hello.state),
       connectedAt: new Date(),
       peer,
       lastSeen: Date.now(),
@@ -284,24 +328,17 @@ export class RegistrationServer {
   }
 }
 
-function normalizeState(state: WorkloadState | null | undefined): WorkloadState {
-  return { proxy_ready: state?.proxy_ready ?? false, probes: state?.probes ?? [], reason: state?.reason ?? '', message: state?.message ?? '' };
-}
-
-/** Without a server name in the hello: the SPIFFE ID's path as a DNS-ish name is not reliable, so use the trust domain's convention. */
-function defaultServerName(spiffeId: string): string {
-  const url = new URL(spiffeId);
-  const parts = url.pathname.split('/').filter(Boolean).reverse();
-  return [...parts, url.host].join('.').toLowerCase().replace(/[^a-z0-9.-]/g, '-').slice(0, 253);
-}
-
-/** The peer certificate's single spiffe:// URI SAN. */
-function peerSpiffeId(call: ServerConnectStream): { ok: true; id: string } | { ok: false; message: string } {
+/** The peer certificate's single spiffe:// URI SAN, and its DNS SANs. */
+function peerIdentity(call: ServerConnectStream): { ok: true; id: string; dnsNames: string[] } | { ok: false; message: string } {
   const cert = call.getAuthContext()?.sslPeerCertificate;
   if (!cert || !cert.subjectaltname) return { ok: false, message: 'the client certificate has no subject alternative name; present an X.509 SVID' };
-  const uris = cert.subjectaltname.split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+  const sans = cert.subjectaltname.split(', ');
+  const uris = sans.filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
   if (uris.length !== 1 || !uris[0]!.startsWith('spiffe://')) {
     return { ok: false, message: `the client certificate must carry exactly one spiffe:// URI SAN, it has ${JSON.stringify(uris)}` };
   }
-  return { ok: true, id: uris[0]! };
+  if (uris[0]!.length > HELLO_LIMITS.spiffeId) {
+    return { ok: false, message: `the SPIFFE ID is ${uris[0]!.length} characters long; an ExternalWorkload's spec.meshTLS.identity holds at most ${HELLO_LIMITS.spiffeId}` };
+  }
+  return { ok: true, id: uris[0]!, dnsNames: sans.filter((s) => s.startsWith('DNS:')).map((s) => s.slice(4)) };
 }

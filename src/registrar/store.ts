@@ -47,7 +47,7 @@ export interface WorkloadPort {
   protocol?: 'TCP' | 'UDP';
 }
 
-/** Linkerd's ExternalWorkload, workload.linkerd.io/v1beta1 (../shared/specs/external-workload.crd.yaml). */
+/** Linkerd's ExternalWorkload, workload.linkerd.io/v1beta1 (schema: deploy/linkerd/external-workload.crd.yaml). */
 export interface ExternalWorkload {
   apiVersion: 'workload.linkerd.io/v1beta1';
   kind: 'ExternalWorkload';
@@ -68,9 +68,19 @@ export interface ExternalGroup {
   spec: {
     /** SPIFFE IDs, or patterns with a trailing `/*`, allowed to join the group. */
     allowedIdentities: string[];
+    /** How many ExternalWorkloads one SPIFFE ID may hold in this group (default 1). */
+    maxWorkloadsPerIdentity?: number;
+    /** CIDRs workload IPs may be in besides the address the connection comes from. */
+    allowedIPs?: string[];
+    /** Whether a machine may ask for a name of its own (workload.name) instead of the derived one. */
+    allowCustomNames?: boolean;
+    /** When another machine (another or no machine id) may take a name over: once the holder is gone beyond the grace (default), or at once. */
+    nameTakeover?: 'AfterGrace' | 'Immediate';
     template: {
       metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
       ports?: WorkloadPort[];
+      /** spec.meshTLS.serverName of every workload; unset, it comes from a DNS SAN of the machine's SVID. */
+      serverName?: string;
     };
     /** Kubernetes probe semantics (httpGet, tcpSocket, grpc, exec + timing fields). */
     probes?: Array<Record<string, unknown>>;
@@ -135,6 +145,8 @@ export interface RegistrarStore {
 
   /** Creates or renews this replica's Lease (namespace from the store's options). */
   renewLease(lease: Lease): Promise<Lease>;
+  /** Deletes a replica's Lease; fails with ConflictError unless resourceVersion still matches (it was not renewed meanwhile). */
+  deleteLease(name: string, resourceVersion: string): Promise<void>;
 
   /** Writes made through this store, by verb, for metrics and the zero-writes benchmark. */
   writes(): Record<'create' | 'update' | 'updateStatus' | 'delete' | 'lease', number>;

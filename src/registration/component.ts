@@ -75,7 +75,11 @@ export interface RegistrationComponentOptions {
  * cannot be reached at all. `mesh-harness check` picks its hint by `reason`.
  */
 export interface Refusal {
-  /** The registrar's reason code: NotAllowed, GroupNotFound, NameTaken, InvalidHello, NotAuthenticated, Draining, Replaced, UnsupportedProtocolVersion. */
+  /**
+   * The registrar's reason code: NotAllowed, GroupNotFound, NameTaken, NameMismatch,
+   * TooManyWorkloads, IPNotAllowed, ServerNameMismatch, NoServerName, InvalidHello,
+   * InvalidMessage, TooManyStreams, NotAuthenticated, Draining, Replaced, UnsupportedProtocolVersion.
+   */
   reason: string;
   /** The registrar's words (it names the group, the SPIFFE ID, or who holds the name). */
   message: string;

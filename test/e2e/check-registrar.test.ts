@@ -7,7 +7,8 @@
  *
  * check reads the registrar's answer from the daemon's /status (the protocol has no dry
  * run), so each refusal is provoked for real and check must turn its reason code into the
- * right hint: NotAllowed is fixed in the group, NameTaken on the machine.
+ * right hint: NotAllowed is fixed in the group, NameMismatch (a machine asking for another
+ * machine's name) on the machine.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
@@ -22,6 +23,7 @@ import { cleanEnv, harnessBin } from '../helpers/cli.ts';
 import { KubeCluster, SKIP_WITHOUT_KUBE } from '../helpers/kube.ts';
 import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, startDevWorkloadApi, TRUST_DOMAIN, type Pki } from '../helpers/registrar.ts';
 import { freePort, tempDir, waitFor } from '../helpers/tmp.ts';
+import { SKIP_WITHOUT_SETUP } from '../helpers/host.ts';
 
 // A cluster, a registrar, two harnesses, and the registrar's 60 s retry-after on NotAllowed.
 t.setTimeout(900_000);
@@ -103,14 +105,14 @@ async function check(daemon: Daemon): Promise<{ exitCode: number | undefined; st
   return { exitCode: result.exitCode, stdout, report, registrar };
 }
 
-t.test('check: the registrar refusing, for real, with its reason and a hint per reason', { skip: SKIP_WITHOUT_KUBE, timeout: 600_000 }, async (t) => {
+t.test('check: the registrar refusing, for real, with its reason and a hint per reason', { skip: SKIP_WITHOUT_SETUP || SKIP_WITHOUT_KUBE, timeout: 600_000 }, async (t) => {
   const cluster = await KubeCluster.start(t);
   const pki = await makePki(t);
   const dir = tempDir(t, 'mh-e2e-checkreg-');
   chmodSync(dir, 0o755);
   await cluster.kubectl(['create', 'namespace', NAMESPACE]);
   // The group exists, but allows another machine's identity, not this one's.
-  await cluster.kubectl(['apply', '-f', '-'], { input: groupManifest({ name: 'web', namespace: NAMESPACE, allowedIdentities: [OTHER_ID] }) });
+  await cluster.kubectl(['apply', '-f', '-'], { input: groupManifest({ name: 'web', namespace: NAMESPACE, allowedIdentities: [OTHER_ID], serverName: 'web.vm.example' }) });
   const registrar = await ReplicaProcess.start(t, { replica: 'reg-checkreg', pki, kubeconfig: cluster.registrarKubeconfig, grace: '1m', ttl: '5m' });
 
   const socket = await startDevWorkloadApi(t, dir, pki, SPIFFE_ID);
@@ -132,7 +134,7 @@ t.test('check: the registrar refusing, for real, with its reason and a hint per 
   t.equal(notAllowed.registrar.runbook, 'docs/operations.md#check-control-registrar');
 
   // 2. The operator follows the hint; the harness asks again by itself (after the registrar's retry-after) and is accepted.
-  await cluster.kubectl(['apply', '-f', '-'], { input: groupManifest({ name: 'web', namespace: NAMESPACE, allowedIdentities: [OTHER_ID, SPIFFE_ID] }) });
+  await cluster.kubectl(['apply', '-f', '-'], { input: groupManifest({ name: 'web', namespace: NAMESPACE, allowedIdentities: [OTHER_ID, SPIFFE_ID], serverName: 'web.vm.example', maxWorkloadsPerIdentity: 2 }) });
   const accepted = await registrationWhere(a, 'vm-a registered after the group allowed it', (c) => c.phase === 'Ready', 180_000);
   t.equal(accepted.detail?.['workloadName'], nameA);
   t.notOk(accepted.detail?.['refusal'], 'no refusal left in /status once accepted');
@@ -140,15 +142,16 @@ t.test('check: the registrar refusing, for real, with its reason and a hint per 
   t.equal(allowed.registrar.result, 'success', 'control.registrar passes once accepted', { stdout: allowed.stdout });
   t.match(allowed.registrar.message, new RegExp(`^Ready: registered as ${nameA} with replica reg-checkreg$`));
 
-  // 3. NameTaken: a second machine (another node name) configured with the first one's workload.name.
+  // 3. NameMismatch: a second machine (another node name) configured with the first one's workload.name. The
+  // registrar names machines itself: the second one cannot take the first one's name, whatever it asks for.
   const b = await startDaemon(t, dir, { nodeName: 'vm-b', socket, pki, registrarAddress: registrar.grpcAddress, workload: { name: nameA } });
-  await registrationWhere(b, 'the registrar to refuse vm-b (NameTaken)', (c) => (c.detail?.['refusal'] as { reason?: string } | undefined)?.reason === 'NameTaken', 120_000);
-  const taken = await check(b);
-  t.equal(taken.exitCode, 1);
-  t.equal(taken.registrar.result, 'error', 'control.registrar fails', { stdout: taken.stdout });
-  t.match(taken.registrar.message, new RegExp(`^the registrar refused this machine \\(NameTaken\\): ExternalWorkload ${NAMESPACE}/${nameA} is held by node vm-a \\(${SPIFFE_ID.replace(/[/.]/g, '\\$&')}`), 'the reason names the first machine');
-  t.equal(taken.registrar.hint, `ExternalWorkload ${NAMESPACE}/${nameA} is held by another machine (the message names it), or was created by hand: workload.name ${nameA} must be unique in namespace ${NAMESPACE}: choose another, or leave it empty to derive one from workload.nodeName; kubectl -n ${NAMESPACE} get externalworkload ${nameA} -o yaml shows the holder, and a gone machine's workload is deleted after the registrar's TTL`);
-  t.notMatch(taken.registrar.hint, /allowedIdentities/, 'nothing to change in the group');
+  const nameB = workloadName({ namespace: NAMESPACE, group: 'web', nodeName: 'vm-b', spiffeId: SPIFFE_ID });
+  await registrationWhere(b, 'the registrar to refuse vm-b (NameMismatch)', (c) => (c.detail?.['refusal'] as { reason?: string } | undefined)?.reason === 'NameMismatch', 120_000);
+  const mismatch = await check(b);
+  t.equal(mismatch.exitCode, 1);
+  t.equal(mismatch.registrar.result, 'error', 'control.registrar fails', { stdout: mismatch.stdout });
+  t.equal(mismatch.registrar.message, `the registrar refused this machine (NameMismatch): this machine's proxy was given the ExternalWorkload name ${nameA} (workload.name), but ExternalGroup ${NAMESPACE}/web does not allow custom names; the registrar's name for it is ${nameB}: empty workload.name on the machine (the harness then derives ${nameB}), or set spec.allowCustomNames: true on the group; the harness asks again 30 s after this refusal, by itself`, 'the registrar says which name it gives and what to change');
+  t.match(mismatch.registrar.hint, new RegExp(`^this machine gave its proxy the name ${nameA} \\(workload\\.name\\), which is not the registrar's name for it: empty workload\\.name`));
 
   const first = await check(a);
   t.equal(first.registrar.result, 'success', 'the first machine keeps its registration');

@@ -14,9 +14,12 @@ import { Registry } from 'prom-client';
 import type { HarnessConfig } from '../../src/config/types.ts';
 import { DevCa, type IssuedSvid } from '../../src/dev/ca.ts';
 import { createLogger } from '../../src/log/logger.ts';
-import { proxyOnlyState, type WorkloadState } from '../../src/protocol/registration.ts';
+import * as grpc from '@grpc/grpc-js';
+import { PROTOCOL_VERSION, proxyOnlyState, registrationService, type ConnectStream, type HarnessMessage, type Hello, type RegistrarMessage, type WorkloadState } from '../../src/protocol/registration.ts';
 import { RegistrationComponent } from '../../src/registration/component.ts';
 import type { ReadinessSource } from '../../src/registration/readiness.ts';
+import type { ExternalWorkload } from '../../src/registrar/store.ts';
+import type { KubeCluster } from './kube.ts';
 import { REPO_ROOT } from './specs.ts';
 import { freePort, tempDir, waitFor } from './tmp.ts';
 
@@ -26,6 +29,14 @@ interface Teardown {
 
 export const TRUST_DOMAIN = 'root.linkerd.cluster.local';
 export const REGISTRAR_ID = `spiffe://${TRUST_DOMAIN}/ns/mesh-expansion/sa/mesh-registrar`;
+
+/** The server name a test group sets (spec.template.serverName) and its test harnesses present: one per group, as with a service account's pods. */
+export function groupServerName(group: string, namespace = 'default'): string {
+  return `${group}.${namespace}.vm.example`;
+}
+
+/** What test groups admit besides each connection's own address: the ranges test harnesses announce (they connect from loopback). */
+export const TEST_ALLOWED_IPS = ['192.0.2.0/24', 'fd00::/8'];
 
 export interface Pki {
   ca: DevCa;
@@ -174,6 +185,10 @@ export interface HarnessOptions {
   ips?: string[];
   machineId?: string;
   registrarIdentity?: string;
+  /** identity.serverName; default groupServerName(group, namespace). */
+  serverName?: string;
+  /** workload.name; default empty (derived). */
+  workloadName?: string;
   /** An SVID from somewhere else (another CA) instead of one from the test PKI. */
   svid?: IssuedSvid;
 }
@@ -186,8 +201,8 @@ export function registrationComponent(options: Omit<HarnessOptions, 'pki' | 'svi
     svid: { spiffeId: svid.spiffeId, chain: svid.chain.map((pem) => new X509Certificate(pem)), keyPem: svid.keyPem, bundle: [], hint: '' },
   };
   const config = {
-    workload: { group: options.group, namespace: options.namespace ?? 'default', nodeName: options.nodeName, name: '', ips: options.ips ?? ['192.0.2.10'], ports: [] },
-    identity: { spiffeId: options.spiffeId, serverName: `${options.nodeName}.vm.example`, trustAnchorsFile: options.anchorsFile, workloadApiSocket: '/nonexistent', expiryMargin: 60_000 },
+    workload: { group: options.group, namespace: options.namespace ?? 'default', nodeName: options.nodeName, name: options.workloadName ?? '', ips: options.ips ?? ['192.0.2.10'], ports: [] },
+    identity: { spiffeId: options.spiffeId, serverName: options.serverName ?? groupServerName(options.group, options.namespace), trustAnchorsFile: options.anchorsFile, workloadApiSocket: '/nonexistent', expiryMargin: 60_000 },
     control: { registrarAddress: options.registrarAddress, registrarIdentity: options.registrarIdentity ?? REGISTRAR_ID, heartbeatInterval: 1000 },
   } as unknown as HarnessConfig;
   const readiness = new ManualReadiness();
@@ -248,16 +263,33 @@ export interface GroupSpec {
   labels?: Record<string, string>;
   ports?: Array<{ port: number; name?: string }>;
   probes?: Array<Record<string, unknown>>;
+  /** spec.template.serverName; default groupServerName(name, namespace), null for none. */
+  serverName?: string | null;
+  /** spec.allowedIPs; default TEST_ALLOWED_IPS. */
+  allowedIPs?: string[];
+  maxWorkloadsPerIdentity?: number;
+  allowCustomNames?: boolean;
+  nameTakeover?: 'AfterGrace' | 'Immediate';
 }
 
 export function groupManifest(group: GroupSpec): string {
+  const namespace = group.namespace ?? 'default';
+  const serverName = group.serverName === undefined ? groupServerName(group.name, namespace) : group.serverName;
   return JSON.stringify({
     apiVersion: 'meshexpansion.dev/v1alpha1',
     kind: 'ExternalGroup',
-    metadata: { name: group.name, namespace: group.namespace ?? 'default' },
+    metadata: { name: group.name, namespace },
     spec: {
       allowedIdentities: group.allowedIdentities,
-      template: { metadata: { labels: group.labels ?? { app: group.name }, annotations: { 'example.com/owner': 'tests' } }, ports: group.ports ?? [{ port: 8080, name: 'http' }] },
+      allowedIPs: group.allowedIPs ?? TEST_ALLOWED_IPS,
+      ...(group.maxWorkloadsPerIdentity ? { maxWorkloadsPerIdentity: group.maxWorkloadsPerIdentity } : {}),
+      ...(group.allowCustomNames !== undefined ? { allowCustomNames: group.allowCustomNames } : {}),
+      ...(group.nameTakeover ? { nameTakeover: group.nameTakeover } : {}),
+      template: {
+        metadata: { labels: group.labels ?? { app: group.name }, annotations: { 'example.com/owner': 'tests' } },
+        ports: group.ports ?? [{ port: 8080, name: 'http' }],
+        ...(serverName ? { serverName } : {}),
+      },
       ...(group.probes ? { probes: group.probes } : {}),
     },
   });
@@ -346,4 +378,109 @@ export async function startDevWorkloadApi(t: Teardown, dir: string, pki: Pki, sp
     }
   }, 30_000, 100);
   return socket;
+}
+
+/** How a hand-made stream ended up: the registrar's first answer, or the gRPC error that ended it first. */
+export type StreamAnswer = { message: RegistrarMessage; error?: undefined } | { message?: undefined; error: grpc.ServiceError };
+
+export interface RawStream {
+  call: ConnectStream;
+  /** The first thing the registrar said (accepted, refused), or the error the stream ended with. */
+  answer: Promise<StreamAnswer>;
+  send(message: HarnessMessage): void;
+}
+
+/**
+ * The protocol spoken by hand over real mutual TLS with a real SVID: what a VM holding a
+ * valid identity could send, with none of the harness's own checks. One client is one
+ * connection (its own subchannel); every stream() is another HTTP/2 stream on it.
+ */
+export class RawClient {
+  private constructor(private readonly client: grpc.Client) {}
+
+  static async open(t: Teardown, options: { pki: Pki; spiffeId: string; address: string; svid?: IssuedSvid }): Promise<RawClient> {
+    const svid = options.svid ?? (await options.pki.svid(options.spiffeId));
+    const credentials = grpc.credentials.createSsl(Buffer.from(options.pki.anchorsPem), Buffer.from(svid.keyPem), Buffer.from(svid.chain.join('')), { checkServerIdentity: () => undefined });
+    const Service = registrationService();
+    const client = new Service(options.address, credentials, { 'grpc.ssl_target_name_override': 'mesh-registrar', 'grpc.use_local_subchannel_pool': 1 });
+    t.teardown(() => client.close());
+    return new RawClient(client);
+  }
+
+  /** A hello with the fields a harness sends, overridden by `fields`. */
+  static hello(fields: Partial<Hello> & Pick<Hello, 'group' | 'namespace' | 'node_name'>): Hello {
+    return {
+      protocol_version: PROTOCOL_VERSION,
+      workload_ips: ['192.0.2.10'],
+      versions: { harness: 'raw', proxy: '', spire_agent: '' },
+      workload_name: '',
+      state: proxyOnlyState(true),
+      server_name: groupServerName(fields.group, fields.namespace),
+      machine_id: `machine-${fields.node_name}`,
+      ...fields,
+    };
+  }
+
+  stream(hello?: Hello): RawStream {
+    const call = (this.client as unknown as { Connect(): ConnectStream }).Connect();
+    const answer = new Promise<StreamAnswer>((resolve) => {
+      call.once('data', (message: RegistrarMessage) => resolve({ message }));
+      call.once('error', (error: grpc.ServiceError) => resolve({ error }));
+    });
+    call.on('error', () => undefined);
+    if (hello) call.write({ hello });
+    return { call, answer, send: (message) => call.write(message) };
+  }
+}
+
+/**
+ * A real kube-apiserver seen from registrar tests: a namespace per subtest (its workloads
+ * deleted when the subtest ends, as no namespace controller runs), groups applied as an
+ * operator would, workloads read as the API server has them, replicas under the deploy RBAC.
+ */
+export class RegistrarCluster {
+  private namespaces = 0;
+
+  constructor(readonly cluster: KubeCluster, readonly pki: Pki, private readonly prefix: string) {}
+
+  async namespace(t: Teardown): Promise<string> {
+    this.namespaces += 1;
+    const ns = `${this.prefix}-${this.namespaces}`;
+    await this.cluster.kubectl(['create', 'namespace', ns]);
+    t.teardown(() => this.cluster.kubectl(['delete', 'externalworkloads', '--all', '-n', ns, '--wait=false']));
+    return ns;
+  }
+
+  async applyGroup(group: GroupSpec): Promise<void> {
+    await this.cluster.kubectl(['apply', '-f', '-'], { input: groupManifest(group) });
+  }
+
+  async getWorkload(ns: string, name: string): Promise<ExternalWorkload | undefined> {
+    const { status, body } = await this.cluster.request('GET', `/apis/workload.linkerd.io/v1beta1/namespaces/${ns}/externalworkloads/${name}`);
+    if (status === 404) return undefined;
+    if (status !== 200) throw new Error(`GET externalworkload ${ns}/${name}: ${status}`);
+    return body as ExternalWorkload;
+  }
+
+  async listWorkloads(ns: string): Promise<ExternalWorkload[]> {
+    const { status, body } = await this.cluster.request('GET', `/apis/workload.linkerd.io/v1beta1/namespaces/${ns}/externalworkloads`);
+    if (status !== 200) throw new Error(`LIST externalworkloads in ${ns}: ${status}`);
+    return (body as { items: ExternalWorkload[] }).items;
+  }
+
+  async waitForReady(ns: string, name: string, status: 'True' | 'False', reason?: string, timeoutMs = 30_000): Promise<ExternalWorkload> {
+    return waitFor(`${ns}/${name} Ready=${status}${reason ? ` (${reason})` : ''}`, async () => {
+      const workload = await this.getWorkload(ns, name);
+      const condition = readyOf(workload);
+      return condition?.status === status && (!reason || condition.reason === reason) ? workload : undefined;
+    }, timeoutMs, 100);
+  }
+
+  replica(t: Teardown, options: Omit<ReplicaOptions, 'pki' | 'kubeconfig'>): Promise<ReplicaProcess> {
+    return ReplicaProcess.start(t, { pki: this.pki, kubeconfig: this.cluster.registrarKubeconfig, ...options });
+  }
+}
+
+export function readyOf(workload: ExternalWorkload | undefined): { status?: string; reason?: string; message?: string } | undefined {
+  return workload?.status?.conditions?.find((c) => c.type === 'Ready');
 }

@@ -10,16 +10,17 @@ import { join } from 'node:path';
 import { workloadName } from '../../../src/protocol/workload-name.ts';
 import type { ExternalWorkload } from '../../../src/registrar/store.ts';
 import { KubeCluster, SKIP_WITHOUT_KUBE } from '../../helpers/kube.ts';
-import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, TRUST_DOMAIN, type GroupSpec } from '../../helpers/registrar.ts';
+import { groupManifest, groupServerName, makePki, REGISTRAR_ID, ReplicaProcess, TRUST_DOMAIN, type GroupSpec } from '../../helpers/registrar.ts';
 import { startProbedHarness } from '../../helpers/probed-harness.ts';
 import { tempDir, waitFor } from '../../helpers/tmp.ts';
 import { grpcHealthServer, httpWorkload, TcpWorkload } from '../../helpers/workloads.ts';
 import { probesConfig } from './helpers.ts';
+import { SKIP_WITHOUT_SETUP } from '../../helpers/host.ts';
 
 const VM_ID = `spiffe://${TRUST_DOMAIN}/vm/web`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-t.test('probe results reach the ExternalWorkload Ready condition in a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE, timeout: 300_000 }, async (t) => {
+t.test('probe results reach the ExternalWorkload Ready condition in a real kube-apiserver', { skip: SKIP_WITHOUT_SETUP || SKIP_WITHOUT_KUBE, timeout: 300_000 }, async (t) => {
   const cluster = await KubeCluster.start(t);
   const pki = await makePki(t);
   const ns = 'mh-probes';
@@ -57,7 +58,7 @@ t.test('probe results reach the ExternalWorkload Ready condition in a real kube-
   const replica = await ReplicaProcess.start(t, { replica: 'reg-probes', pki, kubeconfig: cluster.registrarKubeconfig });
   const config = probesConfig(t, {
     workload: { group: 'web', namespace: ns, nodeName: 'vm-1', ips: ['192.0.2.10'] },
-    identity: { spiffeId: VM_ID, serverName: 'vm-1.vm.example', trustAnchorsFile: pki.anchorsFile },
+    identity: { spiffeId: VM_ID, serverName: groupServerName('web', ns), trustAnchorsFile: pki.anchorsFile },
     control: { registrarAddress: replica.grpcAddress, registrarIdentity: REGISTRAR_ID, heartbeatInterval: '1s' },
     // A local exec probe: the VM's own config may run commands (as nobody).
     probes: { workload: [{ name: 'healthy-file', exec: { command: ['test', '-e', healthy] }, periodSeconds: 1, failureThreshold: 2 }] },

@@ -14,7 +14,8 @@ import { execa } from 'execa';
 import type { AdminStatus } from '../../../src/admin/server.ts';
 import { cleanEnv, runCli } from '../../helpers/cli.ts';
 import { standInProxy, writeLayout, type LayerFile, type TestImage } from '../../helpers/oci-image.ts';
-import { SKIP_WITHOUT_REGISTRY, startRegistry } from '../../helpers/registry.ts';
+import { SKIP_WITHOUT_REGISTRY } from '../../helpers/host.ts';
+import { startRegistry } from '../../helpers/registry.ts';
 import { freePort, tempDir } from '../../helpers/tmp.ts';
 
 const BINARY = 'usr/lib/linkerd/linkerd2-proxy';

@@ -13,9 +13,8 @@ import t, { type Test } from 'tap';
 import { DevCa } from '../../../src/dev/ca.ts';
 import { PROTO_FILE } from '../../../src/protocol/registration.ts';
 import { workloadName } from '../../../src/protocol/workload-name.ts';
-import type { ExternalWorkload } from '../../../src/registrar/store.ts';
 import { KubeCluster, SKIP_WITHOUT_KUBE } from '../../helpers/kube.ts';
-import { FirstLiveRelay, groupManifest, makePki, ReplicaProcess, startHarness, startHarnessProcess, TRUST_DOMAIN, type GroupSpec, type ReplicaOptions } from '../../helpers/registrar.ts';
+import { FirstLiveRelay, groupServerName, makePki, readyOf, RegistrarCluster, startHarness, startHarnessProcess, TRUST_DOMAIN, type GroupSpec, type ReplicaOptions } from '../../helpers/registrar.ts';
 import { REPO_ROOT } from '../../helpers/specs.ts';
 import { tempDir, waitFor } from '../../helpers/tmp.ts';
 
@@ -27,44 +26,13 @@ const VM_ID = `spiffe://${TRUST_DOMAIN}/vm/web`;
 t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, async (t) => {
   const cluster = await KubeCluster.start(t);
   const pki = await makePki(t);
-  let namespaces = 0;
-
-  // Each subtest's workloads go when it ends (no namespace controller runs to empty a deleted
-  // namespace), so replicas of later subtests find nothing of earlier ones to take over.
-  async function namespace(t: Test): Promise<string> {
-    namespaces += 1;
-    const ns = `mh-reg-${namespaces}`;
-    await cluster.kubectl(['create', 'namespace', ns]);
-    t.teardown(() => cluster.kubectl(['delete', 'externalworkloads', '--all', '-n', ns, '--wait=false']));
-    return ns;
-  }
-
-  async function applyGroup(group: GroupSpec): Promise<void> {
-    await cluster.kubectl(['apply', '-f', '-'], { input: groupManifest(group) });
-  }
-
-  async function getWorkload(ns: string, name: string): Promise<ExternalWorkload | undefined> {
-    const { status, body } = await cluster.request('GET', `/apis/workload.linkerd.io/v1beta1/namespaces/${ns}/externalworkloads/${name}`);
-    if (status === 404) return undefined;
-    if (status !== 200) throw new Error(`GET externalworkload ${ns}/${name}: ${status}`);
-    return body as ExternalWorkload;
-  }
-
-  function ready(workload: ExternalWorkload | undefined): { status?: string; reason?: string; message?: string } | undefined {
-    return workload?.status?.conditions?.find((c) => c.type === 'Ready');
-  }
-
-  async function waitForReady(ns: string, name: string, status: 'True' | 'False', reason?: string, timeoutMs = 30_000): Promise<ExternalWorkload> {
-    return waitFor(`${ns}/${name} Ready=${status}${reason ? ` (${reason})` : ''}`, async () => {
-      const workload = await getWorkload(ns, name);
-      const condition = ready(workload);
-      return condition?.status === status && (!reason || condition.reason === reason) ? workload : undefined;
-    }, timeoutMs, 100);
-  }
-
-  function replica(t: Test, options: Omit<ReplicaOptions, 'pki' | 'kubeconfig'>): Promise<ReplicaProcess> {
-    return ReplicaProcess.start(t, { pki, kubeconfig: cluster.registrarKubeconfig, ...options });
-  }
+  const world = new RegistrarCluster(cluster, pki, 'mh-reg');
+  const namespace = (t: Test) => world.namespace(t);
+  const applyGroup = (group: GroupSpec) => world.applyGroup(group);
+  const getWorkload = (ns: string, name: string) => world.getWorkload(ns, name);
+  const ready = readyOf;
+  const waitForReady = world.waitForReady.bind(world);
+  const replica = (t: Test, options: Omit<ReplicaOptions, 'pki' | 'kubeconfig'>) => world.replica(t, options);
 
   t.test('a harness registers: the ExternalWorkload appears with its name, identity, IPs, ports and labels; Ready follows the proxy', async (t) => {
     const ns = await namespace(t);
@@ -74,7 +42,7 @@ t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, a
     const name = workloadName({ namespace: ns, group: 'web', nodeName: 'vm-1', spiffeId: VM_ID });
     const workload = await waitForReady(ns, name, 'True');
     t.equal(component.workloadName(), name, 'the harness and the registrar agree on the name without asking each other');
-    t.same(workload.spec.meshTLS, { identity: VM_ID, serverName: 'vm-1.vm.example' });
+    t.same(workload.spec.meshTLS, { identity: VM_ID, serverName: groupServerName('web', ns) }, 'the server name is the group\'s');
     t.same(workload.spec.workloadIPs, [{ ip: '192.0.2.10' }, { ip: 'fd00::10' }]);
     t.same(workload.spec.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }]);
     t.match(workload.metadata.labels, { app: 'web', tier: 'backend' });
@@ -96,7 +64,7 @@ t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, a
 
   t.test('steady state: a connected, heartbeating fleet costs zero ExternalWorkload writes for a minute', async (t) => {
     const ns = await namespace(t);
-    await applyGroup({ name: 'fleet', namespace: ns, allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`] });
+    await applyGroup({ name: 'fleet', namespace: ns, allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`], maxWorkloadsPerIdentity: 3 });
     const r = await replica(t, { replica: 'reg-steady', heartbeatInterval: '1s' });
     const names: string[] = [];
     for (const node of ['vm-1', 'vm-2', 'vm-3']) {
@@ -155,7 +123,7 @@ t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, a
 
   t.test('refusals: identity not allowed (reason in the harness status), another trust domain fails the handshake, a taken name', async (t) => {
     const ns = await namespace(t);
-    await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID] });
+    await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID], maxWorkloadsPerIdentity: 2 });
     const r = await replica(t, { replica: 'reg-refuse' });
 
     const stranger = await startHarness(t, { pki, spiffeId: `spiffe://${TRUST_DOMAIN}/vm/intruder`, registrarAddress: r.grpcAddress, group: 'web', namespace: ns, nodeName: 'vm-x' });
@@ -257,7 +225,7 @@ t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, a
 
   t.test('disconnect storm: when most streams drop at once, Ready holds beyond the grace for the reconnect, for at most stormHold', async (t) => {
     const ns = await namespace(t);
-    await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID] });
+    await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID], maxWorkloadsPerIdentity: 12 });
     const r = await replica(t, { replica: 'reg-storm', grace: '2s', ttl: '5m', heartbeatInterval: '1s', extra: { stormFraction: 0.5, stormHold: '20s' } });
     let reachable = true;
     const relay = await FirstLiveRelay.start(t, () => (reachable ? [r.grpcAddress] : []));
@@ -268,6 +236,8 @@ t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, a
       names.push(workloadName({ namespace: ns, group: 'web', nodeName: `vm-${i}`, spiffeId: VM_ID }));
     }
     for (const name of names) await waitForReady(ns, name, 'True');
+    // Only workloads older than the storm window (grace + stormHold) count: a fleet made for the occasion cannot raise a storm.
+    await new Promise((resolve) => setTimeout(resolve, 23_000));
     const statuses = async () => Promise.all(names.map(async (name) => ready(await getWorkload(ns, name))?.status ?? 'absent'));
 
     // A partition: every stream drops, no goodbye, and nobody can reconnect for a while.
@@ -317,7 +287,7 @@ t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, a
 
   t.test('protocol compatibility: a harness from before later fields, and one newer than the registrar, both register', async (t) => {
     const ns = await namespace(t);
-    await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID] });
+    await applyGroup({ name: 'web', namespace: ns, allowedIdentities: [VM_ID], maxWorkloadsPerIdentity: 2 });
     const r = await replica(t, { replica: 'reg-compat' });
     const svid = await pki.svid(VM_ID);
     const credentials = grpc.credentials.createSsl(Buffer.from(pki.anchorsPem), Buffer.from(svid.keyPem), Buffer.from(svid.chain.join('')), { checkServerIdentity: () => undefined });
@@ -361,8 +331,39 @@ message Refused { string reason = 1; string message = 2; }
       .concat('\nmessage Telemetry { string text = 1; }\n');
     t.not(newer, current);
     writeFileSync(join(dir, 'newer.proto'), newer);
-    const answer = await connect(join(dir, 'newer.proto'), { protocol_version: 2, group: 'web', namespace: ns, node_name: 'vm-new', workload_ips: ['192.0.2.31'], future_field: 'x', server_name: 'vm-new.example', machine_id: 'm-new' }, [{ telemetry: { text: 'hello from the future' } }]);
+    const answer = await connect(join(dir, 'newer.proto'), { protocol_version: 2, group: 'web', namespace: ns, node_name: 'vm-new', workload_ips: ['192.0.2.31'], future_field: 'x', server_name: groupServerName('web', ns), machine_id: 'm-new' }, [{ telemetry: { text: 'hello from the future' } }]);
     t.equal(answer['message'], 'accepted', `a newer harness is accepted: ${JSON.stringify(answer)}`);
     t.equal((answer['accepted'] as { protocol_version: number }).protocol_version, 1, 'the registrar says which version it speaks');
+  });
+  t.test('rollout: a replica that stops releases its Lease, a crashed one lapses, and the new replicas delete both; none is left', async (t) => {
+    const timing = { grace: '2s', ttl: '4s', leaseDuration: '3s' };
+    type LeaseObject = { metadata: { name: string }; spec: { leaseDurationSeconds?: number; renewTime?: string } };
+    const leases = async (): Promise<LeaseObject[]> => {
+      const { status, body } = await cluster.request('GET', '/apis/coordination.k8s.io/v1/namespaces/mesh-expansion/leases');
+      if (status !== 200) throw new Error(`GET leases: ${status}`);
+      return (body as { items: LeaseObject[] }).items;
+    };
+    const names = async () => (await leases()).map((l) => l.metadata.name).sort();
+
+    const oldA = await replica(t, { replica: 'roll-old-a', ...timing });
+    const oldB = await replica(t, { replica: 'roll-old-b', ...timing });
+    t.ok((await names()).includes('mesh-registrar-roll-old-a') && (await names()).includes('mesh-registrar-roll-old-b'), 'each replica has its Lease');
+
+    // The rollout: one old replica stops cleanly (SIGTERM, as Kubernetes stops a pod), the other dies.
+    t.equal(await oldA.terminate(), 0, 'a clean stop exits 0');
+    const released = (await leases()).find((l) => l.metadata.name === 'mesh-registrar-roll-old-a');
+    t.equal(released?.spec.leaseDurationSeconds, 1, 'the stopped replica released its Lease: it lapses at once');
+    t.match(oldA.log(), /released the replica Lease/);
+    await oldB.kill();
+    const newC = await replica(t, { replica: 'roll-new-c', ...timing });
+    const newD = await replica(t, { replica: 'roll-new-d', ...timing });
+
+    // Lapsed (at most 3 s) plus grace and TTL (6 s), then the next renewal (every second).
+    const left = await waitFor('only the new replicas\' Leases', async () => {
+      const now = await names();
+      return now.length === 2 && now[0] === 'mesh-registrar-roll-new-c' && now[1] === 'mesh-registrar-roll-new-d' ? now : undefined;
+    }, 60_000, 250);
+    t.same(left, ['mesh-registrar-roll-new-c', 'mesh-registrar-roll-new-d'], 'no Lease of a replica that is gone is left');
+    t.match(`${newC.log()}${newD.log()}`, /deleted the Lease of a replica that is gone/);
   });
 });

@@ -83,8 +83,15 @@ t.test('NameTaken: the fix is on this machine, and differs between a derived and
 t.test('every other reason has its own hint; transient ones only warn', async (t) => {
   const cases: Array<[string, 'fail' | 'warn', RegExp]> = [
     ['NotAuthenticated', 'fail', /identity\.spiffeId \S+ must be in the registrar's trustDomain/],
-    ['InvalidHello', 'fail', /workload settings the registrar names/],
-    ['UnsupportedProtocolVersion', 'fail', /upgrade the mesh-harness package/],
+    ['InvalidHello', 'fail', /fix the setting the registrar names \(.*identity\.serverName\)/],
+    ['NameMismatch', 'fail', /^this machine gave its proxy the name web-vm-7-0123456789 \(workload\.name\), .*empty workload\.name.*spec\.allowCustomNames: true and the name must start with "web-"/],
+    ['TooManyWorkloads', 'fail', /spiffe:\S+\/vm\/web already holds as many ExternalWorkloads in ExternalGroup shop\/web as its spec\.maxWorkloadsPerIdentity allows .*a SPIFFE ID of its own.*kubectl -n shop edit externalgroup web/],
+    ['IPNotAllowed', 'fail', /set workload\.ips to the address the registrar sees .*spec\.allowedIPs \(kubectl -n shop edit externalgroup web\)/],
+    ['ServerNameMismatch', 'fail', /^identity\.serverName \(web\.vm\.cluster\.local\) is the server name this machine's proxy presents/],
+    ['NoServerName', 'fail', /set spec\.template\.serverName \(to web\.vm\.cluster\.local, this machine's identity\.serverName, if that is the right name\)/],
+    ['InvalidMessage', 'fail', /upgrade mesh-harness/],
+    ['TooManyStreams', 'warn', /limits\.pendingStreamsPerIdentity/],
+    ['UnsupportedProtocolVersion', 'fail', /this mesh-harness is older than the registrar serves/],
     ['Draining', 'warn', /shutting down/],
     ['Replaced', 'warn', /two harnesses/],
     ['SomethingNew', 'fail', /reason SomethingNew is not one this mesh-harness knows/],
