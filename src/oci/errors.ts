@@ -1,17 +1,31 @@
 import { EXIT, HarnessError } from '../util/errors.ts';
 
 /**
- * Why an image could not be used. `unavailable` (the registry cannot be reached) exits 69;
- * everything else (content that does not match its digest, no build for this machine, a
- * refused credential, an image without the file) exits 1: retrying will not help.
+ * Why an image could not be used, and so the exit code: `unavailable` (the registry or
+ * its token service cannot be reached, or answers 429/5xx: try again later) exits 69; content
+ * that cannot be used (it does not match its digest, has no build for this machine, is
+ * malformed or of an unsupported kind) exits 65; a refused credential, an image that
+ * does not exist, a registry answering what the API does not allow, or a destination that
+ * cannot be written (`failed`) exits 1.
  */
-export type OciErrorKind = 'tampered' | 'unavailable' | 'not-found' | 'platform' | 'unsupported' | 'auth' | 'invalid';
+export type OciErrorKind = 'tampered' | 'unavailable' | 'not-found' | 'platform' | 'unsupported' | 'auth' | 'invalid' | 'failed';
+
+const EXIT_CODE: Record<OciErrorKind, number> = {
+  unavailable: EXIT.UNAVAILABLE,
+  tampered: EXIT.DATA,
+  platform: EXIT.DATA,
+  unsupported: EXIT.DATA,
+  invalid: EXIT.DATA,
+  auth: EXIT.FAILURE,
+  'not-found': EXIT.FAILURE,
+  failed: EXIT.FAILURE,
+};
 
 export class OciError extends HarnessError {
   constructor(
     message: string,
     readonly kind: OciErrorKind = 'invalid',
   ) {
-    super(message, kind === 'unavailable' ? EXIT.UNAVAILABLE : EXIT.FAILURE);
+    super(message, EXIT_CODE[kind]);
   }
 }

@@ -126,7 +126,7 @@ export class RegistrySource implements ImageSource {
     if (response.status === 404) throw new OciError(`${what}: not found in ${this.ref.registry} (HTTP 404${detail ? `: ${detail}` : ''}); check the image name and tag`, 'not-found');
     if (response.status === 403) throw new OciError(`${what}: access denied (HTTP 403${detail ? `: ${detail}` : ''}); the pull secret's account may not pull ${this.description}`, 'auth');
     if (response.status === 429 || response.status >= 500) throw new OciError(`${what}: the registry answered HTTP ${response.status}${detail ? ` (${detail})` : ''}; try again later`, 'unavailable');
-    throw new OciError(`${what}: the registry answered HTTP ${response.status}${detail ? ` (${detail})` : ''}`);
+    throw new OciError(`${what}: the registry answered HTTP ${response.status}${detail ? ` (${detail})` : ''}`, 'failed');
   }
 
   private async send(path: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Response> {
@@ -158,7 +158,7 @@ export class RegistrySource implements ImageSource {
     try {
       realm = new URL(challenge.params['realm']);
     } catch {
-      throw new OciError(`${this.description}: the token realm ${JSON.stringify(challenge.params['realm'])} is not a URL`);
+      throw new OciError(`${this.description}: the token realm ${JSON.stringify(challenge.params['realm'])} is not a URL`, 'failed');
     }
     if (realm.protocol !== 'https:' && !(realm.protocol === 'http:' && (isLoopbackHost(realm.host) || this.scheme === 'http'))) {
       throw new OciError(`${this.description}: the token realm ${realm.href} is not HTTPS; refusing to send credentials there`, 'auth');

@@ -135,7 +135,7 @@ export async function installProxy(options: InstallProxyOptions): Promise<ProxyI
     try {
       mkdirSync(dir, { recursive: true, mode: 0o755 });
     } catch (err) {
-      throw new OciError(`cannot create ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; run as root, or pass --dest DIR`);
+      throw new OciError(`cannot create ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}; run as root, or pass --dest DIR`, 'failed');
     }
     const prefix = `${basename(destination)}.install`;
     let files;
@@ -146,12 +146,12 @@ export async function installProxy(options: InstallProxyOptions): Promise<ProxyI
       ], { ...(signal ? { signal } : {}), onLayer: (i, layer) => say(`layer ${i + 1}/${image.manifest.layers.length} ${layer.digest} verified (${(layer.size / 1048576).toFixed(1)} MiB)`) });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new OciError(`cannot write in ${dir} (${code}); run as root, or pass --dest DIR`);
+      if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new OciError(`cannot write in ${dir} (${code}); run as root, or pass --dest DIR`, 'failed');
       throw err;
     }
     const binary = files.get(PROXY_IMAGE_BINARY);
     if (!binary?.file) {
-      throw new OciError(`${source.description} has no /${PROXY_IMAGE_BINARY}: is it Linkerd's proxy image (cr.l5d.io/linkerd/proxy)?`, 'not-found');
+      throw new OciError(`${source.description} has no /${PROXY_IMAGE_BINARY}: is it Linkerd's proxy image (cr.l5d.io/linkerd/proxy)?`, 'invalid');
     }
     const temp = binary.file;
     const recordTemp = `${temp}.json`;
@@ -181,7 +181,7 @@ export async function installProxy(options: InstallProxyOptions): Promise<ProxyI
       };
       writeFileSync(recordTemp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644, flag: 'wx' });
       syncFile(recordTemp);
-      if (signal?.aborted) throw new OciError('interrupted; nothing was installed');
+      if (signal?.aborted) throw new OciError('interrupted; nothing was installed', 'failed');
       // The binary first: a crash between the two renames leaves a record that no longer
       // matches the binary, which readers report as changed, never a wrong version.
       renameSync(temp, destination);

@@ -90,13 +90,13 @@ t.test('proxy install from a real registry', { skip: SKIP_WITHOUT_REGISTRY }, as
   t.test('a wrong architecture is refused: no build in the index, a single-platform image of another, a binary for another machine', async (t) => {
     const dest = join(work, 'wrong');
     const none = await install(['--image', image, '--arch', 's390x', '--dest', dest, '--config', config]);
-    t.equal(none.exitCode, 1);
+    t.equal(none.exitCode, 65);
     t.match(none.stderr, new RegExp(`has no linux/s390x image \\(it has linux/${HOST_ARCH}.*, linux/${OTHER_ARCH}`));
 
     const single = writeLayout(join(work, 'single'), [proxyImage(OTHER_ARCH, 'x')], { refName: 'x' });
     await registry.push(single.dir, 'x', 'linkerd/proxy:other-only');
     const other = await install(['--image', `${registry.address}/linkerd/proxy:other-only`, '--dest', dest, '--config', config]);
-    t.equal(other.exitCode, 1);
+    t.equal(other.exitCode, 65);
     t.match(other.stderr, new RegExp(`is a linux/${OTHER_ARCH}(/v8)? image, not linux/${HOST_ARCH}`));
 
     // The manifest says this machine's architecture; the ELF header says otherwise.
@@ -108,7 +108,7 @@ t.test('proxy install from a real registry', { skip: SKIP_WITHOUT_REGISTRY }, as
     const lying = writeLayout(join(work, 'lying'), [{ architecture: HOST_ARCH, layers: [[{ path: BINARY, data: elf }]] }], { refName: 'lie' });
     await registry.push(lying.dir, 'lie', 'linkerd/proxy:lie');
     const lie = await install(['--image', `${registry.address}/linkerd/proxy:lie`, '--dest', dest, '--config', config]);
-    t.equal(lie.exitCode, 1);
+    t.equal(lie.exitCode, 65);
     t.match(lie.stderr, new RegExp(`is built for ${OTHER_ARCH}, not ${HOST_ARCH}, whatever its manifest says`));
     t.same(strays(dest), [], 'nothing written');
     t.notOk(existsSync(join(dest, 'linkerd2-proxy')));
@@ -127,7 +127,7 @@ t.test('proxy install from a real registry', { skip: SKIP_WITHOUT_REGISTRY }, as
     bad[bad.length - 10]! ^= 0xff;
     writeFileSync(layerFile, bad);
     const tampered = await install(['--image', `${registry.address}/victim/proxy:1`, '--config', config]);
-    t.equal(tampered.exitCode, 1);
+    t.equal(tampered.exitCode, 65);
     t.match(tampered.stderr, new RegExp(`layer 2/2 \\(${victim.images[0]!.layerDigests[1]}\\) .*: the content has digest sha256:[a-f0-9]{64}, not ${victim.images[0]!.layerDigests[1]}`));
     t.same(readFileSync(binary), before, 'the installed binary is unchanged');
     t.same(readFileSync(`${binary}.install.json`), recordBefore, 'and so is its record');
@@ -138,7 +138,7 @@ t.test('proxy install from a real registry', { skip: SKIP_WITHOUT_REGISTRY }, as
     const config0 = readFileSync(configBlob);
     writeFileSync(configBlob, Buffer.from(config0.toString('utf8').replace(`"${HOST_ARCH}"`, `"${HOST_ARCH.replace(/.$/, (c) => (c === 'x' ? 'y' : 'x'))}"`)));
     const badConfig = await install(['--image', `${registry.address}/victim/proxy:1`, '--config', config]);
-    t.equal(badConfig.exitCode, 1);
+    t.equal(badConfig.exitCode, 65);
     t.match(badConfig.stderr, /config of .*: the content has digest sha256:[a-f0-9]{64}, not sha256:/);
     writeFileSync(configBlob, config0);
 
@@ -163,14 +163,14 @@ t.test('proxy install from a real registry', { skip: SKIP_WITHOUT_REGISTRY }, as
     bytes[20]! ^= 0x01;
     writeFileSync(blob, bytes);
     const refused = await install(['--from', altered.dir, '--dest', join(work, 'altered-out'), '--config', config]);
-    t.equal(refused.exitCode, 1);
+    t.equal(refused.exitCode, 65);
     t.match(refused.stderr, /layer 1\/2 .*(digest sha256:[a-f0-9]{64}, not|incorrect header check|invalid)/);
     t.notOk(existsSync(join(work, 'altered-out', 'linkerd2-proxy')));
 
     const notOci = join(work, 'not-oci.tar');
     writeFileSync(notOci, Buffer.alloc(1024));
     const junk = await install(['--from', notOci, '--dest', join(work, 'junk'), '--config', config]);
-    t.equal(junk.exitCode, 1);
+    t.equal(junk.exitCode, 65);
     t.match(junk.stderr, /holds no OCI image layout|not an OCI image layout/);
   });
 
