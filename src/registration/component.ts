@@ -52,7 +52,6 @@ export interface RegistrarSettings {
   proxyImage?: ControlPlaneProxy;
 }
 
-
 export interface RegistrationComponentOptions {
   config: HarnessConfig;
   log: Logger;
