@@ -45,8 +45,9 @@ DEMO_PACKAGES=(iptables iproute2 nftables util-linux procps python3 openssl ca-c
 # rpmbuild, lintian, file and xz for the packages; skopeo reads the registrar image;
 # debootstrap, mkfs.ext4 and qemu build and boot the test VM; packaging strips each
 # architecture's ELF files with its own binutils (amd64's come with dpkg-dev); python3-venv
-# holds ansible-lint.
-FULL_PACKAGES=(gcc libc6-dev git etcd-server dpkg-dev rpm lintian file xz-utils skopeo debootstrap e2fsprogs qemu-system-x86 qemu-utils binutils-aarch64-linux-gnu python3-venv)
+# holds ansible-lint; docker-registry (the CNCF distribution registry) serves the images the
+# proxy install tests push with skopeo.
+FULL_PACKAGES=(gcc libc6-dev git etcd-server dpkg-dev rpm lintian file xz-utils skopeo docker-registry debootstrap e2fsprogs qemu-system-x86 qemu-utils binutils-aarch64-linux-gnu python3-venv)
 
 # The steps, in order. To add one: write a step_<name> function (it may set `outcome` to say
 # what it found or did) and list it with its description below; apt packages go in the
@@ -62,6 +63,7 @@ FULL_STEPS=(
   "go|Go 1.21 or newer (it fetches the Go version SPIRE and Kubernetes ask for)"
   "spire|SPIRE server and agent into /usr/local/bin (built from source: minutes the first time)"
   "kube_apiserver|kube-apiserver and kubectl into /usr/local/bin (built from source: minutes the first time)"
+  "registry_service|docker-registry's own service stopped and disabled (tests start their own registry)"
   "ansible_lint|ansible-lint 26.10.1 (pinned, from PyPI) in /opt/ansible-lint"
   "vm_image|the test VM image in /var/cache/mesh-harness-ci (debootstrap: minutes the first time)"
 )
@@ -133,6 +135,21 @@ step_spire() {
 step_kube_apiserver() {
   bash scripts/install-kube-apiserver.sh /usr/local/bin
   outcome=$(/usr/local/bin/kube-apiserver --version)
+}
+
+# The package enables and starts a registry on :5000 with storage in /var/lib; the tests
+# start their own on loopback ports, and a host preparing for tests should not serve one.
+step_registry_service() {
+  if [[ ! -e /lib/systemd/system/docker-registry.service ]]; then
+    outcome='no docker-registry.service'
+    return
+  fi
+  if [[ -d /run/systemd/system ]]; then
+    systemctl disable --now docker-registry.service
+  else
+    systemctl disable docker-registry.service
+  fi
+  outcome='disabled'
 }
 
 # test/system/ansible-lint.test.ts runs it; Debian's Python refuses pip installs into the

@@ -4,6 +4,8 @@
  * executables, run once for their versions.
  */
 import type { HarnessConfig } from '../config/types.ts';
+import { controlPlaneProxyIn } from '../protocol/proxy-image.ts';
+import { compareWithControlPlane, summarizeInstall } from '../proxy/install-record.ts';
 import type { FamilyTools } from '../iptables/backend.ts';
 import { classifyFailure } from '../iptables/errors.ts';
 import { CommandNotFoundError } from '../iptables/runner.ts';
@@ -98,13 +100,31 @@ export function binaryChecks(config: HarnessConfig, facts: Facts): Check[] {
           return fail(
             `${config.proxy.binary}: ${probe.note}${config.proxy.binary.includes('/') ? '' : ' on PATH'}`,
             probe.note === 'not found'
-              ? "install linkerd2-proxy at the version of the cluster's Linkerd (copy /usr/lib/linkerd/linkerd2-proxy out of the cr.l5d.io/linkerd/proxy image), or set proxy.binary"
+              ? "mesh-harness proxy install (the control plane's proxy image; --image REF or --from FILE without a registered harness), or set proxy.binary"
               : `chmod 755 ${config.proxy.binary}`,
           );
         }
         if (!probe.runnable) return fail(`${probe.path}: ${probe.note ?? 'cannot be run'}`, `check that it is linkerd2-proxy built for this machine: file ${probe.path}`);
         // linkerd2-proxy has no --version: it exits 64 on an empty environment, which proves it runs.
         return ok(`${probe.path}${probe.version ? ` ${probe.version}` : ' (runs; linkerd2-proxy reports no version)'}`);
+      },
+    },
+    {
+      id: 'binaries.proxy-version',
+      area: 'binaries',
+      name: "linkerd2-proxy is the control plane's release",
+      timeoutMs: 3000,
+      timeoutHint: 'hashing the proxy binary took too long; is it on a hung network file system?',
+      async run() {
+        const [{ path, installed }, daemon] = await Promise.all([facts.effects.installedProxy(config.proxy.binary), facts.daemon()]);
+        if (!path) return skip(`${config.proxy.binary} not found; see the check above`);
+        const controlPlane = daemon.running ? controlPlaneProxyIn(daemon.status.components) : undefined;
+        const { line, differs } = compareWithControlPlane(summarizeInstall(installed), controlPlane?.version);
+        const reinstall = `mesh-harness proxy install${controlPlane ? '' : ' --image cr.l5d.io/linkerd/proxy:<the cluster\'s Linkerd version>'}`;
+        if (differs) return warn(line, `${reinstall} installs ${controlPlane!.image} (then systemctl restart mesh-harness); a proxy of another release usually works, but is not what the cluster was tested with`);
+        if (installed.state === 'changed' || installed.state === 'unreadable') return warn(line, `${reinstall} installs a recorded one again`);
+        if (installed.state === 'unrecorded') return skip(line);
+        return ok(line);
       },
     },
     {

@@ -9,7 +9,9 @@ import { fetchAdminStatus } from '../admin/client.ts';
 import type { AdminStatus } from '../admin/server.ts';
 import { fetchX509SvidsOnce, type X509Svid } from '../identity/workload-api-client.ts';
 import { execRunner, type CommandRunner } from '../iptables/runner.ts';
+import { readInstalledProxy, type InstalledProxy } from '../proxy/install-record.ts';
 import { probeBinary, type BinaryProbe } from '../supervisor/binary-probe.ts';
+import { findExecutable } from '../supervisor/which.ts';
 import { resolveGroup, resolveUser, type ResolvedGroup, type ResolvedUser } from '../util/users.ts';
 import { parseProcNetTcp, parseProcStat, type TcpListener } from './proc.ts';
 
@@ -35,6 +37,8 @@ export interface CheckEffects {
   /** Runs iptables, ip and unshare. */
   runner: CommandRunner;
   probeBinary(configured: string, timeoutMs: number): Promise<BinaryProbe>;
+  /** The executable `configured` names and what `mesh-harness proxy install` recorded for it. */
+  installedProxy(configured: string): Promise<{ path?: string; installed: InstalledProxy }>;
   /** The addresses a host name resolves to, as every program on the host resolves it (NSS: /etc/hosts, DNS). */
   lookup(host: string, timeoutMs: number): Promise<string[]>;
   /** Opens a TCP connection and closes it again. */
@@ -60,6 +64,10 @@ export function systemEffects(options: SystemEffectsOptions): CheckEffects {
     resolveGroup,
     runner,
     probeBinary: (configured, timeoutMs) => probeBinary(configured, env.PATH, timeoutMs),
+    async installedProxy(configured) {
+      const path = findExecutable(configured, env.PATH);
+      return path ? { path, installed: await readInstalledProxy(path) } : { installed: { state: 'unrecorded' } };
+    },
     lookup: (host, timeoutMs) => lookup(runner, host, timeoutMs),
     connect,
     async fetchSvids(socketPath, { gid, timeoutMs }) {

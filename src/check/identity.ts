@@ -159,7 +159,9 @@ export function identityChecks(config: HarnessConfig, facts: Facts): Check[] {
 
 async function groupSelector(facts: Facts): Promise<string> {
   const group = await facts.proxyGroup().catch(() => undefined);
-  return group ? `unix:gid:${group.gid}` : `unix:gid:<gid of ${facts.config.proxy.group}>`;
+  // By name: the same on every host, where a gid is whatever groupadd picked there.
+  const configured = facts.config.proxy.group;
+  return `unix:group:${group?.name ?? (/^\d+$/.test(configured) ? `<name of group ${configured}>` : configured)}`;
 }
 
 function svidFetchHint(err: Error & { code?: unknown }, id: string, selector: string): string {

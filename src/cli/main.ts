@@ -21,7 +21,7 @@ const commands: CommandEntry[] = [
   { name: 'check', summary: 'preflight and live diagnosis: one line per check, a hint on each failure', load: async () => (await import('./commands/check.ts')).checkCommand },
   { name: 'config', summary: 'validate a configuration file, or show the effective configuration', load: async () => (await import('./commands/config.ts')).configCommand },
   { name: 'iptables', summary: 'print, apply, diff or remove the traffic redirection rules', load: async () => (await import('./commands/iptables.ts')).iptablesCommand },
-  { name: 'proxy', summary: 'print the exact environment the harness gives the proxy (sourceable by a shell)', load: async () => (await import('./commands/proxy.ts')).proxyCommand },
+  { name: 'proxy', summary: 'install linkerd2-proxy from the control plane\'s image, or print the environment the harness gives it', load: async () => (await import('./commands/proxy.ts')).proxyCommand },
   // The packaged bundle leaves out the playground (its development stand-ins and the registrar
   // it runs are not shipped), so `demo` is neither listed nor loadable there. Tested inline:
   // the bundler folds only a literal test, and only then drops the chunks.

@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { minimalEnv } from '../util/netns.ts';
 import { poll } from './poll.ts';
-import { agentIdFor, renderSpireServerConfig, spireCreateEntry, spireHealthy, spireJoinToken, spireServerSocket, spireVersion } from './spire-server.ts';
+import { renderSpireServerConfig, spireCreateEntry, spireHealthy, spireJoinToken, spireServerSocket, spireVersion } from './spire-server.ts';
 
 export const SPIRE_PORT = 8081;
 
@@ -31,12 +31,18 @@ export interface DemoSpireResult {
   version: string;
   /** The harness config's `spire` section (managed mode). */
   spire: Record<string, unknown>;
-  /** The selectors the entries were created for, for the narration. */
+  /** The selectors the entries were created for, and the alias they hang off, for the narration. */
   selectors: string[];
+  nodeAlias: string;
 }
 
-/** Starts spire-server and registers spiffeId for each gid that fetches it (the harness's and the proxy's groups). */
-export async function startDemoSpire(options: DemoSpireOptions, spiffeId: string, gids: number[]): Promise<DemoSpireResult> {
+/**
+ * Starts spire-server and registers spiffeId for each group that fetches it (the harness's
+ * and the proxy's), by name (`unix:group:`: the same on every host, where a gid is whatever
+ * groupadd picked), parented on the node alias of the VM's group (`nodeAlias`), the way a
+ * fleet registers one entry per ExternalGroup instead of one per VM.
+ */
+export async function startDemoSpire(options: DemoSpireOptions, spiffeId: string, nodeAlias: string, groups: string[]): Promise<DemoSpireResult> {
   const dir = join(options.dir, 'spire');
   mkdirSync(dir, { mode: 0o700 });
   writeFileSync(join(dir, 'server.conf'), renderSpireServerConfig({
@@ -55,15 +61,15 @@ export async function startDemoSpire(options: DemoSpireOptions, spiffeId: string
     return spireHealthy(socket);
   }, 30_000, 200);
 
-  const token = await spireJoinToken(socket);
+  const token = await spireJoinToken(socket, nodeAlias);
   const tokenFile = join(options.dir, 'join-token');
   writeFileSync(tokenFile, token, { mode: 0o600 });
-  const parentId = agentIdFor(options.trustDomain, token);
-  const selectors = [...new Set(gids)].map((gid) => `unix:gid:${gid}`);
-  for (const selector of selectors) await spireCreateEntry(socket, { parentId, spiffeId, selector, x509SvidTtl: 600 });
+  const selectors = [...new Set(groups)].map((group) => `unix:group:${group}`);
+  for (const selector of selectors) await spireCreateEntry(socket, { parentId: nodeAlias, spiffeId, selector, x509SvidTtl: 600 });
   return {
     version: spireVersion(),
     selectors,
+    nodeAlias,
     spire: {
       mode: 'managed',
       serverAddress: options.address,

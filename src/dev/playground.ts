@@ -13,7 +13,7 @@ import { CliError, EXIT } from '../cli/exit-codes.ts';
 import { minimalEnv } from '../util/netns.ts';
 import { packageRoot } from '../util/paths.ts';
 import { asAccount } from '../util/run-as.ts';
-import { resolveGroup, resolveUser } from '../util/users.ts';
+import { groupName, resolveGroup, resolveUser } from '../util/users.ts';
 import { CONNECTION_PROBE, describeConnection, parseConnectionResult, type ConnectionResult, type ConnectionTarget } from './connection-probe.ts';
 import { Footprint, sweepAbandoned } from './footprint.ts';
 import { DevProxyLaunchError, writeDevProxyLauncher } from './proxy/launcher.ts';
@@ -446,12 +446,14 @@ export class Playground {
     const wanted = this.options.identity ?? 'auto';
     if (this.spire) {
       this.say.step('Starting a real spire-server in the cluster, signing under the trust anchor');
-      const proxyGid = (await resolveGroup(PROXY_GROUP)).gid;
+      const gid = process.getgid?.() ?? 0;
+      const harnessGroup = await groupName(gid);
+      if (!harnessGroup) throw new Error(`the demo's group (gid ${gid}) has no name in /etc/group; a SPIRE entry selects a group by name`);
       const started = await startDemoSpire({
         ns: clusterNs, address: CLUSTER_IP, dir, trustDomain: TRUST_DOMAIN, caCert: pki.caCert, caKey: pki.caKey, anchors: pki.anchors, track: (child) => this.children.push(child),
-      }, SPIFFE_ID, [process.getgid?.() ?? 0, proxyGid]);
+      }, SPIFFE_ID, `spiffe://${TRUST_DOMAIN}/mesh-harness/group/${NAMESPACE}/${GROUP}`, [harnessGroup, PROXY_GROUP]);
       this.say.detail(`spire-server ${started.version} on ${CLUSTER_IP}:${SPIRE_PORT}, log ${join(dir, 'spire', 'server.log')}`);
-      this.say.detail(`a join token for the vm's agent, and registration entries for ${SPIFFE_ID}: ${started.selectors.join(' (the harness), ')} (the proxy)`);
+      this.say.detail(`a join token for the vm's agent (node alias ${started.nodeAlias}, shared by the group's VMs), and registration entries for ${SPIFFE_ID} under it: ${started.selectors.join(' (the harness), ')} (the proxy)`);
       this.say.detail('the harness runs spire-agent itself (spire.mode "managed") and restarts it if it dies');
       summary.push(['identity', `SPIRE ${started.version}: spire-server in the cluster, spire-agent run by the harness`]);
       return started.spire;

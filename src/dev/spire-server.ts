@@ -88,8 +88,13 @@ export async function spireHealthy(socket: string): Promise<boolean> {
 }
 
 /** A one-time join token (10 minutes). */
-export async function spireJoinToken(socket: string): Promise<string> {
-  const stdout = await spireCli(socket, ['token', 'generate', '-ttl', '600', '-output', 'json']);
+/**
+ * A one-time join token. With `nodeAlias`, the agent that uses it also gets that SPIFFE ID,
+ * which many agents can share: entries parented on the alias reach every one of them (one
+ * entry per group of VMs rather than per VM).
+ */
+export async function spireJoinToken(socket: string, nodeAlias?: string): Promise<string> {
+  const stdout = await spireCli(socket, ['token', 'generate', '-ttl', '600', '-output', 'json', ...(nodeAlias ? ['-spiffeID', nodeAlias] : [])]);
   const value = (JSON.parse(stdout) as { value?: unknown }).value;
   if (typeof value !== 'string' || !value) throw new Error(`spire-server token generate: unexpected output ${stdout}`);
   return value;

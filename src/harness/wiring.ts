@@ -92,7 +92,7 @@ export async function buildComponents({ config, log, metrics, currentConfig }: W
 
   if (config.control.registrarAddress) {
     const readiness = probes ? new ProbedReadiness(proxy, probes) : new ProxyReadiness(proxy);
-    registration = new RegistrationComponent({ config, log, registry, identity, readiness, trustAnchorsPem, detectedIps: () => detectedIps });
+    registration = new RegistrationComponent({ config, log, registry, identity, readiness, trustAnchorsPem, detectedIps: () => detectedIps, versions: () => ({ proxy: proxy.installedVersion(), spireAgent: '' }) });
     // New cluster proxy settings re-render the proxy environment; the proxy restarts only if it changed.
     registration.on('settings', (settings: RegistrarSettings) => {
       probes?.setClusterProbes({ probes: settings.probes, group: `${config.workload.namespace}/${config.workload.group}` });

@@ -10,6 +10,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { Counter, Gauge, Registry } from 'prom-client';
 import { METRIC, sharedCounter, sharedGauge } from '../admin/metrics.ts';
 import { anchorsFileError } from '../config/host-checks.ts';
+import { groupName } from '../util/users.ts';
 import type { HarnessConfig } from '../config/types.ts';
 import { BaseComponent, type ComponentState, type PreparedUpdate } from '../component/component.ts';
 import { OperationQueue } from '../component/queue.ts';
@@ -51,6 +52,8 @@ export class IdentityComponent extends BaseComponent {
   /** start, reload and stop, one at a time. */
   private readonly queue = new OperationQueue();
 
+  /** The harness's own group by name, for the registration entry a PermissionDenied asks for. */
+  private groupSelector = `unix:gid:${process.getgid?.() ?? '<gid of the harness>'}`;
   /** The latest complete SVID set from the Workload API. */
   private offered: X509Svid[] | undefined;
   private streamUp = false;
@@ -114,6 +117,9 @@ export class IdentityComponent extends BaseComponent {
     return this.queue.run(async () => {
       if (this.running) return;
       this.running = true;
+      // By name: the same on every host, where a gid is whatever groupadd picked there.
+      const name = process.getgid ? await groupName(process.getgid()).catch(() => undefined) : undefined;
+      if (name) this.groupSelector = `unix:group:${name}`;
       this.setState('Starting', { message: `connecting to the Workload API at ${this.config.identity.workloadApiSocket}`, detail: this.changedDetail() });
       this.openClient();
       this.resync();
@@ -281,8 +287,7 @@ export class IdentityComponent extends BaseComponent {
       const err = this.streamError;
       let message: string;
       if (err?.code === GrpcStatus.PERMISSION_DENIED) {
-        const gid = process.getgid?.();
-        message = `no identity issued yet (PermissionDenied): create a registration entry for ${id} with selector unix:gid:${gid ?? '<gid of the harness>'} (see docs/identity.md)`;
+        message = `no identity issued yet (PermissionDenied): create a registration entry for ${id} with selector ${this.groupSelector} (see docs/identity.md)`;
       } else if (err?.code === GrpcStatus.UNAVAILABLE) {
         message = `waiting for the Workload API socket ${socket}; is spire-agent running?`;
       } else if (err) {

@@ -41,7 +41,7 @@ function hclString(value: string): string {
 /**
  * spire-agent HCL from the `spire` section: join_token node attestation (the token is read
  * by the agent from spire.joinTokenFile, so it never appears in a process list), the unix
- * workload attestor (selectors unix:uid / unix:gid), and keys on disk so a restarted agent
+ * workload attestor (selectors such as unix:group, by name), and keys on disk so a restarted agent
  * keeps its identity without a new token. Pure; throws when a required field is empty.
  */
 export function renderSpireAgentConfig(spire: HarnessConfig['spire'], socketPath: string): string {

@@ -56,6 +56,9 @@ export type HarnessMessage =
 export interface ProxySettings {
   default_inbound_policy: string;
   cluster_networks: string[];
+  /** The control plane's proxy image (linkerd-config); empty when unknown. */
+  image_name: string;
+  image_version: string;
 }
 
 export interface GroupSettings {

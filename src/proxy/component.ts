@@ -10,6 +10,7 @@ import { parseWorkloadApiAddress } from '../identity/workload-api-client.ts';
 import { accessProblem } from '../util/access.ts';
 import { resolveGroup, resolveUser, type ResolvedGroup, type ResolvedUser } from '../util/users.ts';
 import { extraEnvProblems, ProxyEnvError, renderProxyEnv, type ClusterProxySettings } from './env.ts';
+import { readInstalledProxy, summarizeInstall, type InstallSummary } from './install-record.ts';
 import { proxyReadiness } from './readiness.ts';
 
 export interface UserResolver {
@@ -58,6 +59,8 @@ export class ProxyComponent extends BaseComponent {
   /** Aborts a start() that is still resolving the user or waiting for the SVID. */
   private starting: AbortController | undefined;
   private facts: Record<string, unknown> = {};
+  /** What `mesh-harness proxy install` recorded for the binary last started, checked against it. */
+  private install: InstallSummary | undefined;
   /** The launch after the SVID wait, reload commits and stop, one at a time. */
   private readonly queue = new OperationQueue();
 
@@ -126,6 +129,7 @@ export class ProxyComponent extends BaseComponent {
     });
     supervisor.on('change', () => this.emit('change', this.state()));
     supervisor.on('spawn', (pid: number) => {
+      void this.readInstall(spec.command);
       this.log.info({ event: 'proxy-spawned', pid, binary: this.spec?.command, uid: this.spec?.uid, gid: this.spec?.gid, svidReadyAt }, `started linkerd2-proxy (pid ${pid}) after the SVID was validated at ${svidReadyAt}`);
     });
     this.supervisor = supervisor;
@@ -165,6 +169,22 @@ export class ProxyComponent extends BaseComponent {
       if (this.supervisor) await this.supervisor.stop();
       else this.setState('Stopped', { message: 'stopped' });
     });
+  }
+
+  /** The proxy's release as installed by `mesh-harness proxy install` (the hello's Versions.proxy); empty when unknown. */
+  installedVersion(): string {
+    return this.install?.state === 'recorded' ? (this.install.version ?? '') : '';
+  }
+
+  /** Re-read at every start: `proxy install` may have replaced the binary since. */
+  private async readInstall(binary: string): Promise<void> {
+    const install = summarizeInstall(await readInstalledProxy(binary));
+    if (JSON.stringify(install) === JSON.stringify(this.install)) return;
+    this.install = install;
+    this.facts = { ...this.facts, installed: install };
+    if (install.state === 'recorded') this.log.info({ version: install.version, proxyVersion: install.proxyVersion, image: install.source, digest: install.manifestDigest }, `linkerd2-proxy ${install.version || '(version unknown)'} as installed by mesh-harness proxy install`);
+    else if (install.state !== 'unrecorded') this.log.warn({ reason: install.reason }, 'the proxy install record does not describe the binary; its version is unknown');
+    this.emit('change', this.state());
   }
 
   /** The running proxy's PID, if any. */

@@ -135,7 +135,12 @@ export class RegistrationServer {
     const facts = this.options.facts();
     return {
       probes_json: JSON.stringify(group.spec.probes ?? []),
-      proxy: { default_inbound_policy: facts.defaultInboundPolicy, cluster_networks: [...facts.clusterNetworks] },
+      proxy: {
+        default_inbound_policy: facts.defaultInboundPolicy,
+        cluster_networks: [...facts.clusterNetworks],
+        image_name: facts.proxyImage?.name ?? '',
+        image_version: facts.proxyImage?.version ?? '',
+      },
     };
   }
 

@@ -29,6 +29,7 @@ import {
   type RegistrarMessage,
   type WorkloadState,
 } from '../protocol/registration.ts';
+import { controlPlaneProxy, type ControlPlaneProxy } from '../protocol/proxy-image.ts';
 import { configuredWorkloadName } from '../protocol/workload-name.ts';
 import { Backoff } from '../util/backoff.ts';
 import { harnessVersion } from '../util/version.ts';
@@ -44,6 +45,11 @@ export interface SvidSource {
 export interface RegistrarSettings {
   probes: Array<Record<string, unknown>>;
   proxy?: { defaultInboundPolicy: string; clusterNetworks: string[] };
+  /**
+   * The control plane's proxy image, when the registrar knows it (what `mesh-harness proxy
+   * install` pulls by default); /status shows the last one sent, kept while disconnected.
+   */
+  proxyImage?: ControlPlaneProxy;
 }
 
 export interface RegistrationComponentOptions {
@@ -302,9 +308,15 @@ export class RegistrationComponent extends BaseComponent {
     const proxy = settings?.proxy && settings.proxy.default_inbound_policy
       ? { defaultInboundPolicy: settings.proxy.default_inbound_policy, clusterNetworks: [...settings.proxy.cluster_networks] }
       : undefined;
-    const next: RegistrarSettings = { probes, ...(proxy ? { proxy } : {}) };
-    if (JSON.stringify(next) === JSON.stringify(this.settingsValue)) return;
+    const proxyImage = controlPlaneProxy(settings?.proxy?.image_name ?? '', settings?.proxy?.image_version ?? '');
+    const next: RegistrarSettings = { probes, ...(proxy ? { proxy } : {}), ...(proxyImage ? { proxyImage } : {}) };
+    const previous = this.settingsValue;
+    if (JSON.stringify(next) === JSON.stringify(previous)) return;
     this.settingsValue = next;
+    if (proxyImage?.image !== previous?.proxyImage?.image) {
+      if (proxyImage) this.log.info({ proxyImage: proxyImage.image }, `the control plane's proxy image is ${proxyImage.image}`);
+      this.setState(this.state().phase, { detail: { controlPlaneProxy: proxyImage } });
+    }
     this.emit('settings', next);
   }
 

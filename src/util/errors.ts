@@ -8,6 +8,8 @@ export const EXIT = {
   OK: 0,
   FAILURE: 1,
   USAGE: 64,
+  /** EX_DATAERR: input that cannot be used (an image whose content does not match its digests). */
+  DATA: 65,
   UNAVAILABLE: 69,
   CONFIG: 78,
 } as const;

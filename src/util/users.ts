@@ -71,6 +71,11 @@ async function lookup(kind: 'user' | 'group', account: string, field: string): P
   return { fields, id };
 }
 
+/** The name of a group id, any group (root's too); undefined when it has none. */
+export async function groupName(gid: number): Promise<string | undefined> {
+  return (await getent('group', String(gid)))?.[0];
+}
+
 /** Resolves a user name or numeric uid; `field` names the setting in errors. */
 export async function resolveUser(user: string, field = 'proxy.user'): Promise<ResolvedUser> {
   const { fields, id } = await lookup('user', user, field);

@@ -28,7 +28,7 @@ t.test('proxy binary missing, or not executable', { skip: SKIP_WITHOUT_SETUP }, 
   const world = await healthyWorld(t, 'noproxy');
   const run = await runCheck(world, { proxy: { binary: `${world.dir}/no-linkerd2-proxy` } });
   t.same(failures(run), ['binaries.proxy']);
-  t.match(run.find('binaries.proxy'), { message: `${world.dir}/no-linkerd2-proxy: not found`, hint: /install linkerd2-proxy .* or set proxy\.binary/ });
+  t.match(run.find('binaries.proxy'), { message: `${world.dir}/no-linkerd2-proxy: not found`, hint: /mesh-harness proxy install .* or set proxy\.binary/ });
   const notExecutable = join(world.dir, 'linkerd2-proxy-noexec');
   writeFileSync(notExecutable, '#!/bin/sh\nexit 64\n', { mode: 0o644 });
   const noexec = await runCheck(world, { proxy: { binary: notExecutable } });

@@ -40,7 +40,7 @@ t.test('real SPIRE: check asks as proxy.group, and names the selector to registe
   const svid = refused.find('identity.svid');
   t.equal(svid.result, 'error');
   t.match(svid.message, /^no identity issued \(PermissionDenied: .*\): no SPIRE registration entry matches this process yet$/);
-  t.equal(svid.hint, `create the registration entry: spire-server entry create -parentID <this agent's SPIFFE ID> -spiffeID ${SPIFFE_ID} -selector unix:gid:65534`);
+  t.equal(svid.hint, `create the registration entry: spire-server entry create -parentID <this agent's SPIFFE ID> -spiffeID ${SPIFFE_ID} -selector unix:group:nogroup`);
 });
 
 function httpStatusIn(ns: string, port: number, path: string): Promise<number> {

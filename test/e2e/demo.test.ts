@@ -165,6 +165,7 @@ t.test('under a terminal, embedded store: the registrar in the cluster namespace
   t.match(out, /workload probe\s+Ready=False \(ProbeFailed\) [\d.]+ s after failing, True [\d.]+ s after recovering/);
   if (spireAvailable() || process.env.CI) {
     t.match(out, /spire-server [\d.]+ on 198\.18\.98\.1:8081/);
+    t.match(out, /node alias spiffe:\/\/root\.linkerd\.cluster\.local\/mesh-harness\/group\/demo\/web, shared by the group's VMs\), and registration entries for \S+ under it: unix:group:\S+ \(the harness\), unix:group:nogroup \(the proxy\)/, 'one entry set per group, selecting groups by name');
     t.match(out, /spire-agent Ready: running and ready/, 'the harness runs spire-agent');
     t.match(out, /identity\s+SPIRE [\d.]+: spire-server in the cluster, spire-agent run by the harness/);
   } else t.match(out, /identity\s+development Workload API \(SPIRE not installed\)/);

@@ -50,6 +50,9 @@ export const SKIP_WITHOUT_SETUP = asRoot(
 );
 
 /** `npm run package` and what the package tests read its output with. */
+/** A real OCI registry (Debian's docker-registry) and skopeo to push to it: test/helpers/registry.ts. */
+export const SKIP_WITHOUT_REGISTRY = skipUnless(missingCommands(['docker-registry', 'skopeo']), FULL_SETUP);
+
 export const SKIP_WITHOUT_PACKAGING = skipUnless(missingCommands(['git', 'dpkg-deb', 'rpmbuild', 'rpm2archive', 'lintian', 'file', 'xz']), FULL_SETUP);
 
 /** The test VM: scripts/build-test-vm.sh (debootstrap, an ext4 image, qcow2) and qemu to boot it. */

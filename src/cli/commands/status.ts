@@ -1,5 +1,7 @@
 import { adminClientHost, fetchAdminStatus } from '../../admin/client.ts';
 import type { AdminStatus } from '../../admin/server.ts';
+import { controlPlaneProxyIn } from '../../protocol/proxy-image.ts';
+import { compareWithControlPlane, type InstallSummary } from '../../proxy/install-record.ts';
 import { formatDuration, parseDuration } from '../../util/duration.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import { configOptions, parseCommandArgs, write, type Command } from '../command.ts';
@@ -56,6 +58,11 @@ export function renderStatusTable(status: AdminStatus): string {
   const lines = [`mesh-harness ${status.version} (pid ${status.pid}): ${status.ready ? 'READY' : 'NOT READY'}`, `status: ${status.status}`, ''];
   const rows = status.components.map((c) => [c.name, c.phase, age(c.since), c.message + (c.lastError && !c.ready ? ` (last error: ${c.lastError})` : '')]);
   lines.push(...table(['COMPONENT', 'PHASE', 'SINCE', 'MESSAGE'], rows));
+  const proxy = status.components.find((c) => c.name === 'proxy');
+  if (proxy) {
+    const { line, differs } = compareWithControlPlane(proxy.detail?.['installed'] as InstallSummary | undefined, controlPlaneProxyIn(status.components)?.version);
+    lines.push('', `proxy version: ${line}${differs ? ' (mesh-harness proxy install takes the control plane\'s)' : ''}`);
+  }
   const probes = status.components.find((c) => c.name === 'probes');
   if (probes?.detail) lines.push(...renderProbes(probes.detail));
   return lines.join('\n');

@@ -1,6 +1,7 @@
 import { loadConfig } from '../../config/load.ts';
 import { ConfigError } from '../../util/errors.ts';
 import type { HarnessConfig } from '../../config/types.ts';
+import { readInstalledProxy, summarizeInstall, type InstallSummary } from '../../proxy/install-record.ts';
 import { probeBinary } from '../../supervisor/binary-probe.ts';
 import { harnessVersion } from '../../util/version.ts';
 import { configOptions, parseCommandArgs, write, type Command } from '../command.ts';
@@ -13,6 +14,8 @@ export interface BinaryVersion {
   path?: string;
   /** First line of `<binary> --version`, when it answered with exit 0. */
   version?: string;
+  /** The proxy only: what `mesh-harness proxy install` recorded for it (linkerd2-proxy has no --version). */
+  install?: InstallSummary;
 }
 
 async function probe(configured: string, pathEnv: string | undefined): Promise<BinaryVersion> {
@@ -22,7 +25,12 @@ async function probe(configured: string, pathEnv: string | undefined): Promise<B
 
 function describe(name: string, binary: BinaryVersion): string {
   if (!binary.path) return `${name}: ${binary.configured} (not found)`;
-  return `${name}: ${binary.path} ${binary.version ?? '(version unknown)'}`;
+  const install = binary.install;
+  if (install?.state === 'recorded') {
+    return `${name}: ${binary.path} ${install.version || '(version unknown)'}${install.proxyVersion ? ` (linkerd2-proxy ${install.proxyVersion})` : ''}, installed from ${install.source} ${install.manifestDigest}`;
+  }
+  const note = install?.state === 'changed' || install?.state === 'unreadable' ? `; install record not used: ${install.reason}` : '';
+  return `${name}: ${binary.path} ${binary.version ?? '(version unknown)'}${note}`;
 }
 
 export const versionCommand: Command = {
@@ -42,6 +50,7 @@ export const versionCommand: Command = {
       config = loadConfig({ env: {}, path: null }).config;
     }
     const [proxy, spireAgent] = await Promise.all([probe(config.proxy.binary, io.env.PATH), probe(config.spire.agentBinary, io.env.PATH)]);
+    if (proxy.path) proxy.install = summarizeInstall(await readInstalledProxy(proxy.path));
     const info = { 'mesh-harness': harnessVersion(), node: process.versions.node, proxy, spireAgent, ...(configProblem ? { note: configProblem } : {}) };
     if (values.json) {
       write(io.stdout, JSON.stringify(info));

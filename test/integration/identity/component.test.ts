@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
@@ -121,6 +122,8 @@ t.test('an entry deleted while streaming takes the identity away', async (t) => 
   const gone = await waitForState(identity, 'PermissionDenied', (s) => /PermissionDenied/.test(s.message), STEP);
   t.equal(gone.ready, false);
   t.equal(identity.current(), undefined);
+  const group = execFileSync('id', ['-gn'], { encoding: 'utf8' }).trim();
+  t.match(gone.message, `with selector unix:group:${group} `, "the entry to create names the harness's group by name (a gid differs between hosts)");
 });
 
 t.test('waitForSvid gives up when its signal aborts', async (t) => {

@@ -87,7 +87,8 @@ t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, a
     const configMap = (values: string) => JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'linkerd-config', namespace: 'linkerd' }, data: { values } });
     t.teardown(() => cluster.kubectl(['delete', 'configmap', 'linkerd-config', '-n', 'linkerd', '--ignore-not-found']));
     // Linkerd's own shape: clusterNetworks one comma-separated string, the policy under proxy.
-    await cluster.kubectl(['apply', '-f', '-'], { input: configMap('clusterDomain: cluster.local\nclusterNetworks: "10.42.0.0/16, fd00::/8"\nproxy:\n  defaultInboundPolicy: cluster-authenticated\n  logLevel: warn\n') });
+    // The proxy image as the chart writes it: the tag empty, meaning linkerdVersion.
+    await cluster.kubectl(['apply', '-f', '-'], { input: configMap('clusterDomain: cluster.local\nclusterNetworks: "10.42.0.0/16, fd00::/8"\nlinkerdVersion: edge-25.4.1\nproxy:\n  defaultInboundPolicy: cluster-authenticated\n  logLevel: warn\n  image:\n    name: cr.l5d.io/linkerd/proxy\n    version: ""\n') });
     const r = await replica(t, { replica: 'reg-facts' });
     const { component } = await startHarness(t, { pki, spiffeId: VM_ID, registrarAddress: r.grpcAddress, group: 'facts', namespace: ns, nodeName: 'vm-facts' });
     const proxyIs = (policy: string, networks: string[]) => () => {
@@ -95,9 +96,17 @@ t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, a
       return proxy?.defaultInboundPolicy === policy && JSON.stringify(proxy.clusterNetworks) === JSON.stringify(networks) ? proxy : undefined;
     };
     await waitFor('accepted settings from linkerd-config', proxyIs('cluster-authenticated', ['10.42.0.0/16', 'fd00::/8']), 30_000, 100);
+    t.same(component.settings()?.proxyImage, { name: 'cr.l5d.io/linkerd/proxy', version: 'edge-25.4.1', image: 'cr.l5d.io/linkerd/proxy:edge-25.4.1' }, 'the control plane proxy image reaches the harness');
+    t.same(component.state().detail?.['controlPlaneProxy'], component.settings()?.proxyImage, 'and its /status');
+
+    // An upgrade of the control plane's proxy alone (proxy.image.version set) reaches the harness as an update.
+    await cluster.kubectl(['apply', '-f', '-'], { input: configMap('clusterNetworks: "10.42.0.0/16, fd00::/8"\nlinkerdVersion: edge-25.4.1\nproxy:\n  defaultInboundPolicy: cluster-authenticated\n  image:\n    name: cr.l5d.io/linkerd/proxy\n    version: edge-25.5.2\n') });
+    await waitFor('update after the proxy image changed', () => (component.settings()?.proxyImage?.version === 'edge-25.5.2' ? true : undefined), 30_000, 100);
 
     await cluster.kubectl(['apply', '-f', '-'], { input: configMap('clusterNetworks: "10.43.0.0/16"\nproxy:\n  defaultInboundPolicy: deny\n') });
     await waitFor('update after the ConfigMap changed', proxyIs('deny', ['10.43.0.0/16']), 30_000, 100);
+    t.equal(component.settings()?.proxyImage, undefined, 'a linkerd-config without a proxy image: none is sent');
+    t.equal(component.state().detail?.['controlPlaneProxy'], undefined, 'nor shown');
 
     // Untrusted input: an invalid CIDR is not passed on; the registrar's configured values apply.
     const fallback = ['10.0.0.0/8', '100.64.0.0/10', '172.16.0.0/12', '192.168.0.0/16', 'fd00::/8'];

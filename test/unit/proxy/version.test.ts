@@ -35,7 +35,7 @@ t.test('reports the proxy and spire-agent binaries from the configuration', asyn
   t.match(text.out, `spire-agent: ${agent} 1.15.3`);
 
   const json = JSON.parse((await version(['--json'], env)).out);
-  t.same(json.proxy, { configured: proxy, path: proxy });
+  t.same(json.proxy, { configured: proxy, path: proxy, install: { state: 'unrecorded' } }, 'no install record: not installed by proxy install');
   t.same(json.spireAgent, { configured: agent, path: agent, version: '1.15.3' });
 });
 

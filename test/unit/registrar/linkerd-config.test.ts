@@ -33,3 +33,32 @@ t.test('untrusted input is refused with a reason', async (t) => {
   t.equal(absent.ok, false);
   if (!absent.ok) t.match(absent.reason, /no ConfigMap linkerd-config/);
 });
+
+t.test("the control plane's proxy image: proxy.image.name with proxy.image.version, or linkerdVersion when that is empty", async (t) => {
+  const base = 'clusterNetworks: "10.0.0.0/8"\nlinkerdVersion: edge-25.4.1\nproxy:\n  defaultInboundPolicy: deny\n  image:\n    name: cr.l5d.io/linkerd/proxy\n';
+  const chartDefault = parseLinkerdConfig(cm(`${base}    version: ""\n`));
+  t.same(chartDefault.ok && chartDefault.facts.proxyImage, { name: 'cr.l5d.io/linkerd/proxy', version: 'edge-25.4.1' });
+  const pinned = parseLinkerdConfig(cm(`${base}    version: stable-2.14.10\n`));
+  t.same(pinned.ok && pinned.facts.proxyImage, { name: 'cr.l5d.io/linkerd/proxy', version: 'stable-2.14.10' });
+  const mirror = parseLinkerdConfig(cm(base.replace('cr.l5d.io/linkerd/proxy', 'registry.corp.example:5000/mirror/linkerd/proxy')));
+  t.same(mirror.ok && mirror.facts.proxyImage, { name: 'registry.corp.example:5000/mirror/linkerd/proxy', version: 'edge-25.4.1' });
+
+  // Unusable images are left out (the harness then needs --image); the other facts stand.
+  for (const bad of [
+    base.replace('cr.l5d.io/linkerd/proxy', '"cr.l5d.io/linkerd/proxy;rm -rf /"'),
+    base.replace('cr.l5d.io/linkerd/proxy', 'cr.l5d.io/Linkerd/proxy'),
+    base.replace('edge-25.4.1', '"edge 25"'),
+    base.replace('edge-25.4.1', '"-x"'),
+    base.replace('linkerdVersion: edge-25.4.1\n', ''),
+    base.replace('    name: cr.l5d.io/linkerd/proxy\n', '    pullPolicy: ""\n'),
+  ]) {
+    const parsed = parseLinkerdConfig(cm(bad));
+    t.equal(parsed.ok, true, bad);
+    t.equal(parsed.ok && parsed.facts.proxyImage, undefined, bad);
+  }
+
+  // A linkerd-config whose policy is unusable still tells the image.
+  const badPolicy = parseLinkerdConfig(cm(base.replace('deny', 'allow-everything')));
+  t.equal(badPolicy.ok, false);
+  t.same(!badPolicy.ok && badPolicy.proxyImage, { name: 'cr.l5d.io/linkerd/proxy', version: 'edge-25.4.1' });
+});
