@@ -151,7 +151,9 @@ failed_without_loop() {
 }
 
 # The example playbook (deploy/ansible/playbook.yml) against this machine, with this test's
-# variables. The guest runs as root and has no sudo: no become.
+# variables: the package file, the configuration, and for enrolling the registrar's address
+# and identity and a join token (empty: none, whatever the example playbook names). The
+# guest runs as root and has no sudo: no become.
 ansible_vars() {
   cat >/root/ansible/vars.json <<EOF
 {
@@ -159,31 +161,23 @@ ansible_vars() {
   "mesh_harness_ready_timeout": 600,
   "mesh_harness_package_file": "$1",
   "mesh_harness_trust_anchors": $(python3 -c 'import json, sys; print(json.dumps(open(sys.argv[1]).read()))' /mnt/share/spire/upstream.pem),
-  "mesh_harness_registrar_address": "",
-  "mesh_harness_registrar_identity": "",
+  "mesh_harness_registrar_address": "${3:-}",
+  "mesh_harness_registrar_identity": "${4:-}",
+  "mesh_harness_spire_join_token": "${5:-}",
   "mesh_harness_config": $2
 }
 EOF
 }
-# The enrollment's variables: the role's own (registrar, token, trust anchors) and a
-# configuration with no join token, trust anchors file or registrar in it.
-ansible_vars_enroll() {
-  cat >/root/ansible/vars.json <<EOF
+# The enrollment's configuration: no join token, trust anchors file or registrar in it (the
+# role's own variables set those).
+enroll_config() {
+  cat <<EOF
 {
-  "ansible_become": false,
-  "mesh_harness_ready_timeout": 600,
-  "mesh_harness_package_file": "$1",
-  "mesh_harness_trust_anchors": $(python3 -c 'import json, sys; print(json.dumps(open(sys.argv[1]).read()))' /mnt/share/spire/upstream.pem),
-  "mesh_harness_registrar_address": "$(cat "$S/registrar-address")",
-  "mesh_harness_registrar_identity": "$(cat "$S/registrar-identity")",
-  "mesh_harness_spire_join_token": "$2",
-  "mesh_harness_config": {
-    "workload": { "group": "web", "namespace": "$(cat "$S/registrar-namespace")", "ips": ["$VM_IP"], "ports": [8080] },
-    "identity": { "spiffeId": "$SPIFFE_ID", "serverName": "web.default.vm.cluster.local", "workloadApiSocket": "unix:///run/spire/agent/api.sock" },
-    "spire": { "agentBinary": "/opt/mesh-ci/spire-agent", "serverAddress": "127.0.0.1", "trustBundleFile": "/etc/mesh-harness/trust-anchors.pem" },
-    "proxy": { "binary": "/opt/mesh-ci/linkerd2-proxy", "destinationAddr": "127.0.0.1:8086", "shutdownGrace": "5s" },
-    "log": { "format": "json" }
-  }
+  "workload": { "group": "web", "namespace": "$(cat "$S/registrar-namespace")", "ips": ["$VM_IP"], "ports": [8080] },
+  "identity": { "spiffeId": "$SPIFFE_ID", "serverName": "web.default.vm.cluster.local", "workloadApiSocket": "unix:///run/spire/agent/api.sock" },
+  "spire": { "agentBinary": "/opt/mesh-ci/spire-agent", "serverAddress": "127.0.0.1", "trustBundleFile": "/etc/mesh-harness/trust-anchors.pem" },
+  "proxy": { "binary": "/opt/mesh-ci/linkerd2-proxy", "destinationAddr": "127.0.0.1:8086", "shutdownGrace": "5s" },
+  "log": { "format": "json" }
 }
 EOF
 }
@@ -478,7 +472,7 @@ if [ "$phase" = 3 ]; then
   check "enroll: the network to the host's registrar" enroll_network
   token=$(enroll_token)
   check "enroll: a join token and one entry by group name (unix:group:meshproxy), before the account exists" bash -c "[ -n '$token' ] && ! getent group meshproxy"
-  ansible_vars_enroll "/root/$(cat "$S/base-deb")" "$token"
+  ansible_vars "/root/$(cat "$S/base-deb")" "$(enroll_config)" "$(cat "$S/registrar-address")" "$(cat "$S/registrar-identity")" "$token"
   enroll_run() {
     local t0 rc
     t0=$(now)
