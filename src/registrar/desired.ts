@@ -14,6 +14,12 @@ export const ANNOTATION = {
   holder: 'meshexpansion.dev/registrar-replica',
   nodeName: 'meshexpansion.dev/node-name',
   machineId: 'meshexpansion.dev/machine-id',
+  /**
+   * The label and annotation keys the registrar copied from the group's template, as JSON
+   * {"labels":[...],"annotations":[...]}: a key that leaves the template is removed from the
+   * workload only when it is listed here, so keys others set are never touched.
+   */
+  templateKeys: 'meshexpansion.dev/template-keys',
 } as const;
 
 export const LABEL = { group: 'meshexpansion.dev/group' } as const;
@@ -61,9 +67,26 @@ function normalizedPorts(ports: WorkloadPort[] | undefined): WorkloadPort[] {
   return (ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), port: p.port, protocol: p.protocol ?? 'TCP' }));
 }
 
+/** The template keys an ExternalWorkload's annotation says the registrar set (none when absent or unreadable). */
+export function ownedTemplateKeys(workload: ExternalWorkload): { labels: string[]; annotations: string[] } {
+  const text = workload.metadata.annotations?.[ANNOTATION.templateKeys];
+  try {
+    const parsed = text ? (JSON.parse(text) as { labels?: unknown; annotations?: unknown }) : {};
+    const strings = (value: unknown) => (Array.isArray(value) ? value.filter((k): k is string => typeof k === 'string') : []);
+    return { labels: strings(parsed.labels), annotations: strings(parsed.annotations) };
+  } catch {
+    // Someone edited it by hand: own nothing rather than remove what might be theirs.
+    return { labels: [], annotations: [] };
+  }
+}
+
 /** The ExternalWorkload's metadata and spec (status is separate: it goes through its subresource). */
 export function desiredWorkload(group: ExternalGroup, registration: Registration, holder: string): ExternalWorkload {
   const template = group.spec.template ?? {};
+  const owned = JSON.stringify({
+    labels: Object.keys(template.metadata?.labels ?? {}).sort(),
+    annotations: Object.keys(template.metadata?.annotations ?? {}).sort(),
+  });
   return {
     apiVersion: 'workload.linkerd.io/v1beta1',
     kind: 'ExternalWorkload',
@@ -74,6 +97,7 @@ export function desiredWorkload(group: ExternalGroup, registration: Registration
       annotations: {
         ...template.metadata?.annotations,
         [ANNOTATION.holder]: holder,
+        [ANNOTATION.templateKeys]: owned,
         [ANNOTATION.nodeName]: registration.nodeName,
         ...(registration.machineId ? { [ANNOTATION.machineId]: registration.machineId } : {}),
       },
@@ -87,18 +111,30 @@ export function desiredWorkload(group: ExternalGroup, registration: Registration
   };
 }
 
+/** Keys the registrar set from an earlier template that the desired object no longer has. */
+function dropped(current: ExternalWorkload, desired: ExternalWorkload): { labels: string[]; annotations: string[] } {
+  const owned = ownedTemplateKeys(current);
+  return {
+    labels: owned.labels.filter((k) => !(k in (desired.metadata.labels ?? {}))),
+    annotations: owned.annotations.filter((k) => !(k in (desired.metadata.annotations ?? {}))),
+  };
+}
+
 /**
  * Whether the stored object already matches the desired one. Labels and annotations are
- * compared on the keys the registrar sets, so other controllers' additions do not cause
- * a write war.
+ * compared on the keys the registrar sets (and those it set before and must remove), so
+ * other controllers' additions do not cause a write war.
  */
 export function workloadMatches(current: ExternalWorkload, desired: ExternalWorkload): boolean {
   const subset = (want: Record<string, string> | undefined, have: Record<string, string> | undefined) =>
     Object.entries(want ?? {}).every(([k, v]) => have?.[k] === v);
   const owners = (w: ExternalWorkload) => JSON.stringify((w.metadata.ownerReferences ?? []).map((o) => [o.kind, o.name, o.uid]));
+  const gone = dropped(current, desired);
   return (
     subset(desired.metadata.labels, current.metadata.labels) &&
     subset(desired.metadata.annotations, current.metadata.annotations) &&
+    !gone.labels.some((k) => k in (current.metadata.labels ?? {})) &&
+    !gone.annotations.some((k) => k in (current.metadata.annotations ?? {})) &&
     owners(current) === owners(desired) &&
     current.spec.meshTLS.identity === desired.spec.meshTLS.identity &&
     current.spec.meshTLS.serverName === desired.spec.meshTLS.serverName &&
@@ -107,14 +143,21 @@ export function workloadMatches(current: ExternalWorkload, desired: ExternalWork
   );
 }
 
-/** The object to send as an update: the desired fields over the current object (keeping others' additions). */
+/**
+ * The object to send as an update: the desired fields over the current object, keeping
+ * others' additions and removing the template keys the registrar set that the template
+ * no longer has.
+ */
 export function mergeForUpdate(current: ExternalWorkload, desired: ExternalWorkload): ExternalWorkload {
+  const gone = dropped(current, desired);
+  const without = (from: Record<string, string> | undefined, keys: string[]) =>
+    Object.fromEntries(Object.entries(from ?? {}).filter(([k]) => !keys.includes(k)));
   return {
     ...current,
     metadata: {
       ...current.metadata,
-      labels: { ...current.metadata.labels, ...desired.metadata.labels },
-      annotations: { ...current.metadata.annotations, ...desired.metadata.annotations },
+      labels: { ...without(current.metadata.labels, gone.labels), ...desired.metadata.labels },
+      annotations: { ...without(current.metadata.annotations, gone.annotations), ...desired.metadata.annotations },
       ownerReferences: desired.metadata.ownerReferences!,
     },
     spec: desired.spec,

@@ -261,6 +261,8 @@ export interface GroupSpec {
   namespace?: string;
   allowedIdentities: string[];
   labels?: Record<string, string>;
+  /** spec.template.metadata.annotations; default { 'example.com/owner': 'tests' }. */
+  annotations?: Record<string, string>;
   ports?: Array<{ port: number; name?: string }>;
   probes?: Array<Record<string, unknown>>;
   /** spec.template.serverName; default groupServerName(name, namespace), null for none. */
@@ -286,7 +288,7 @@ export function groupManifest(group: GroupSpec): string {
       ...(group.allowCustomNames !== undefined ? { allowCustomNames: group.allowCustomNames } : {}),
       ...(group.nameTakeover ? { nameTakeover: group.nameTakeover } : {}),
       template: {
-        metadata: { labels: group.labels ?? { app: group.name }, annotations: { 'example.com/owner': 'tests' } },
+        metadata: { labels: group.labels ?? { app: group.name }, annotations: group.annotations ?? { 'example.com/owner': 'tests' } },
         ports: group.ports ?? [{ port: 8080, name: 'http' }],
         ...(serverName ? { serverName } : {}),
       },

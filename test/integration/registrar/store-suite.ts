@@ -103,6 +103,13 @@ export function storeContractSuite(t: Test, backend: StoreBackend): void {
     const seen = await cached(store, namespace, name, updated);
     t.equal(seen.metadata.labels?.tier, 'gold', 'labels replaced');
     t.same(seen.spec.workloadIPs, [{ ip: '10.9.9.9' }], 'spec replaced');
+    const removed = structuredClone(seen);
+    delete removed.metadata.labels!.tier;
+    delete removed.metadata.annotations!['meshexpansion.dev/node'];
+    const afterRemoval = await store.updateWorkload(removed);
+    const trimmed = await cached(store, namespace, name, afterRemoval);
+    t.notOk('tier' in (trimmed.metadata.labels ?? {}), 'a label the update leaves out is removed');
+    t.notOk('meshexpansion.dev/node' in (trimmed.metadata.annotations ?? {}), 'so is an annotation');
     const stale = structuredClone(created);
     stale.metadata.labels = { app: 'other' };
     await t.rejects(store.updateWorkload(stale), ConflictError, 'the old resourceVersion lost the race');

@@ -48,6 +48,33 @@ t.test('compare: equal objects need no write; a new holder or a changed IP does;
   t.equal(merged.metadata.resourceVersion, '5', 'the update carries the resourceVersion it read');
 });
 
+t.test('owned keys: a key that leaves the template leaves the workload; keys others set stay, also when the template once had the same key', async (t) => {
+  const desired = desiredWorkload(group, registration, 'r1');
+  t.same(JSON.parse(desired.metadata.annotations!['meshexpansion.dev/template-keys']!), { labels: ['app'], annotations: ['team'] });
+  const stored = { ...desired, metadata: { ...desired.metadata, resourceVersion: '5', labels: { ...desired.metadata.labels, tier: 'vm', 'other.io/x': '1' }, annotations: { ...desired.metadata.annotations, 'other.io/y': '2' } } };
+  const withTier: ExternalGroup = { ...group, spec: { ...group.spec, template: { ...group.spec.template, metadata: { labels: { app: 'web', tier: 'vm' }, annotations: { team: 'a', 'config.linkerd.io/opaque-ports': '5432' } } } } };
+  const before = mergeForUpdate(stored, desiredWorkload(withTier, registration, 'r1'));
+  t.same(JSON.parse(before.metadata.annotations!['meshexpansion.dev/template-keys']!), { labels: ['app', 'tier'], annotations: ['config.linkerd.io/opaque-ports', 'team'] });
+  t.ok(workloadMatches(before, desiredWorkload(withTier, registration, 'r1')));
+
+  const bare: ExternalGroup = { ...group, spec: { ...group.spec, template: { ...group.spec.template, metadata: { labels: { app: 'web' }, annotations: {} } } } };
+  const wanted = desiredWorkload(bare, registration, 'r1');
+  t.notOk(workloadMatches(before, wanted), 'a removed template key needs a write');
+  const after = mergeForUpdate(before, wanted);
+  t.same(after.metadata.labels, { app: 'web', 'meshexpansion.dev/group': 'web', 'other.io/x': '1' }, 'tier is gone, the foreign label stays');
+  t.notOk('config.linkerd.io/opaque-ports' in after.metadata.annotations!, 'the removed annotation is gone');
+  t.notOk('team' in after.metadata.annotations!);
+  t.equal(after.metadata.annotations!['other.io/y'], '2', 'the foreign annotation stays');
+  t.ok(workloadMatches(after, wanted), 'then nothing more to write');
+
+  // A workload written before the registrar recorded its keys: it owns nothing, removes nothing.
+  const { ['meshexpansion.dev/template-keys']: _, ...unrecorded } = before.metadata.annotations!;
+  const legacy = { ...before, metadata: { ...before.metadata, annotations: unrecorded } };
+  t.equal(mergeForUpdate(legacy, wanted).metadata.labels!['tier'], 'vm', 'an unrecorded key is not the registrar\'s to remove');
+  const garbled = { ...before, metadata: { ...before.metadata, annotations: { ...before.metadata.annotations, 'meshexpansion.dev/template-keys': '{not json' } } };
+  t.equal(mergeForUpdate(garbled, wanted).metadata.labels!['tier'], 'vm', 'an unreadable record owns nothing');
+});
+
 t.test('status: written only on change; lastTransitionTime moves only when the status flips', async (t) => {
   const object = desiredWorkload(group, registration, 'r1');
   const t0 = new Date('2026-01-01T00:00:00Z');

@@ -1,0 +1,57 @@
+/**
+ * Linkerd fidelity (issue 19) on a real kube-apiserver with the registrar under the RBAC
+ * of deploy/kubernetes: the ExternalWorkload is exactly what the template and the machine
+ * say (removed template keys go, foreign keys stay), the proxy's inbound port is listed as
+ * linkerd-proxy, the ExternalGroup's status shows the fleet, and a Service whose targetPort
+ * no template port matches raises a condition.
+ */
+import t from 'tap';
+import { workloadName } from '../../../src/protocol/workload-name.ts';
+import { KubeCluster, SKIP_WITHOUT_KUBE } from '../../helpers/kube.ts';
+import { makePki, RegistrarCluster, startHarness, TRUST_DOMAIN } from '../../helpers/registrar.ts';
+import { waitFor } from '../../helpers/tmp.ts';
+
+t.setTimeout(600_000);
+
+const VM_ID = `spiffe://${TRUST_DOMAIN}/vm/web`;
+
+t.test('Linkerd fidelity on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, async (t) => {
+  const cluster = await KubeCluster.start(t);
+  const pki = await makePki(t);
+  const world = new RegistrarCluster(cluster, pki, 'mh-fid');
+
+  t.test('owned keys: a label and an annotation removed from the template leave every workload with one write each; foreign keys stay', async (t) => {
+    const ns = await world.namespace(t);
+    const allowedIdentities = [`spiffe://${TRUST_DOMAIN}/vm/*`];
+    const base = { name: 'web', namespace: ns, allowedIdentities, maxWorkloadsPerIdentity: 2 };
+    await world.applyGroup({ ...base, labels: { app: 'web', tier: 'vm' }, annotations: { 'config.linkerd.io/opaque-ports': '5432', 'example.com/owner': 'tests' } });
+    const r = await world.replica(t, { replica: 'reg-keys' });
+    const names = ['vm-1', 'vm-2'].map((nodeName) => workloadName({ namespace: ns, group: 'web', nodeName, spiffeId: VM_ID }));
+    for (const nodeName of ['vm-1', 'vm-2']) await startHarness(t, { pki, spiffeId: VM_ID, registrarAddress: r.grpcAddress, group: 'web', namespace: ns, nodeName });
+    for (const name of names) {
+      const workload = await world.waitForReady(ns, name, 'True');
+      t.equal(workload.metadata.labels?.tier, 'vm');
+      t.equal(workload.metadata.annotations?.['config.linkerd.io/opaque-ports'], '5432');
+      // Another controller's keys, one of them a key the template also had once.
+      await cluster.kubectl(['label', '-n', ns, 'externalworkload', name, 'other.example/zone=a']);
+      await cluster.kubectl(['annotate', '-n', ns, 'externalworkload', name, 'other.example/note=kept']);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const before = await cluster.writeRequests({ group: 'workload.linkerd.io' });
+
+    await world.applyGroup({ ...base, labels: { app: 'web' }, annotations: { 'example.com/owner': 'tests' } });
+    for (const name of names) {
+      const trimmed = await waitFor(`${name} without tier and opaque-ports`, async () => {
+        const w = await world.getWorkload(ns, name);
+        return w && !('tier' in (w.metadata.labels ?? {})) && !('config.linkerd.io/opaque-ports' in (w.metadata.annotations ?? {})) ? w : undefined;
+      }, 30_000, 100);
+      t.equal(trimmed.metadata.labels?.['other.example/zone'], 'a', 'a foreign label stays');
+      t.equal(trimmed.metadata.annotations?.['other.example/note'], 'kept', 'a foreign annotation stays');
+      t.equal(trimmed.metadata.labels?.app, 'web');
+      t.same(JSON.parse(trimmed.metadata.annotations?.['meshexpansion.dev/template-keys'] ?? '{}'), { labels: ['app'], annotations: ['example.com/owner'] }, 'the record lists what the registrar set');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const after = await cluster.writeRequests({ group: 'workload.linkerd.io' });
+    t.equal(after - before, names.length, `one ExternalWorkload write per workload for the template edit (counted ${after - before})`);
+  });
+});
