@@ -34,7 +34,12 @@ export interface Registration {
   machineId: string;
   serverName: string;
   workloadIps: string[];
+  /** The proxy's inbound port as the hello says it (1-65535), 0 when not said. */
+  proxyInboundPort: number;
 }
+
+/** The port name a pod's proxy container gives its inbound port; Linkerd's opaque transport looks for it. */
+export const PROXY_PORT_NAME = 'linkerd-proxy';
 
 export type ReadyReason = 'Ready' | 'ProxyNotReady' | 'ProbeFailed' | 'Disconnected' | 'Draining';
 
@@ -80,6 +85,17 @@ export function ownedTemplateKeys(workload: ExternalWorkload): { labels: string[
   }
 }
 
+/**
+ * The template's ports, then linkerd-proxy at the machine's inbound port. The machine says
+ * where its proxy listens, so a template port of that name is dropped (the group's status
+ * says so) rather than listed twice, which the API server would refuse.
+ */
+function workloadPorts(ports: WorkloadPort[] | undefined, proxyInboundPort: number): WorkloadPort[] {
+  const template = normalizedPorts(ports);
+  if (!proxyInboundPort) return template;
+  return [...template.filter((p) => p.name !== PROXY_PORT_NAME), { name: PROXY_PORT_NAME, port: proxyInboundPort, protocol: 'TCP' }];
+}
+
 /** The ExternalWorkload's metadata and spec (status is separate: it goes through its subresource). */
 export function desiredWorkload(group: ExternalGroup, registration: Registration, holder: string): ExternalWorkload {
   const template = group.spec.template ?? {};
@@ -105,7 +121,7 @@ export function desiredWorkload(group: ExternalGroup, registration: Registration
     },
     spec: {
       meshTLS: { identity: registration.spiffeId, serverName: registration.serverName },
-      ports: normalizedPorts(template.ports),
+      ports: workloadPorts(template.ports, registration.proxyInboundPort),
       workloadIPs: workloadIps(registration.workloadIps),
     },
   };

@@ -276,6 +276,7 @@ export class RegistrationServer {
       machineId: hello.machine_id,
       serverName: serverName.value,
       workloadIps: ips.value,
+      proxyInboundPort: hello.proxy_inbound_port,
     };
     const claim = this.options.controller.claim(registration, group);
     if (!claim.ok) {

@@ -8,7 +8,7 @@
 import t from 'tap';
 import { workloadName } from '../../../src/protocol/workload-name.ts';
 import { KubeCluster, SKIP_WITHOUT_KUBE } from '../../helpers/kube.ts';
-import { makePki, RegistrarCluster, startHarness, TRUST_DOMAIN } from '../../helpers/registrar.ts';
+import { makePki, RawClient, RegistrarCluster, startHarness, TRUST_DOMAIN } from '../../helpers/registrar.ts';
 import { waitFor } from '../../helpers/tmp.ts';
 
 t.setTimeout(600_000);
@@ -53,5 +53,28 @@ t.test('Linkerd fidelity on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE },
     await new Promise((resolve) => setTimeout(resolve, 3000));
     const after = await cluster.writeRequests({ group: 'workload.linkerd.io' });
     t.equal(after - before, names.length, `one ExternalWorkload write per workload for the template edit (counted ${after - before})`);
+  });
+
+  t.test('linkerd-proxy: the port equals the harness\'s proxy.inboundPort; an impossible one is InvalidHello', async (t) => {
+    const ns = await world.namespace(t);
+    await world.applyGroup({ name: 'web', namespace: ns, allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`] });
+    const r = await world.replica(t, { replica: 'reg-port' });
+    await startHarness(t, { pki, spiffeId: VM_ID, registrarAddress: r.grpcAddress, group: 'web', namespace: ns, nodeName: 'vm-1', proxyInboundPort: 15143 });
+    const workload = await world.waitForReady(ns, workloadName({ namespace: ns, group: 'web', nodeName: 'vm-1', spiffeId: VM_ID }), 'True');
+    t.same(workload.spec.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'linkerd-proxy', port: 15143, protocol: 'TCP' }]);
+
+    const raw = await RawClient.open(t, { pki, spiffeId: `spiffe://${TRUST_DOMAIN}/vm/raw`, address: r.grpcAddress });
+    const answer = await raw.stream(RawClient.hello({ group: 'web', namespace: ns, node_name: 'vm-raw', proxy_inbound_port: 70000 })).answer;
+    t.match(answer.message, { refused: { reason: 'InvalidHello', message: /proxy_inbound_port 70000 is not a port/ } });
+  });
+
+  t.test('no derived server name: a hello without one, to a group without one, is refused', async (t) => {
+    const ns = await world.namespace(t);
+    await world.applyGroup({ name: 'web', namespace: ns, allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`], serverName: null });
+    const r = await world.replica(t, { replica: 'reg-sni' });
+    const raw = await RawClient.open(t, { pki, spiffeId: `spiffe://${TRUST_DOMAIN}/vm/raw`, address: r.grpcAddress });
+    const answer = await raw.stream(RawClient.hello({ group: 'web', namespace: ns, node_name: 'vm-raw', server_name: '' })).answer;
+    t.match(answer.message, { refused: { reason: 'NoServerName' } });
+    t.same(await world.listWorkloads(ns), [], 'no ExternalWorkload with a guessed server name');
   });
 });

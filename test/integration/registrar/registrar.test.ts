@@ -317,7 +317,7 @@ message Refused { string reason = 1; string message = 2; }
     // A newer harness: a field and a message kind this registrar does not know.
     const current = readFileSync(join(REPO_ROOT, PROTO_FILE), 'utf8');
     const newer = current
-      .replace('  string machine_id = 10;\n}', '  string machine_id = 10;\n  string future_field = 99;\n}')
+      .replace('  uint32 proxy_inbound_port = 11;\n}', '  uint32 proxy_inbound_port = 11;\n  string future_field = 99;\n}')
       .replace('    Goodbye goodbye = 4;\n', '    Goodbye goodbye = 4;\n    Telemetry telemetry = 50;\n')
       .concat('\nmessage Telemetry { string text = 1; }\n');
     t.not(newer, current);
