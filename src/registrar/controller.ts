@@ -394,6 +394,8 @@ export class WorkloadController {
   }
 
   private readonly holderSeenAt = new Map<string, number>();
+  /** Each group's uid and generation as last seen: its spec changed only when they did. */
+  private readonly groupSeen = new Map<string, string>();
 
   /** Writes the Ready condition when it differs; whether it did. */
   private async writeStatus(current: ExternalWorkload, readiness: Readiness): Promise<boolean> {
@@ -463,12 +465,19 @@ export class WorkloadController {
       this.stored.set(id, event.type === 'deleted' ? undefined : indexKey(event.object));
       if (this.tracked.has(id) || holder !== undefined) this.markDirty(id);
     } else if (event.kind === 'ExternalGroup') {
+      const { namespace, name, generation, uid } = event.object.metadata;
+      const groupId = key(namespace, name);
+      const seen = this.groupSeen.get(groupId);
+      if (event.type === 'deleted') this.groupSeen.delete(groupId);
+      else this.groupSeen.set(groupId, `${uid}/${generation}`);
+      // A status write (the group's own, every time its counts change) is no template change.
+      if (event.type === 'modified' && seen === `${uid}/${generation}`) return;
       for (const [id, entry] of this.tracked) {
         if (entry.registration.namespace !== event.object.metadata.namespace || entry.registration.group !== event.object.metadata.name) continue;
         if (event.type === 'modified' && entry.session) entry.session.groupChanged(event.object);
         this.markDirty(id);
       }
-    } else {
+    } else if (event.kind !== 'Service') {
       this.resync();
     }
   }

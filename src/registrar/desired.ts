@@ -215,3 +215,21 @@ export function reportedReadiness(state: WorkloadState | null | undefined): Read
   }
   return { ready: true, reason: 'Ready', message: state.message || 'the harness reports the proxy ready' };
 }
+
+/**
+ * The group's probes as the harness gets them: a named httpGet or tcpSocket port that a
+ * template port carries is sent as that port's number, since the template's ports are what
+ * the ExternalWorkload lists. A name no template port carries is left for the harness to
+ * resolve from its own workload.ports (or to report as not found).
+ */
+export function resolvedProbes(group: ExternalGroup): Array<Record<string, unknown>> {
+  const byName = new Map((group.spec.template?.ports ?? []).filter((p) => p.name).map((p) => [p.name!, p.port]));
+  return (group.spec.probes ?? []).map((probe) => {
+    const out: Record<string, unknown> = { ...probe };
+    for (const handler of ['httpGet', 'tcpSocket'] as const) {
+      const action = probe[handler] as { port?: unknown } | undefined;
+      if (action && typeof action.port === 'string' && byName.has(action.port)) out[handler] = { ...action, port: byName.get(action.port) };
+    }
+    return out;
+  });
+}

@@ -77,4 +77,60 @@ t.test('Linkerd fidelity on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE },
     t.match(answer.message, { refused: { reason: 'NoServerName' } });
     t.same(await world.listWorkloads(ns), [], 'no ExternalWorkload with a guessed server name');
   });
+
+  t.test('ExternalGroup status: counts and conditions, kubectl get shows the fleet, no write while nothing changes', async (t) => {
+    const ns = await world.namespace(t);
+    await world.applyGroup({ name: 'fleet', namespace: ns, allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`], maxWorkloadsPerIdentity: 3 });
+    const r = await world.replica(t, { replica: 'reg-status' });
+    const harnesses = [];
+    for (const nodeName of ['vm-1', 'vm-2', 'vm-3']) harnesses.push(await startHarness(t, { pki, spiffeId: VM_ID, registrarAddress: r.grpcAddress, group: 'fleet', namespace: ns, nodeName }));
+    harnesses[2]!.readiness.set({ proxy_ready: false, probes: [], reason: 'ProxyNotReady', message: 'down' });
+    const group = await waitFor('status 3 workloads, 2 ready', async () => {
+      const { body } = await cluster.request('GET', `/apis/meshexpansion.dev/v1alpha1/namespaces/${ns}/externalgroups/fleet`);
+      const g = body as { metadata: { generation: number }; status?: { workloads?: number; readyWorkloads?: number; observedGeneration?: number; conditions?: Array<{ type: string; status: string }> } };
+      return g.status?.workloads === 3 && g.status.readyWorkloads === 2 ? g : undefined;
+    }, 30_000, 200);
+    t.equal(group.status!.observedGeneration, group.metadata.generation);
+    t.same(group.status!.conditions!.map((c) => `${c.type}=${c.status}`), ['Accepted=True', 'TemplateValid=True', 'ServicePortsMatched=True']);
+    const table = await cluster.kubectl(['get', 'externalgroups', '-n', ns]);
+    t.match(table.stdout, /^NAME\s+WORKLOADS\s+READY\s+ACCEPTED\s+TEMPLATE\s+PORTS\s+AGE\n/, 'printer columns');
+    t.match(table.stdout, /\nfleet\s+3\s+2\s+True\s+True\s+True\s+\S+/);
+
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    const before = await cluster.writeRequests({ group: 'meshexpansion.dev' });
+    await new Promise((resolve) => setTimeout(resolve, 15_000));
+    t.equal(await cluster.writeRequests({ group: 'meshexpansion.dev' }) - before, 0, 'heartbeats write no ExternalGroup status');
+
+    harnesses[2]!.readiness.set({ proxy_ready: true, probes: [], reason: '', message: '' });
+    await waitFor('status 3 ready', async () => {
+      const { body } = await cluster.request('GET', `/apis/meshexpansion.dev/v1alpha1/namespaces/${ns}/externalgroups/fleet`);
+      return (body as { status?: { readyWorkloads?: number } }).status?.readyWorkloads === 3 ? true : undefined;
+    }, 30_000, 200);
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    t.equal(await cluster.writeRequests({ group: 'meshexpansion.dev' }) - before, 1, 'one status write for one change');
+  });
+
+  t.test('a Service whose targetPort no template port matches raises ServicePortsMatched=False and the metric; fixing it clears both', async (t) => {
+    const ns = await world.namespace(t);
+    await world.applyGroup({ name: 'web', namespace: ns, allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`], labels: { app: 'web' }, ports: [{ port: 8080, name: 'http' }] });
+    const r = await world.replica(t, { replica: 'reg-svc' });
+    const service = (targetPort: number | string) => JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: ns }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort }, { name: 'metrics', port: 9090, targetPort: 9090 }] } });
+    await cluster.kubectl(['apply', '-f', '-'], { input: service('http') });
+    t.teardown(() => cluster.kubectl(['delete', 'service', 'web', '-n', ns, '--wait=false'], { reject: false }));
+    const condition = async (status: string) => waitFor(`ServicePortsMatched=${status}`, async () => {
+      const { body } = await cluster.request('GET', `/apis/meshexpansion.dev/v1alpha1/namespaces/${ns}/externalgroups/web`);
+      const c = (body as { status?: { conditions?: Array<{ type: string; status: string; reason: string; message: string }> } }).status?.conditions?.find((x) => x.type === 'ServicePortsMatched');
+      return c?.status === status ? c : undefined;
+    }, 30_000, 200);
+    const raised = await condition('False');
+    t.equal(raised.reason, 'UnmatchedTargetPort');
+    t.match(raised.message, /Service web port metrics \(targetPort 9090\/TCP\) match no port of spec\.template\.ports/);
+    t.notMatch(raised.message, /port http/, 'the named targetPort matches');
+    const metric = new RegExp(`mesh_registrar_unmatched_service_ports\\{namespace="${ns}",group="web"\\} 1`);
+    t.match(await r.metrics(), metric);
+
+    await world.applyGroup({ name: 'web', namespace: ns, allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`], labels: { app: 'web' }, ports: [{ port: 8080, name: 'http' }, { port: 9090, name: 'metrics' }] });
+    t.match((await condition('True')).message, /every targetPort of web matches a template port/);
+    t.match(await r.metrics(), new RegExp(`mesh_registrar_unmatched_service_ports\\{namespace="${ns}",group="web"\\} 0`));
+  });
 });
