@@ -44,7 +44,7 @@ t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, a
     t.equal(component.workloadName(), name, 'the harness and the registrar agree on the name without asking each other');
     t.same(workload.spec.meshTLS, { identity: VM_ID, serverName: groupServerName('web', ns) }, 'the server name is the group\'s');
     t.same(workload.spec.workloadIPs, [{ ip: '192.0.2.10' }, { ip: 'fd00::10' }]);
-    t.same(workload.spec.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }]);
+    t.same(workload.spec.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'linkerd-proxy', port: 4143, protocol: 'TCP' }], 'the template\'s ports, then the proxy\'s inbound port');
     t.match(workload.metadata.labels, { app: 'web', tier: 'backend' });
     t.equal(workload.metadata.ownerReferences?.[0]?.kind, 'ExternalGroup');
     t.equal(workload.metadata.annotations?.['meshexpansion.dev/registrar-replica'], 'reg-a');
