@@ -60,9 +60,10 @@ async function registrarChild(dir: string): Promise<void> {
   });
   // Every transition to Ready=False, with its time: the parent counts flaps and latencies from these.
   const last = new Map<string, string>();
-  // Every ExternalWorkload event is one write the registrar made (create, update, status, delete).
+  // Every ExternalWorkload or ExternalGroup event is one write the registrar made (create, update, status, delete).
   let writes = 0;
   store.subscribe((event) => {
+    if (event.kind === 'ExternalGroup') writes += 1;
     if (event.kind !== 'ExternalWorkload') return;
     writes += 1;
     const ready = event.object.status?.conditions?.find((c) => c.type === 'Ready');
@@ -276,7 +277,7 @@ async function main(): Promise<void> {
       await sleep(windowMs);
       const b = procStat(pid);
       const writesAfter = (await heap()).writes!;
-      rows.push({ name: `${size} streams: ExternalWorkload writes per minute at steady state`, value: ((writesAfter - writesBefore) * 60_000) / windowMs, unit: 'writes/min' });
+      rows.push({ name: `${size} streams: ExternalWorkload and ExternalGroup writes per minute at steady state`, value: ((writesAfter - writesBefore) * 60_000) / windowMs, unit: 'writes/min' });
       rows.push({ name: `${size} streams: registrar CPU (heartbeats every 10 s)`, value: ((b.cpu - a.cpu) / (windowMs / 1000)) * 100, unit: '% of one core' });
       rows.push({ name: `${size} streams: registrar RSS`, value: b.rssMb, unit: 'MB' });
       rows.push({ name: `${size} streams: registrar RssAnon`, value: b.rssAnonMb, unit: 'MB' });

@@ -53,7 +53,7 @@ export const schemaSections = {
     binary: { doc: 'linkerd2-proxy executable. A bare name is looked up on PATH.', format: 'command', default: '/usr/lib/linkerd/linkerd2-proxy' },
     user: { doc: 'User the proxy runs as; its traffic is never redirected.', format: 'account-name', default: 'meshproxy' },
     group: { doc: 'Group the proxy and the harness run with; its traffic is never redirected, and a SPIRE entry with selector unix:group:<name> identifies both.', format: 'account-name', default: 'meshproxy' },
-    inboundPort: { doc: 'Proxy inbound listener port (LINKERD2_PROXY_INBOUND_LISTEN_ADDR).', format: 'port-number', default: 4143 },
+    inboundPort: { doc: 'Proxy inbound listener port (LINKERD2_PROXY_INBOUND_LISTEN_ADDR); sent to the registrar, which lists it on the ExternalWorkload as port linkerd-proxy.', format: 'port-number', default: 4143 },
     outboundPort: { doc: 'Proxy outbound listener port (LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR).', format: 'port-number', default: 4140 },
     adminPort: { doc: 'Proxy admin port (LINKERD2_PROXY_ADMIN_LISTEN_ADDR, on 127.0.0.1).', format: 'port-number', default: 4191 },
     controlPort: { doc: 'Proxy control listener port (LINKERD2_PROXY_CONTROL_LISTEN_ADDR).', format: 'port-number', default: 4190 },

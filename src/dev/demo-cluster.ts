@@ -189,10 +189,33 @@ export class DemoCluster {
     await kube.install();
     await kube.kubectl(['create', 'namespace', group.metadata.namespace]);
     await kube.kubectl(['apply', '-f', '-'], { input: JSON.stringify(group) });
+    await kube.kubectl(['apply', '-f', '-'], { input: JSON.stringify(groupService(group)) });
     const { namespace, name } = group.metadata;
-    detail(`kubectl apply as cluster admin: Linkerd's ExternalWorkload CRD, deploy/kubernetes, namespace ${namespace}, ExternalGroup ${namespace}/${name}`);
+    detail(`kubectl apply as cluster admin: Linkerd's ExternalWorkload CRD, deploy/kubernetes, namespace ${namespace}, ExternalGroup ${namespace}/${name}, Service ${namespace}/${name} selecting its workloads`);
     detail(`the registrar signs in as ServiceAccount ${REGISTRAR_NAMESPACE}/${REGISTRAR_SERVICE_ACCOUNT}, with only the RBAC of deploy/kubernetes`);
     return kube.registrarKubeconfig;
+  }
+
+  /**
+   * What a user sees of the group behind its Service (kube store only; empty otherwise):
+   * the ExternalGroup's columns, the Service and its EndpointSlices. Nothing here runs
+   * Linkerd's controller, so no slice exists; each kubectl call is bounded.
+   */
+  async serviceView(): Promise<string[]> {
+    if (!this.kube) return [];
+    const { namespace, name } = this.options.group.metadata;
+    // The registrar writes the group's status at most once a second: wait (bounded) for it to count the VM.
+    for (let attempt = 0; attempt < 20; attempt += 1) {
+      const ready = await this.kube.kubectl(['get', 'externalgroup', name, '-n', namespace, '-o', 'jsonpath={.status.readyWorkloads}'], { reject: false });
+      if (Number(ready.stdout) >= 1) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    const lines: string[] = [];
+    for (const args of [['get', 'externalgroups'], ['get', 'service,endpointslices']]) {
+      const result = await this.kube.kubectl([...args, '-n', namespace], { reject: false });
+      lines.push(`$ kubectl ${args.join(' ')} -n ${namespace}`, ...`${result.stdout}${result.stderr}`.trimEnd().split('\n'));
+    }
+    return lines;
   }
 
   /** --keep: how to look at the cluster's objects (kube store only). */
@@ -230,3 +253,16 @@ export class DemoCluster {
   }
 }
 
+/** The Service a user creates in front of a group: its template's labels as the selector, each template port by name. */
+export function groupService(group: ExternalGroup): Record<string, unknown> {
+  const template = group.spec.template;
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: group.metadata.name, namespace: group.metadata.namespace },
+    spec: {
+      selector: template.metadata?.labels ?? { 'meshexpansion.dev/group': group.metadata.name },
+      ports: (template.ports ?? []).map((p) => ({ name: p.name ?? `port-${p.port}`, port: p.port, targetPort: p.name ?? p.port, protocol: p.protocol ?? 'TCP' })),
+    },
+  };
+}

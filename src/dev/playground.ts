@@ -363,6 +363,13 @@ export class Playground {
       for (const line of toYaml(ewReady).trimEnd().split('\n')) this.say.detail(line);
       summary.push(['ExternalWorkload', `${NAMESPACE}/${ewName} Ready=True`]);
 
+      const serviceView = await cluster.serviceView();
+      if (serviceView.length) {
+        this.say.step(`A Service in front of the group (${NAMESPACE}/${GROUP}, targetPort http: a template port)`);
+        for (const line of serviceView) this.say.detail(line);
+        this.say.detail('no EndpointSlice here: in a cluster, Linkerd\'s destination controller fills one with the VM\'s IP and port 8080 while the ExternalWorkload is Ready=True (docs/registrar.md, "Serving a group behind a Service")');
+      }
+
       this.say.step('The client sends the workload a request again, now that the rules are in');
       const viaMesh = await this.connect(this.client, { host: VM_IP, port: WORKLOAD_PORT, path: '/', boundMs: NETWORK_BOUND_MS });
       const inbound = inboundVerdict(viaMesh, NETWORK_BOUND_MS);

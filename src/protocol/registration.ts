@@ -45,6 +45,7 @@ export interface Hello {
   state?: WorkloadState | null;
   server_name: string;
   machine_id: string;
+  proxy_inbound_port: number;
 }
 
 export type HarnessMessage =

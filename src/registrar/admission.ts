@@ -66,9 +66,10 @@ export function decideName(hello: Hello, group: ExternalGroup, spiffeId: string,
 
 /**
  * spec.meshTLS.serverName: the group's spec.template.serverName, else one of the DNS names
- * of the SVID (the one the hello names, or the first). The hello's server name is what the
- * proxy presents (identity.serverName); an empty one (a harness from before it was sent)
- * takes the decided name.
+ * of the SVID the hello names. The hello's server name is what the proxy presents
+ * (identity.serverName); an empty one (a harness from before it was sent) takes the
+ * group's, and without one is refused: a name picked from the SVID may not be the one the
+ * proxy presents, and a server name the proxy does not present breaks every connection to it.
  */
 export function decideServerName(hello: Hello, group: ExternalGroup, peer: Peer): Decision<string> {
   const where = `ExternalGroup ${group.metadata.namespace}/${group.metadata.name}`;
@@ -82,7 +83,9 @@ export function decideServerName(hello: Hello, group: ExternalGroup, peer: Peer)
   if (names.length === 0) {
     return { ok: false, reason: 'NoServerName', message: `${where} has no spec.template.serverName and the SVID of ${peer.spiffeId} carries no DNS name: set spec.template.serverName on the group${presented ? ` (to ${presented} if that is the name this machine's proxy should present)` : ''}` };
   }
-  if (!presented) return { ok: true, value: names[0]! };
+  if (!presented) {
+    return { ok: false, reason: 'NoServerName', message: `this machine's hello names no server name (identity.serverName) and ${where} sets no spec.template.serverName: upgrade mesh-harness (it sends identity.serverName), or set spec.template.serverName on the group to the name the machines' proxies present (one of ${JSON.stringify(names)})` };
+  }
   if (names.includes(presented)) return { ok: true, value: presented };
   return { ok: false, reason: 'ServerNameMismatch', message: `this machine's proxy presents the server name ${quote(presented)} (identity.serverName), but its SVID's DNS names are ${JSON.stringify(names)} and ${where} sets no spec.template.serverName: set identity.serverName to one of them (or set the group's spec.template.serverName)` };
 }

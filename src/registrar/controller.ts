@@ -81,8 +81,11 @@ export class WorkloadController {
   private readonly dirty = new Set<string>();
   private readonly wakeAt = new Map<string, number>();
   private readonly retry = new Map<string, Backoff>();
-  /** Our own last write per object, newer than the cache until the watch delivers it. */
-  private readonly pending = new Map<string, ExternalWorkload>();
+  /**
+   * Our own last write per object, with the resourceVersion the cache held when the write
+   * went out: newer than the cache only while the cache still holds that version.
+   */
+  private readonly pending = new Map<string, { object: ExternalWorkload; base: string | undefined }>();
   private readonly now: () => number;
   private readonly startedAt: number;
   private running = false;
@@ -339,19 +342,21 @@ export class WorkloadController {
     let current = object;
     let wrote = false;
     if (!current) {
+      const base = this.cachedVersion(id);
       current = await this.options.store.createWorkload(desired);
       this.options.log.info({ workload: id, identity: entry.registration.spiffeId, node: entry.registration.nodeName }, 'created ExternalWorkload');
-      this.pending.set(id, current);
+      this.pending.set(id, { object: current, base });
     } else {
       const update = !workloadMatches(current, desired);
       // A state that changes faster than the budget allows is coalesced: the latest wins.
       if ((update || (readiness && statusUpdate(current, readiness, new Date(this.now())))) && this.mustWait(id)) return;
       if (update) {
         const before = current.metadata.annotations?.[ANNOTATION.holder];
+        const base = this.cachedVersion(id);
         current = await this.options.store.updateWorkload(mergeForUpdate(current, desired));
         wrote = true;
         if (before !== this.options.replica) this.options.log.info({ workload: id, from: before }, 'took over the ExternalWorkload');
-        this.pending.set(id, current);
+        this.pending.set(id, { object: current, base });
       }
     }
     if (readiness && (await this.writeStatus(current, readiness))) wrote = true;
@@ -389,14 +394,17 @@ export class WorkloadController {
   }
 
   private readonly holderSeenAt = new Map<string, number>();
+  /** Each group's uid and generation as last seen: its spec changed only when they did. */
+  private readonly groupSeen = new Map<string, string>();
 
   /** Writes the Ready condition when it differs; whether it did. */
   private async writeStatus(current: ExternalWorkload, readiness: Readiness): Promise<boolean> {
     const next = statusUpdate(current, readiness, new Date(this.now()));
     if (!next) return false;
     const id = key(current.metadata.namespace, current.metadata.name);
+    const base = this.cachedVersion(id);
     const written = await this.options.store.updateWorkloadStatus(next);
-    this.pending.set(id, written);
+    this.pending.set(id, { object: written, base });
     this.options.log.info({ workload: id, ready: readiness.ready, reason: readiness.reason }, `Ready=${readiness.ready ? 'True' : 'False'} (${readiness.reason})`);
     return true;
   }
@@ -426,31 +434,50 @@ export class WorkloadController {
     this.lastRefill = now;
   }
 
-  /** The freshest view of an object: our own last write until the watch catches up. */
+  /**
+   * The freshest view of an object: our own last write until the watch catches up. A write
+   * whose response came after its own watch event, or anyone's later change, has moved the
+   * cache past the version the write replaced: then the cache is the fresher one (a stale
+   * write would only earn a conflict).
+   */
   private current(id: string): ExternalWorkload | undefined {
-    const pending = this.pending.get(id);
-    if (pending) return pending;
     const [namespace, name] = split(id);
-    return this.options.store.getWorkload(namespace, name);
+    const cached = this.options.store.getWorkload(namespace, name);
+    const pending = this.pending.get(id);
+    if (pending && pending.base === cached?.metadata.resourceVersion) return pending.object;
+    this.pending.delete(id);
+    return cached;
+  }
+
+  private cachedVersion(id: string): string | undefined {
+    const [namespace, name] = split(id);
+    return this.options.store.getWorkload(namespace, name)?.metadata.resourceVersion;
   }
 
   private onStoreEvent(event: StoreEvent): void {
     if (event.kind === 'ExternalWorkload') {
       const id = key(event.object.metadata.namespace, event.object.metadata.name);
       const pending = this.pending.get(id);
-      if (pending && (event.type === 'deleted' || pending.metadata.resourceVersion === event.object.metadata.resourceVersion)) this.pending.delete(id);
+      if (pending && (event.type === 'deleted' || pending.object.metadata.resourceVersion === event.object.metadata.resourceVersion)) this.pending.delete(id);
       const holder = event.object.metadata.annotations?.[ANNOTATION.holder];
       if (holder && holder !== this.options.replica) this.holderSeenAt.set(id, this.now());
       if (event.type === 'deleted') this.holderSeenAt.delete(id);
       this.stored.set(id, event.type === 'deleted' ? undefined : indexKey(event.object));
       if (this.tracked.has(id) || holder !== undefined) this.markDirty(id);
     } else if (event.kind === 'ExternalGroup') {
+      const { namespace, name, generation, uid } = event.object.metadata;
+      const groupId = key(namespace, name);
+      const seen = this.groupSeen.get(groupId);
+      if (event.type === 'deleted') this.groupSeen.delete(groupId);
+      else this.groupSeen.set(groupId, `${uid}/${generation}`);
+      // A status write (the group's own, every time its counts change) is no template change.
+      if (event.type === 'modified' && seen === `${uid}/${generation}`) return;
       for (const [id, entry] of this.tracked) {
         if (entry.registration.namespace !== event.object.metadata.namespace || entry.registration.group !== event.object.metadata.name) continue;
         if (event.type === 'modified' && entry.session) entry.session.groupChanged(event.object);
         this.markDirty(id);
       }
-    } else {
+    } else if (event.kind !== 'Service') {
       this.resync();
     }
   }

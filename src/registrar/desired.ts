@@ -14,6 +14,12 @@ export const ANNOTATION = {
   holder: 'meshexpansion.dev/registrar-replica',
   nodeName: 'meshexpansion.dev/node-name',
   machineId: 'meshexpansion.dev/machine-id',
+  /**
+   * The label and annotation keys the registrar copied from the group's template, as JSON
+   * {"labels":[...],"annotations":[...]}: a key that leaves the template is removed from the
+   * workload only when it is listed here, so keys others set are never touched.
+   */
+  templateKeys: 'meshexpansion.dev/template-keys',
 } as const;
 
 export const LABEL = { group: 'meshexpansion.dev/group' } as const;
@@ -28,7 +34,12 @@ export interface Registration {
   machineId: string;
   serverName: string;
   workloadIps: string[];
+  /** The proxy's inbound port as the hello says it (1-65535), 0 when not said. */
+  proxyInboundPort: number;
 }
+
+/** The port name a pod's proxy container gives its inbound port; Linkerd's opaque transport looks for it. */
+export const PROXY_PORT_NAME = 'linkerd-proxy';
 
 export type ReadyReason = 'Ready' | 'ProxyNotReady' | 'ProbeFailed' | 'Disconnected' | 'Draining';
 
@@ -61,9 +72,37 @@ function normalizedPorts(ports: WorkloadPort[] | undefined): WorkloadPort[] {
   return (ports ?? []).map((p) => ({ ...(p.name ? { name: p.name } : {}), port: p.port, protocol: p.protocol ?? 'TCP' }));
 }
 
+/** The template keys an ExternalWorkload's annotation says the registrar set (none when absent or unreadable). */
+export function ownedTemplateKeys(workload: ExternalWorkload): { labels: string[]; annotations: string[] } {
+  const text = workload.metadata.annotations?.[ANNOTATION.templateKeys];
+  try {
+    const parsed = text ? (JSON.parse(text) as { labels?: unknown; annotations?: unknown }) : {};
+    const strings = (value: unknown) => (Array.isArray(value) ? value.filter((k): k is string => typeof k === 'string') : []);
+    return { labels: strings(parsed.labels), annotations: strings(parsed.annotations) };
+  } catch {
+    // Someone edited it by hand: own nothing rather than remove what might be theirs.
+    return { labels: [], annotations: [] };
+  }
+}
+
+/**
+ * The template's ports, then linkerd-proxy at the machine's inbound port. The machine says
+ * where its proxy listens, so a template port of that name is dropped (the group's status
+ * says so) rather than listed twice, which the API server would refuse.
+ */
+function workloadPorts(ports: WorkloadPort[] | undefined, proxyInboundPort: number): WorkloadPort[] {
+  const template = normalizedPorts(ports);
+  if (!proxyInboundPort) return template;
+  return [...template.filter((p) => p.name !== PROXY_PORT_NAME), { name: PROXY_PORT_NAME, port: proxyInboundPort, protocol: 'TCP' }];
+}
+
 /** The ExternalWorkload's metadata and spec (status is separate: it goes through its subresource). */
 export function desiredWorkload(group: ExternalGroup, registration: Registration, holder: string): ExternalWorkload {
   const template = group.spec.template ?? {};
+  const owned = JSON.stringify({
+    labels: Object.keys(template.metadata?.labels ?? {}).sort(),
+    annotations: Object.keys(template.metadata?.annotations ?? {}).sort(),
+  });
   return {
     apiVersion: 'workload.linkerd.io/v1beta1',
     kind: 'ExternalWorkload',
@@ -74,6 +113,7 @@ export function desiredWorkload(group: ExternalGroup, registration: Registration
       annotations: {
         ...template.metadata?.annotations,
         [ANNOTATION.holder]: holder,
+        [ANNOTATION.templateKeys]: owned,
         [ANNOTATION.nodeName]: registration.nodeName,
         ...(registration.machineId ? { [ANNOTATION.machineId]: registration.machineId } : {}),
       },
@@ -81,24 +121,36 @@ export function desiredWorkload(group: ExternalGroup, registration: Registration
     },
     spec: {
       meshTLS: { identity: registration.spiffeId, serverName: registration.serverName },
-      ports: normalizedPorts(template.ports),
+      ports: workloadPorts(template.ports, registration.proxyInboundPort),
       workloadIPs: workloadIps(registration.workloadIps),
     },
   };
 }
 
+/** Keys the registrar set from an earlier template that the desired object no longer has. */
+function dropped(current: ExternalWorkload, desired: ExternalWorkload): { labels: string[]; annotations: string[] } {
+  const owned = ownedTemplateKeys(current);
+  return {
+    labels: owned.labels.filter((k) => !(k in (desired.metadata.labels ?? {}))),
+    annotations: owned.annotations.filter((k) => !(k in (desired.metadata.annotations ?? {}))),
+  };
+}
+
 /**
  * Whether the stored object already matches the desired one. Labels and annotations are
- * compared on the keys the registrar sets, so other controllers' additions do not cause
- * a write war.
+ * compared on the keys the registrar sets (and those it set before and must remove), so
+ * other controllers' additions do not cause a write war.
  */
 export function workloadMatches(current: ExternalWorkload, desired: ExternalWorkload): boolean {
   const subset = (want: Record<string, string> | undefined, have: Record<string, string> | undefined) =>
     Object.entries(want ?? {}).every(([k, v]) => have?.[k] === v);
   const owners = (w: ExternalWorkload) => JSON.stringify((w.metadata.ownerReferences ?? []).map((o) => [o.kind, o.name, o.uid]));
+  const gone = dropped(current, desired);
   return (
     subset(desired.metadata.labels, current.metadata.labels) &&
     subset(desired.metadata.annotations, current.metadata.annotations) &&
+    !gone.labels.some((k) => k in (current.metadata.labels ?? {})) &&
+    !gone.annotations.some((k) => k in (current.metadata.annotations ?? {})) &&
     owners(current) === owners(desired) &&
     current.spec.meshTLS.identity === desired.spec.meshTLS.identity &&
     current.spec.meshTLS.serverName === desired.spec.meshTLS.serverName &&
@@ -107,14 +159,21 @@ export function workloadMatches(current: ExternalWorkload, desired: ExternalWork
   );
 }
 
-/** The object to send as an update: the desired fields over the current object (keeping others' additions). */
+/**
+ * The object to send as an update: the desired fields over the current object, keeping
+ * others' additions and removing the template keys the registrar set that the template
+ * no longer has.
+ */
 export function mergeForUpdate(current: ExternalWorkload, desired: ExternalWorkload): ExternalWorkload {
+  const gone = dropped(current, desired);
+  const without = (from: Record<string, string> | undefined, keys: string[]) =>
+    Object.fromEntries(Object.entries(from ?? {}).filter(([k]) => !keys.includes(k)));
   return {
     ...current,
     metadata: {
       ...current.metadata,
-      labels: { ...current.metadata.labels, ...desired.metadata.labels },
-      annotations: { ...current.metadata.annotations, ...desired.metadata.annotations },
+      labels: { ...without(current.metadata.labels, gone.labels), ...desired.metadata.labels },
+      annotations: { ...without(current.metadata.annotations, gone.annotations), ...desired.metadata.annotations },
       ownerReferences: desired.metadata.ownerReferences!,
     },
     spec: desired.spec,
@@ -155,4 +214,22 @@ export function reportedReadiness(state: WorkloadState | null | undefined): Read
     return { ready: false, reason: 'ProbeFailed', message: state.message || failed.map((p) => `probe ${p.name} failed${p.message ? `: ${p.message}` : ''}`).join('; ') };
   }
   return { ready: true, reason: 'Ready', message: state.message || 'the harness reports the proxy ready' };
+}
+
+/**
+ * The group's probes as the harness gets them: a named httpGet or tcpSocket port that a
+ * template port carries is sent as that port's number, since the template's ports are what
+ * the ExternalWorkload lists. A name no template port carries is left for the harness to
+ * resolve from its own workload.ports (or to report as not found).
+ */
+export function resolvedProbes(group: ExternalGroup): Array<Record<string, unknown>> {
+  const byName = new Map((group.spec.template?.ports ?? []).filter((p) => p.name).map((p) => [p.name!, p.port]));
+  return (group.spec.probes ?? []).map((probe) => {
+    const out: Record<string, unknown> = { ...probe };
+    for (const handler of ['httpGet', 'tcpSocket'] as const) {
+      const action = probe[handler] as { port?: unknown } | undefined;
+      if (action && typeof action.port === 'string' && byName.has(action.port)) out[handler] = { ...action, port: byName.get(action.port) };
+    }
+    return out;
+  });
 }

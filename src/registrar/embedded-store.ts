@@ -21,7 +21,9 @@ import {
   type Lease,
   type ObjectMeta,
   type RegistrarStore,
+  type Service,
   type StoreEvent,
+  type WriteVerb,
 } from './store.ts';
 
 export interface EmbeddedStoreOptions {
@@ -34,7 +36,7 @@ export interface EmbeddedStoreOptions {
 
 // The embedded store keeps no ConfigMaps (no Linkerd beside it).
 type Kind = Exclude<StoreEvent['kind'], 'ConfigMap'>;
-type AnyObject = ExternalGroup | ExternalWorkload | Lease;
+type AnyObject = ExternalGroup | ExternalWorkload | Lease | Service;
 
 // DNS-1123 subdomain: what the API server requires of most object names.
 const SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -45,10 +47,11 @@ export class EmbeddedStore implements RegistrarStore {
     ExternalGroup: new Map(),
     ExternalWorkload: new Map(),
     Lease: new Map(),
+    Service: new Map(),
   };
   private readonly listeners = new Set<(event: StoreEvent) => void>();
   private revision = 0;
-  private readonly counts = { create: 0, update: 0, updateStatus: 0, delete: 0, lease: 0 };
+  private readonly counts: Record<WriteVerb, number> = { create: 0, update: 0, updateStatus: 0, delete: 0, lease: 0, groupStatus: 0 };
   private readonly now: () => Date;
 
   constructor(private readonly options: EmbeddedStoreOptions) {
@@ -79,6 +82,14 @@ export class EmbeddedStore implements RegistrarStore {
     return [...this.objects.ExternalWorkload.values()].map((o) => clone(o as ExternalWorkload));
   }
 
+  listGroups(): ExternalGroup[] {
+    return [...this.objects.ExternalGroup.values()].map((o) => clone(o as ExternalGroup));
+  }
+
+  listServices(namespace: string): Service[] {
+    return [...this.objects.Service.values()].filter((o) => o.metadata.namespace === namespace).map((o) => clone(o as Service));
+  }
+
   listLeases(): Lease[] {
     return [...this.objects.Lease.values()].map((o) => clone(o as Lease));
   }
@@ -97,12 +108,41 @@ export class EmbeddedStore implements RegistrarStore {
   async applyGroup(group: ExternalGroup): Promise<ExternalGroup> {
     const object = clone(group);
     this.validate(object);
-    const existing = this.objects.ExternalGroup.get(key(object.metadata.namespace, object.metadata.name));
+    const existing = this.objects.ExternalGroup.get(key(object.metadata.namespace, object.metadata.name)) as ExternalGroup | undefined;
     if (existing) {
-      object.metadata = { ...object.metadata, uid: existing.metadata.uid!, creationTimestamp: existing.metadata.creationTimestamp! };
+      // Status survives an apply of the spec, and generation counts spec changes, as on the API server.
+      const specChanged = JSON.stringify(object.spec) !== JSON.stringify(existing.spec);
+      object.metadata = { ...object.metadata, uid: existing.metadata.uid!, creationTimestamp: existing.metadata.creationTimestamp!, generation: (existing.metadata.generation ?? 1) + (specChanged ? 1 : 0) };
+      object.status = clone(existing.status);
       return this.put('ExternalGroup', object, 'modified');
     }
+    delete object.status;
     return this.put('ExternalGroup', this.fresh(object), 'added');
+  }
+
+  /** Creates or replaces a Service (the demo's and tests' stand-in for `kubectl apply`; no schema, no ClusterIP). */
+  async applyService(service: Service): Promise<Service> {
+    const object = clone(service);
+    checkName(object.metadata.name, 'services');
+    const existing = this.objects.Service.get(key(object.metadata.namespace, object.metadata.name));
+    if (existing) {
+      object.metadata = { ...object.metadata, uid: existing.metadata.uid!, creationTimestamp: existing.metadata.creationTimestamp! };
+      return this.put('Service', object, 'modified');
+    }
+    return this.put('Service', this.fresh(object), 'added');
+  }
+
+  async updateGroupStatus(group: ExternalGroup): Promise<ExternalGroup> {
+    const current = this.objects.ExternalGroup.get(key(group.metadata.namespace, group.metadata.name)) as ExternalGroup | undefined;
+    if (!current) throw new NotFoundError(`externalgroups "${group.metadata.name}" not found in namespace ${group.metadata.namespace}`);
+    if (group.metadata.resourceVersion && group.metadata.resourceVersion !== current.metadata.resourceVersion) {
+      throw new ConflictError(`Operation cannot be fulfilled on externalgroups "${group.metadata.name}": the object has been modified; please apply your changes to the latest version and try again`);
+    }
+    const object = clone(current);
+    object.status = clone(group.status);
+    this.validate(object);
+    this.counts.groupStatus += 1;
+    return this.put('ExternalGroup', object, 'modified');
   }
 
   /** Deletes an ExternalGroup; its ExternalWorkloads go with it, as the garbage collector does for owner references. */
@@ -184,7 +224,7 @@ export class EmbeddedStore implements RegistrarStore {
     this.remove('Lease', current);
   }
 
-  writes(): Record<'create' | 'update' | 'updateStatus' | 'delete' | 'lease', number> {
+  writes(): Record<WriteVerb, number> {
     return { ...this.counts };
   }
 

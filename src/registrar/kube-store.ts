@@ -1,9 +1,9 @@
 /**
  * The registrar's store on a real Kubernetes API server (@kubernetes/client-node).
  *
- * Reads come from three reflectors (src/registrar/kube-reflector.ts): ExternalGroups and
+ * Reads come from reflectors (src/registrar/kube-reflector.ts): ExternalGroups, Services and
  * ExternalWorkloads in every namespace (workloads optionally label-selected to the ones a
- * registrar manages) and the replicas' Leases in the registrar's namespace. Writes go to
+ * registrar manages), the replicas' Leases in the registrar's namespace, and linkerd-config. Writes go to
  * the API; the cache catches up from the watch, never from the write's response, so the
  * cache is always a state the API server has had.
  *
@@ -25,7 +25,9 @@ import {
   type ExternalWorkload,
   type Lease,
   type RegistrarStore,
+  type Service,
   type StoreEvent,
+  type WriteVerb,
 } from './store.ts';
 
 export interface KubeStoreOptions {
@@ -41,8 +43,6 @@ export interface KubeStoreOptions {
   /** Server-side watch timeout, each watch a random value in [t, 2t) (default 300 s). */
   watchTimeoutSeconds?: number;
 }
-
-type WriteVerb = 'create' | 'update' | 'updateStatus' | 'delete' | 'lease';
 
 interface Resource {
   group: string;
@@ -63,8 +63,9 @@ export class KubeStore implements RegistrarStore {
   private readonly workloads: Reflector<ExternalWorkload>;
   private readonly leases: Reflector<Lease & KubeObject>;
   private readonly configMaps: Reflector<ConfigMap & KubeObject>;
+  private readonly services: Reflector<Service & KubeObject>;
   private readonly listeners = new Set<(event: StoreEvent) => void>();
-  private readonly writeCounts: Record<WriteVerb, number> = { create: 0, update: 0, updateStatus: 0, delete: 0, lease: 0 };
+  private readonly writeCounts: Record<WriteVerb, number> = { create: 0, update: 0, updateStatus: 0, delete: 0, lease: 0, groupStatus: 0 };
   private readonly log: Logger;
 
   constructor(private readonly options: KubeStoreOptions) {
@@ -113,6 +114,14 @@ export class KubeStore implements RegistrarStore {
       list: () => core.listNamespacedConfigMap({ namespace: LINKERD_NAMESPACE, fieldSelector: `metadata.name=${LINKERD_CONFIG_NAME}` }) as unknown as Promise<ObjectList<ConfigMap & KubeObject>>,
       onEvent: (type, object) => this.emit({ kind: 'ConfigMap', type, object }),
     });
+    this.services = new Reflector<Service & KubeObject>({
+      ...common,
+      watch: new Watch(this.config),
+      what: 'Services',
+      path: '/api/v1/services',
+      list: () => core.listServiceForAllNamespaces() as unknown as Promise<ObjectList<Service & KubeObject>>,
+      onEvent: (type, object) => this.emit({ kind: 'Service', type, object }),
+    });
   }
 
   /** The API server this store talks to, for log lines and errors. */
@@ -127,7 +136,7 @@ export class KubeStore implements RegistrarStore {
 
   async start(): Promise<void> {
     try {
-      await Promise.all([this.groups.start(), this.workloads.start(), this.leases.start(), this.configMaps.start()]);
+      await Promise.all([this.groups.start(), this.workloads.start(), this.leases.start(), this.configMaps.start(), this.services.start()]);
     } catch (err) {
       await this.stop();
       throw new Error(`Kubernetes API ${this.server}: ${(err as Error).message}; check the kubeconfig and the RBAC of deploy/kubernetes/rbac.yaml`);
@@ -139,6 +148,7 @@ export class KubeStore implements RegistrarStore {
     this.workloads.stop();
     this.leases.stop();
     this.configMaps.stop();
+    this.services.stop();
   }
 
   getGroup(namespace: string, name: string): ExternalGroup | undefined {
@@ -151,6 +161,14 @@ export class KubeStore implements RegistrarStore {
 
   listWorkloads(): ExternalWorkload[] {
     return this.workloads.list();
+  }
+
+  listGroups(): ExternalGroup[] {
+    return this.groups.list();
+  }
+
+  listServices(namespace: string): Service[] {
+    return this.services.list().filter((s) => s.metadata.namespace === namespace);
   }
 
   listLeases(): Lease[] {
@@ -215,6 +233,19 @@ export class KubeStore implements RegistrarStore {
     this.writeCounts.updateStatus += 1;
     return call(`update status of ExternalWorkload ${namespace}/${name}`, () =>
       this.api.replaceNamespacedCustomObjectStatus({ ...WORKLOADS, namespace, name, body }));
+  }
+
+  async updateGroupStatus(group: ExternalGroup): Promise<ExternalGroup> {
+    const { namespace, name } = group.metadata;
+    const current = this.groups.get(namespace, name);
+    const body: ExternalGroup = {
+      ...(current ?? group),
+      metadata: { ...(current?.metadata ?? group.metadata), resourceVersion: group.metadata.resourceVersion ?? current?.metadata.resourceVersion },
+      status: group.status ?? {},
+    };
+    this.writeCounts.groupStatus += 1;
+    return call(`update status of ExternalGroup ${namespace}/${name}`, () =>
+      this.api.replaceNamespacedCustomObjectStatus({ ...GROUPS, namespace, name, body }));
   }
 
   async deleteWorkload(namespace: string, name: string, preconditions: DeletePreconditions): Promise<void> {

@@ -63,6 +63,7 @@ export function helloProblems(hello: Hello): string[] {
   if (hello.workload_name && !isDnsLabel(hello.workload_name)) problems.push(`workload_name ${quote(hello.workload_name)} is not a DNS-1123 label of at most 63 characters (workload.name)`);
   if (hello.server_name && !isDnsName(hello.server_name)) problems.push(`server_name ${quote(hello.server_name)} is not a lowercase DNS name of at most 253 characters (identity.serverName)`);
   text('machine_id', hello.machine_id, HELLO_LIMITS.machineId, '');
+  if (hello.proxy_inbound_port > 65535) problems.push(`proxy_inbound_port ${hello.proxy_inbound_port} is not a port (1-65535; proxy.inboundPort)`);
   for (const key of ['harness', 'proxy', 'spire_agent'] as const) text(`versions.${key}`, hello.versions?.[key] ?? '', HELLO_LIMITS.version, '');
   const ips = hello.workload_ips ?? [];
   if (ips.length > HELLO_LIMITS.workloadIps) problems.push(`workload_ips has ${ips.length} addresses, at most ${HELLO_LIMITS.workloadIps} (one IPv4, one IPv6) are allowed (workload.ips)`);

@@ -12,6 +12,7 @@ import { ClusterFacts } from './cluster-facts.ts';
 import type { RegistrarConfig } from './config.ts';
 import { WorkloadController } from './controller.ts';
 import { EmbeddedStore } from './embedded-store.ts';
+import { GroupStatusWriter } from './group-status.ts';
 import { LeaseKeeper } from './leases.ts';
 import { RegistrationServer } from './server.ts';
 import type { RegistrarStore } from './store.ts';
@@ -44,6 +45,7 @@ export class Registrar {
   controller!: WorkloadController;
   server!: RegistrationServer;
   private leases!: LeaseKeeper;
+  private groupStatus?: GroupStatusWriter;
   private facts!: ClusterFacts;
   private admin!: RegistrarAdmin;
   private synced = false;
@@ -76,6 +78,8 @@ export class Registrar {
       log: log.child({ component: 'controller' }),
     });
     this.controller.start();
+    this.groupStatus = new GroupStatusWriter({ store: this.store, replica: config.replica, log: log.child({ component: 'group-status' }), registry: this.registry });
+    this.groupStatus.start();
     this.facts = new ClusterFacts({ store: this.store, fallback: config.proxy, log: log.child({ component: 'cluster-facts' }), onChange: () => this.factsChanged() });
     this.facts.start();
     this.server = new RegistrationServer({
@@ -102,6 +106,7 @@ export class Registrar {
   async stop(graceMs = 5000): Promise<void> {
     this.draining = true;
     await this.controller?.stop();
+    this.groupStatus?.stop();
     await this.server?.drain(graceMs);
     this.facts?.stop();
     await this.leases?.release();

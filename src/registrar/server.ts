@@ -30,7 +30,7 @@ import { decideIps, decideName, decideServerName, peerAddress, type Peer } from 
 import type { ProxyFacts } from './cluster-facts.ts';
 import type { RegistrarLimits } from './config.ts';
 import type { Session, WorkloadController } from './controller.ts';
-import { identityAllowed, type Registration } from './desired.ts';
+import { identityAllowed, resolvedProbes, type Registration } from './desired.ts';
 import { boundedState, HELLO_LIMITS, helloProblems, stateProblem } from './message-limits.ts';
 import type { ExternalGroup, RegistrarStore } from './store.ts';
 
@@ -134,7 +134,7 @@ export class RegistrationServer {
   settings(group: ExternalGroup): GroupSettings {
     const facts = this.options.facts();
     return {
-      probes_json: JSON.stringify(group.spec.probes ?? []),
+      probes_json: JSON.stringify(resolvedProbes(group)),
       proxy: {
         default_inbound_policy: facts.defaultInboundPolicy,
         cluster_networks: [...facts.clusterNetworks],
@@ -281,6 +281,7 @@ export class RegistrationServer {
       machineId: hello.machine_id,
       serverName: serverName.value,
       workloadIps: ips.value,
+      proxyInboundPort: hello.proxy_inbound_port,
     };
     const claim = this.options.controller.claim(registration, group);
     if (!claim.ok) {

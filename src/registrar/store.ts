@@ -85,6 +85,26 @@ export interface ExternalGroup {
     /** Kubernetes probe semantics (httpGet, tcpSocket, grpc, exec + timing fields). */
     probes?: Array<Record<string, unknown>>;
   };
+  /** Written by one registrar replica (src/registrar/group-status.ts), only when it changes. */
+  status?: ExternalGroupStatus;
+}
+
+export interface ExternalGroupStatus {
+  observedGeneration?: number;
+  /** ExternalWorkloads of the group, over all replicas. */
+  workloads?: number;
+  /** Of those, how many are Ready=True. */
+  readyWorkloads?: number;
+  conditions?: Condition[];
+}
+
+/** A core/v1 Service (what the registrar reads: which workloads it selects, and its ports). */
+export interface Service {
+  metadata: ObjectMeta;
+  spec?: {
+    selector?: Record<string, string>;
+    ports?: Array<{ name?: string; port: number; targetPort?: number | string; protocol?: string }>;
+  };
 }
 
 /** A coordination.k8s.io/v1 Lease, one per registrar replica. */
@@ -108,7 +128,8 @@ export type StoreEvent =
   | { kind: 'ExternalGroup'; type: 'added' | 'modified' | 'deleted'; object: ExternalGroup }
   | { kind: 'ExternalWorkload'; type: 'added' | 'modified' | 'deleted'; object: ExternalWorkload }
   | { kind: 'Lease'; type: 'added' | 'modified' | 'deleted'; object: Lease }
-  | { kind: 'ConfigMap'; type: 'added' | 'modified' | 'deleted'; object: ConfigMap };
+  | { kind: 'ConfigMap'; type: 'added' | 'modified' | 'deleted'; object: ConfigMap }
+  | { kind: 'Service'; type: 'added' | 'modified' | 'deleted'; object: Service };
 
 /** Where Linkerd's control plane keeps linkerd-config (deploy/kubernetes/rbac.yaml grants get/list/watch there). */
 export const LINKERD_NAMESPACE = 'linkerd';
@@ -118,6 +139,8 @@ export interface DeletePreconditions {
   uid: string;
   resourceVersion: string;
 }
+
+export type WriteVerb = 'create' | 'update' | 'updateStatus' | 'delete' | 'lease' | 'groupStatus';
 
 export interface RegistrarStore {
   /** Starts the watches; resolves once every cache has synced (initial list done). */
@@ -129,6 +152,10 @@ export interface RegistrarStore {
   getWorkload(namespace: string, name: string): ExternalWorkload | undefined;
   listWorkloads(): ExternalWorkload[];
   listLeases(): Lease[];
+  /** ExternalGroups of every namespace. */
+  listGroups(): ExternalGroup[];
+  /** Services of a namespace (to check their targetPorts against the group's template ports). */
+  listServices(namespace: string): Service[];
   /** Linkerd's linkerd-config ConfigMap (LINKERD_NAMESPACE/LINKERD_CONFIG_NAME), from a watch; undefined when absent. */
   getLinkerdConfigMap(): ConfigMap | undefined;
   /** Every cache change, including a relist after a 410. Returns an unsubscribe function. */
@@ -143,13 +170,16 @@ export interface RegistrarStore {
   /** Conditional delete: fails with ConflictError unless uid and resourceVersion still match. */
   deleteWorkload(namespace: string, name: string, preconditions: DeletePreconditions): Promise<void>;
 
+  /** Writes an ExternalGroup's status through its status subresource (metadata.resourceVersion is a precondition). */
+  updateGroupStatus(group: ExternalGroup): Promise<ExternalGroup>;
+
   /** Creates or renews this replica's Lease (namespace from the store's options). */
   renewLease(lease: Lease): Promise<Lease>;
   /** Deletes a replica's Lease; fails with ConflictError unless resourceVersion still matches (it was not renewed meanwhile). */
   deleteLease(name: string, resourceVersion: string): Promise<void>;
 
   /** Writes made through this store, by verb, for metrics and the zero-writes benchmark. */
-  writes(): Record<'create' | 'update' | 'updateStatus' | 'delete' | 'lease', number>;
+  writes(): Record<WriteVerb, number>;
 }
 
 /** A write lost a race: stale resourceVersion, failed precondition, or the object already exists. */

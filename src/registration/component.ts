@@ -236,6 +236,7 @@ export class RegistrationComponent extends BaseComponent {
         state: this.options.readiness.current(),
         server_name: this.config.identity.serverName,
         machine_id: this.machineId,
+        proxy_inbound_port: this.config.proxy.inboundPort,
       },
     });
 

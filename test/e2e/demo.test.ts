@@ -218,6 +218,10 @@ t.test('--store kube: etcd and kube-apiserver in the cluster namespace, the Exte
   // The object as the API server keeps it (uid, resourceVersion, creationTimestamp), without managedFields.
   t.match(out, /kind: ExternalWorkload\n\s+metadata:[\s\S]*creationTimestamp: [\s\S]*uid: [0-9a-f-]{36}\n\s+spec:/, 'the ExternalWorkload as YAML, from the API server');
   t.notMatch(out, /managedFields/);
+  t.match(out, /- name: linkerd-proxy\n\s+port: 4143\n/, 'the proxy\'s inbound port, as the harness said it');
+  t.match(out, /\$ kubectl get externalgroups -n demo\n\s+NAME\s+WORKLOADS\s+READY\s+ACCEPTED\s+TEMPLATE\s+PORTS\s+AGE\n\s+web\s+1\s+1\s+True\s+True\s+True\s/, 'the group\'s status counts the VM');
+  t.match(out, /\$ kubectl get service,endpointslices -n demo\n[^\n]*\n\s+service\/web\s+ClusterIP/, 'the Service in front of the group');
+  t.match(out, /no EndpointSlice here: in a cluster, Linkerd's destination controller fills one/);
   t.match(out, /ExternalWorkload\s+demo\/web-vm-demo-\w+ Ready=True/);
   t.match(out, /VM death\s+Ready=False \(Disconnected\)/);
   t.match(out, /garbage collection\s+ExternalWorkload collected/);

@@ -80,7 +80,7 @@ t.test('harness → registrar → kube-apiserver: the ExternalWorkload appears a
   const workload = await readyIs('True');
   t.same(workload.spec.meshTLS, { identity: SPIFFE_ID, serverName: 'web.vm.example' });
   t.same(workload.spec.workloadIPs, [{ ip: '192.0.2.50' }]);
-  t.same(workload.spec.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }]);
+  t.same(workload.spec.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'linkerd-proxy', port: inboundPort, protocol: 'TCP' }], 'the harness\'s proxy.inboundPort as linkerd-proxy');
   t.equal(workload.metadata.labels?.['app'], 'web');
   const registration = (await status()).components.find((c) => c.name === 'registration');
   t.equal(registration?.phase, 'Ready');

@@ -189,6 +189,8 @@ export interface HarnessOptions {
   serverName?: string;
   /** workload.name; default empty (derived). */
   workloadName?: string;
+  /** proxy.inboundPort; default 4143. */
+  proxyInboundPort?: number;
   /** An SVID from somewhere else (another CA) instead of one from the test PKI. */
   svid?: IssuedSvid;
 }
@@ -203,6 +205,7 @@ export function registrationComponent(options: Omit<HarnessOptions, 'pki' | 'svi
   const config = {
     workload: { group: options.group, namespace: options.namespace ?? 'default', nodeName: options.nodeName, name: options.workloadName ?? '', ips: options.ips ?? ['192.0.2.10'], ports: [] },
     identity: { spiffeId: options.spiffeId, serverName: options.serverName ?? groupServerName(options.group, options.namespace), trustAnchorsFile: options.anchorsFile, workloadApiSocket: '/nonexistent', expiryMargin: 60_000 },
+    proxy: { inboundPort: options.proxyInboundPort ?? 4143 },
     control: { registrarAddress: options.registrarAddress, registrarIdentity: options.registrarIdentity ?? REGISTRAR_ID, heartbeatInterval: 1000 },
   } as unknown as HarnessConfig;
   const readiness = new ManualReadiness();
@@ -261,6 +264,8 @@ export interface GroupSpec {
   namespace?: string;
   allowedIdentities: string[];
   labels?: Record<string, string>;
+  /** spec.template.metadata.annotations; default { 'example.com/owner': 'tests' }. */
+  annotations?: Record<string, string>;
   ports?: Array<{ port: number; name?: string }>;
   probes?: Array<Record<string, unknown>>;
   /** spec.template.serverName; default groupServerName(name, namespace), null for none. */
@@ -286,7 +291,7 @@ export function groupManifest(group: GroupSpec): string {
       ...(group.allowCustomNames !== undefined ? { allowCustomNames: group.allowCustomNames } : {}),
       ...(group.nameTakeover ? { nameTakeover: group.nameTakeover } : {}),
       template: {
-        metadata: { labels: group.labels ?? { app: group.name }, annotations: { 'example.com/owner': 'tests' } },
+        metadata: { labels: group.labels ?? { app: group.name }, annotations: group.annotations ?? { 'example.com/owner': 'tests' } },
         ports: group.ports ?? [{ port: 8080, name: 'http' }],
         ...(serverName ? { serverName } : {}),
       },
@@ -417,6 +422,7 @@ export class RawClient {
       state: proxyOnlyState(true),
       server_name: groupServerName(fields.group, fields.namespace),
       machine_id: `machine-${fields.node_name}`,
+      proxy_inbound_port: 4143,
       ...fields,
     };
   }

@@ -44,7 +44,7 @@ t.test('mesh-registrar on a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE }, a
     t.equal(component.workloadName(), name, 'the harness and the registrar agree on the name without asking each other');
     t.same(workload.spec.meshTLS, { identity: VM_ID, serverName: groupServerName('web', ns) }, 'the server name is the group\'s');
     t.same(workload.spec.workloadIPs, [{ ip: '192.0.2.10' }, { ip: 'fd00::10' }]);
-    t.same(workload.spec.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }]);
+    t.same(workload.spec.ports, [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'linkerd-proxy', port: 4143, protocol: 'TCP' }], 'the template\'s ports, then the proxy\'s inbound port');
     t.match(workload.metadata.labels, { app: 'web', tier: 'backend' });
     t.equal(workload.metadata.ownerReferences?.[0]?.kind, 'ExternalGroup');
     t.equal(workload.metadata.annotations?.['meshexpansion.dev/registrar-replica'], 'reg-a');
@@ -326,7 +326,7 @@ message Refused { string reason = 1; string message = 2; }
     // A newer harness: a field and a message kind this registrar does not know.
     const current = readFileSync(join(REPO_ROOT, PROTO_FILE), 'utf8');
     const newer = current
-      .replace('  string machine_id = 10;\n}', '  string machine_id = 10;\n  string future_field = 99;\n}')
+      .replace('  uint32 proxy_inbound_port = 11;\n}', '  uint32 proxy_inbound_port = 11;\n  string future_field = 99;\n}')
       .replace('    Goodbye goodbye = 4;\n', '    Goodbye goodbye = 4;\n    Telemetry telemetry = 50;\n')
       .concat('\nmessage Telemetry { string text = 1; }\n');
     t.not(newer, current);

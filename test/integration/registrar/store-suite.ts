@@ -103,6 +103,13 @@ export function storeContractSuite(t: Test, backend: StoreBackend): void {
     const seen = await cached(store, namespace, name, updated);
     t.equal(seen.metadata.labels?.tier, 'gold', 'labels replaced');
     t.same(seen.spec.workloadIPs, [{ ip: '10.9.9.9' }], 'spec replaced');
+    const removed = structuredClone(seen);
+    delete removed.metadata.labels!.tier;
+    delete removed.metadata.annotations!['meshexpansion.dev/node'];
+    const afterRemoval = await store.updateWorkload(removed);
+    const trimmed = await cached(store, namespace, name, afterRemoval);
+    t.notOk('tier' in (trimmed.metadata.labels ?? {}), 'a label the update leaves out is removed');
+    t.notOk('meshexpansion.dev/node' in (trimmed.metadata.annotations ?? {}), 'so is an annotation');
     const stale = structuredClone(created);
     stale.metadata.labels = { app: 'other' };
     await t.rejects(store.updateWorkload(stale), ConflictError, 'the old resourceVersion lost the race');
@@ -193,6 +200,21 @@ export function storeContractSuite(t: Test, backend: StoreBackend): void {
     t.same(group.spec.allowedIdentities, ['spiffe://root.linkerd.cluster.local/vm/billing/*']);
     t.equal(group.spec.template.ports?.[0]?.protocol, 'TCP', 'schema default applied');
     await waitFor('added event', () => (events.some((e) => e.kind === 'ExternalGroup' && e.type === 'added') ? true : undefined));
+    t.ok(store.listGroups().some((g) => g.metadata.name === name), 'listed');
+
+    const status = { observedGeneration: group.metadata.generation, workloads: 2, readyWorkloads: 1, conditions: [{ type: 'Accepted', status: 'True' as const, reason: 'Accepted', message: 'ok', lastTransitionTime: '2026-01-01T00:00:00Z' }] };
+    const before = store.writes().groupStatus;
+    const written = await store.updateGroupStatus({ ...group, spec: { ...group.spec, allowedIdentities: ['spiffe://root.linkerd.cluster.local/sneaky'] }, status });
+    t.equal(store.writes().groupStatus, before + 1, 'the status write is counted');
+    const seen = await waitFor('group status in the cache', () => {
+      const g = store.getGroup(namespace, name);
+      return g?.metadata.resourceVersion === written.metadata.resourceVersion ? g : undefined;
+    }, 30_000);
+    t.same(seen.status, status, 'status written through its subresource');
+    t.same(seen.spec.allowedIdentities, ['spiffe://root.linkerd.cluster.local/vm/billing/*'], 'a status write does not change spec');
+    t.equal(seen.metadata.generation, group.metadata.generation, 'nor the generation');
+    await t.rejects(store.updateGroupStatus({ ...group, status }), ConflictError, 'a stale resourceVersion is a conflict');
+    await t.rejects(store.updateGroupStatus({ ...group, metadata: { ...group.metadata, name: uniqueName('absent'), resourceVersion: undefined }, status }), NotFoundError);
   });
 
   t.test(`${backend.name}: Lease create and renew`, async (t) => {

@@ -6,7 +6,7 @@ import { boundedState, helloProblems, stateProblem, STATE_LIMITS } from '../../.
 import type { ExternalGroup } from '../../../src/registrar/store.ts';
 
 const ID = 'spiffe://td/vm/web';
-const hello: Hello = { protocol_version: 1, group: 'web', namespace: 'shop', node_name: 'vm-1', workload_ips: ['192.0.2.10'], versions: { harness: '0.1.0', proxy: 'v2', spire_agent: '1.15.3' }, workload_name: '', state: null, server_name: 'web.shop.vm.example', machine_id: 'abc' };
+const hello: Hello = { protocol_version: 1, group: 'web', namespace: 'shop', node_name: 'vm-1', workload_ips: ['192.0.2.10'], versions: { harness: '0.1.0', proxy: 'v2', spire_agent: '1.15.3' }, workload_name: '', state: null, server_name: 'web.shop.vm.example', proxy_inbound_port: 4143, machine_id: 'abc' };
 const group = (spec: Partial<ExternalGroup['spec']> = {}, template: ExternalGroup['spec']['template'] = { serverName: 'web.shop.vm.example' }): ExternalGroup => ({
   apiVersion: 'meshexpansion.dev/v1alpha1',
   kind: 'ExternalGroup',
@@ -44,7 +44,7 @@ t.test('server name: the group\'s, else a DNS name of the SVID, never the hello\
   t.match(decideServerName(hello, bare, peer), { ok: false, reason: 'NoServerName', message: /ExternalGroup shop\/web has no spec\.template\.serverName and the SVID of spiffe:\/\/td\/vm\/web carries no DNS name: set spec\.template\.serverName on the group \(to web\.shop\.vm\.example if/ });
   const withSans = { ...peer, dnsNames: ['vm-1.web.example', 'web.shop.vm.example'] };
   t.same(decideServerName(hello, bare, withSans), { ok: true, value: 'web.shop.vm.example' }, 'the SAN the hello names');
-  t.same(decideServerName({ ...hello, server_name: '' }, bare, withSans), { ok: true, value: 'vm-1.web.example' }, 'none named: the first SAN');
+  t.match(decideServerName({ ...hello, server_name: '' }, bare, withSans), { ok: false, reason: 'NoServerName', message: /this machine's hello names no server name \(identity\.serverName\) and ExternalGroup shop\/web sets no spec\.template\.serverName/ }, 'none named and none in the group: refused, never a name the proxy may not present');
   t.match(decideServerName({ ...hello, server_name: 'kubernetes.default.svc' }, bare, withSans), { ok: false, reason: 'ServerNameMismatch', message: /its SVID's DNS names are \["vm-1\.web\.example","web\.shop\.vm\.example"\]/ });
   t.match(decideServerName(hello, bare, { ...peer, dnsNames: ['Not A Name'] }), { ok: false, reason: 'NoServerName' }, 'a SAN that is no DNS name does not count');
 });
@@ -77,6 +77,10 @@ t.test('hello limits: every field bounded, refused naming the field and the sett
   t.match(helloProblems({ ...hello, workload_ips: ['192.0.2.1', '192.0.2.2', 'fd00::1'] }), [/^workload_ips has 3 addresses, at most 2/]);
   t.match(helloProblems({ ...hello, workload_ips: ['192.0.2.1', '192.0.2.2'] }), [/two addresses of one family/]);
   t.match(helloProblems({ ...hello, workload_ips: ['10.96.0.1.nip.io'] }), [/is not an IP address/]);
+  t.same(helloProblems({ ...hello, proxy_inbound_port: 65535 }), [], '65535 is a port');
+  t.same(helloProblems({ ...hello, proxy_inbound_port: 0 }), [], '0: not said (a harness from before the field)');
+  t.same(helloProblems({ ...hello, proxy_inbound_port: 65536 }), ['proxy_inbound_port 65536 is not a port (1-65535; proxy.inboundPort)']);
+  t.match(helloProblems({ ...hello, proxy_inbound_port: 4294967295 }), [/^proxy_inbound_port 4294967295 is not a port/]);
   const probes = Array.from({ length: STATE_LIMITS.probes + 1 }, (_, i) => ({ name: `p${i}`, success: true, message: '', observed_unix_ms: 0 }));
   t.match(helloProblems({ ...hello, state: { proxy_ready: true, probes, reason: '', message: '' } }), [/^state has 65 probe results, at most 64$/]);
 });
