@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -49,4 +49,49 @@ export function memoryMb(pid: number): { rssAnon: number; rssFile: number; vmRss
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) / 1024;
   return { rssAnon: field('RssAnon'), rssFile: field('RssFile'), vmRss: field('VmRSS') };
+}
+
+function statFields(pid: number | 'self'): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** The live descendants of `pid` (children, their children, ...), from /proc. */
+export function descendants(pid: number): number[] {
+  const parents = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const ppid = Number(statFields(Number(entry))[1]);
+      parents.set(ppid, [...(parents.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // Gone while listing.
+    }
+  }
+  const found: number[] = [];
+  for (let queue = [pid]; queue.length; ) {
+    const next = parents.get(queue.shift()!) ?? [];
+    found.push(...next);
+    queue.push(...next);
+  }
+  return found;
+}
+
+/**
+ * CPU seconds of a process and everything it started: utime + stime of it and of its live
+ * descendants (a long-lived helper such as the probe runner), plus what each of them
+ * reaped (short-lived helpers such as exec probes). Compare two readings of one tree.
+ */
+export function treeCpuSeconds(pid: number | 'self'): number {
+  const root = pid === 'self' ? process.pid : pid;
+  let ticks = 0;
+  for (const member of [root, ...descendants(root)]) {
+    try {
+      const fields = statFields(member);
+      ticks += Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+    } catch {
+      // Exited since the listing; its time is in its parent's reaped-children share.
+    }
+  }
+  return ticks / 100;
 }

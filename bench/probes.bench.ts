@@ -1,6 +1,6 @@
 /**
  * Workload probes:
- * - the harness daemon's CPU with 10 probes at a 1 s period (4 httpGet, 3 tcpSocket, 2
+ * - the harness daemon's CPU (with every process it starts) with 10 probes at a 1 s period (4 httpGet, 3 tcpSocket, 2
  *   grpc, 1 exec), against the same daemon with no probes; the targets run in this
  *   process, so their CPU is not counted;
  * - detection latency: failure injected at a random moment -> readiness transition
@@ -28,7 +28,7 @@ import { startProbedHarness } from '../test/helpers/probed-harness.ts';
 import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, TRUST_DOMAIN } from '../test/helpers/registrar.ts';
 import { freePort, waitFor } from '../test/helpers/tmp.ts';
 import { grpcHealthServer, httpWorkload, TcpWorkload } from '../test/helpers/workloads.ts';
-import { median, percentile, rssMb, writeResults } from './lib.ts';
+import { descendants, median, memoryMb, percentile, rssMb, treeCpuSeconds, writeResults } from './lib.ts';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..');
 const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C' };
@@ -36,14 +36,22 @@ const teardowns: Array<() => unknown> = [];
 const t = { teardown: (fn: () => unknown) => teardowns.push(fn) };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-const clockTicks = 100;
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
+/** RSS of a process and its live descendants (the probe runner), in MB. */
+function treeRssMb(pid: number): number {
+  return [pid, ...descendants(pid)].reduce((sum, member) => {
+    try {
+      return sum + rssMb(member);
+    } catch {
+      return sum;
+    }
+  }, 0);
 }
 
-/** The daemon (no SVID: identity waits, the proxy is never started) with `probes`; CPU over a window. */
-async function daemonCpu(dir: string, probes: unknown[], windowMs: number): Promise<{ cpuPerHour: number; rssMb: number }> {
+/**
+ * The daemon (no SVID: identity waits, the proxy is never started) with `probes`; CPU over a
+ * window, of the daemon and every process it started (exec probes, the probe runner).
+ */
+async function daemonCpu(dir: string, probes: unknown[], windowMs: number): Promise<{ cpuPerHour: number; rssMb: number; runner?: { rssAnon: number; rssFile: number } }> {
   const adminPort = await freePort();
   const config = join(dir, `config-${probes.length}.json`);
   // run checks the host first: the anchors file and the proxy binary must exist (the proxy never starts: no SVID).
@@ -60,10 +68,18 @@ async function daemonCpu(dir: string, probes: unknown[], windowMs: number): Prom
   const child = execa(process.execPath, [join(root, 'bin', 'mesh-harness.mjs'), 'run', '--config', config], { env, extendEnv: false, reject: false, buffer: false, stdout: 'ignore', stderr: 'ignore' });
   try {
     await sleep(5000);
-    const cpu0 = cpuSeconds(child.pid!);
+    const cpu0 = treeCpuSeconds(child.pid!);
     await sleep(windowMs);
-    const cpu = cpuSeconds(child.pid!) - cpu0;
-    return { cpuPerHour: (cpu * 3_600_000) / windowMs, rssMb: rssMb(child.pid!) };
+    const cpu = treeCpuSeconds(child.pid!) - cpu0;
+    const runner = descendants(child.pid!).find((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('probe-runner.js');
+      } catch {
+        return false;
+      }
+    });
+    const runnerMemory = runner === undefined ? undefined : memoryMb(runner);
+    return { cpuPerHour: (cpu * 3_600_000) / windowMs, rssMb: treeRssMb(child.pid!), ...(runnerMemory ? { runner: { rssAnon: runnerMemory.rssAnon, rssFile: runnerMemory.rssFile } } : {}) };
   } finally {
     child.kill('SIGTERM');
     await child;
@@ -106,8 +122,8 @@ async function detectionLatency(samples: number): Promise<number[]> {
 }
 
 /**
- * CPU of 10 probes of one kind at 1 s, in this process (so the target's side of each
- * check is counted too: an upper bound of the probing side's share).
+ * CPU of 10 probes of one kind at 1 s, in this process and the processes it starts (so the
+ * target's side of each check is counted too: an upper bound of the probing side's share).
  */
 async function handlerCost(dir: string, probe: Record<string, unknown>, windowMs: number): Promise<number> {
   const path = join(dir, 'handler.json');
@@ -116,11 +132,11 @@ async function handlerCost(dir: string, probe: Record<string, unknown>, windowMs
   const probes = new ProbesComponent({ config, log: silentLogger(), registry: new Registry() });
   await probes.start();
   await sleep(2000);
-  const before = process.cpuUsage();
+  const before = treeCpuSeconds('self');
   await sleep(windowMs);
-  const used = process.cpuUsage(before);
+  const used = treeCpuSeconds('self') - before;
   await probes.stop();
-  return ((used.user + used.system) / 1e6) * (3_600_000 / windowMs);
+  return used * (3_600_000 / windowMs);
 }
 
 /** Failure injected -> Ready=False on the ExternalWorkload in the API server. */
@@ -191,7 +207,10 @@ async function main(): Promise<void> {
     { name: 'daemon CPU, no probes', value: baseline.cpuPerHour, unit: 'CPU-s/h', detail: { windowSeconds: windowMs / 1000, rssMb: baseline.rssMb } },
     { name: 'daemon CPU, 10 probes at 1 s', value: loaded.cpuPerHour, unit: 'CPU-s/h', detail: { windowSeconds: windowMs / 1000, rssMb: loaded.rssMb, mix: '4 httpGet, 3 tcpSocket, 2 grpc, 1 exec', httpChecksServed: httpChecks } },
     { name: '  cost of the 10 probes', value: loaded.cpuPerHour - baseline.cpuPerHour, unit: 'CPU-s/h', detail: { percentOfOneCore: ((loaded.cpuPerHour - baseline.cpuPerHour) / 3600) * 100 } },
-    ...Object.entries(perHandler).map(([kind, cpu]) => ({ name: `  10 ${kind} probes at 1 s, in-process incl. target`, value: cpu, unit: 'CPU-s/h', detail: { msPerCheck: cpu / 36 } })),
+    ...(loaded.runner
+      ? [{ name: '  probe runner private memory (RssAnon)', value: loaded.runner.rssAnon, unit: 'MB', detail: { rssFileMb: loaded.runner.rssFile, note: 'file-backed pages are mostly the Node.js binary, shared with the harness' } }]
+      : []),
+    ...Object.entries(perHandler).map(([kind, cpu]) => ({ name: `  10 ${kind} probes at 1 s, incl. target`, value: cpu, unit: 'CPU-s/h', detail: { msPerCheck: cpu / 36 } })),
     { name: 'detection latency (median)', value: median(latencies), unit: 'ms', detail: { periodSeconds: 1, failureThreshold: 1, samples: sorted.map((v) => Math.round(v)) } },
     { name: 'detection latency (p99)', value: percentile(sorted, 99), unit: 'ms', detail: { note: 'failure injected at a random moment -> readiness transition emitted; floor is the wait for the next check (uniform over one period)' } },
     ...(api

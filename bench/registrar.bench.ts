@@ -25,12 +25,12 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { DevCa } from '../src/dev/ca.ts';
+import { externalWorkloadCrd } from '../src/dev/kube-apiserver.ts';
 import { silentLogger } from '../src/log/logger.ts';
 import { PROTOCOL_VERSION, registrationService, type ConnectStream, type RegistrarMessage } from '../src/protocol/registration.ts';
 import { parseRegistrarConfig } from '../src/registrar/config.ts';
 import { EmbeddedStore } from '../src/registrar/embedded-store.ts';
 import { Registrar } from '../src/registrar/registrar.ts';
-import { sharedSpec } from '../test/helpers/specs.ts';
 import { writeResults, type BenchRow } from './lib.ts';
 
 const root = join(fileURLToPath(new URL('.', import.meta.url)), '..');
@@ -48,7 +48,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------- registrar child
 async function registrarChild(dir: string): Promise<void> {
-  const crdFiles = [sharedSpec('external-workload.crd.yaml'), join(root, 'deploy', 'kubernetes', 'externalgroup.crd.yaml')];
+  const crdFiles = [externalWorkloadCrd(root), join(root, 'deploy', 'kubernetes', 'externalgroup.crd.yaml')];
   const crds = crdFiles.map((file) => readFileSync(file, 'utf8'));
   const store = new EmbeddedStore({ crds, leaseNamespace: 'mesh-expansion' });
   const config = parseRegistrarConfig({

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the minimal Debian 12 VM image the system test (test/system/) boots: debootstrap
-# (minbase) with systemd as PID 1, the kernel, iptables and ansible-core (the guest has no
-# network, so everything the test installs or runs must already be there), a small initrd
+# (minbase) with systemd as PID 1, the kernel, iptables, iproute2 (a network namespace to
+# send outbound TCP to), ansible-core and rpm (the .rpm installed, upgraded and erased with
+# rpm's own database; the guest has no network, so everything the test installs or runs
+# must already be there), a small initrd
 # with only the virtio and ext4 modules, and a unit that runs /mnt/share/guest.sh from the
 # 9p share at boot and powers off. No loop devices: mkfs.ext4 -d fills the image.
 #
@@ -12,10 +14,10 @@ set -euo pipefail
 
 cache=${1:-/var/cache/mesh-harness-ci}
 suite=bookworm
-packages=systemd,systemd-sysv,udev,dbus,linux-image-amd64,initramfs-tools,kmod,iptables,nftables,procps
+packages=systemd,systemd-sysv,udev,dbus,linux-image-amd64,initramfs-tools,kmod,iptables,nftables,procps,iproute2
 # Installed afterwards with apt inside the tree: debootstrap configures its --include set
 # in an order that breaks python3-cryptography's postinst.
-extra_packages=(ansible-core python3-apt)
+extra_packages=(ansible-core python3-apt rpm)
 # The mirror apt on this host already uses (the guest never reaches it; debootstrap does).
 mirror=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 2>/dev/null | awk -v s="$suite" '$2 == s { print $1; exit }')
 mirror=${mirror:-http://deb.debian.org/debian/}

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Builds the mesh-harness .deb and .rpm packages for amd64 and arm64 from dist/ (run
-// `npm run build` first; `npm run package` does both).
+// Builds the mesh-harness .deb and .rpm packages for amd64 and arm64. The program is
+// bundled here, mesh-harness alone and without the playground (scripts/lib/bundle.mjs):
+// the packages ship only what the VM runs.
 //
 // Tools: dpkg-deb and rpmbuild (Debian's `rpm` package), both plain apt installs on the
 // build host. They produce native archives that lintian and rpm inspect as they are,
@@ -16,20 +17,21 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
-  chmodSync, copyFileSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync,
+  chmodSync, copyFileSync, cpSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync,
   rmSync, statSync, utimesSync, writeFileSync,
 } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { BuildError, bundledPackages, repoRoot as root, sourceDateEpoch } from './lib/build-info.mjs';
+import { bundle } from './lib/bundle.mjs';
 import { runtime, unpackNode } from './lib/node-runtime.mjs';
 
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 
 const ARCHES = {
-  amd64: { rpm: 'x86_64', koffi: 'linux_x64' },
-  arm64: { rpm: 'aarch64', koffi: 'linux_arm64' },
+  amd64: { rpm: 'x86_64', koffi: 'linux_x64', strip: 'x86_64-linux-gnu-strip', binutils: 'binutils-x86-64-linux-gnu' },
+  arm64: { rpm: 'aarch64', koffi: 'linux_arm64', strip: 'aarch64-linux-gnu-strip', binutils: 'binutils-aarch64-linux-gnu' },
 };
 
 function fail(message, code = 1) {
@@ -59,14 +61,17 @@ for (const f of formats) if (f !== 'deb' && f !== 'rpm') fail(`unknown --format 
 const version = args.version ?? pkg.version;
 if (!['xz', 'gzip', 'none'].includes(args.compression)) fail(`unknown --compression ${args.compression}: use xz, gzip or none`, 64);
 if (!/^[0-9][A-Za-z0-9.+~]*$/.test(version)) fail(`--version ${version}: use digits, letters and . + ~ only`, 64);
-for (const tool of formats.map((f) => (f === 'deb' ? 'dpkg-deb' : 'rpmbuild'))) {
+const tools = [
+  ...formats.map((f) => (f === 'deb' ? ['dpkg-deb', 'dpkg-dev'] : ['rpmbuild', 'rpm'])),
+  ...arches.map((a) => [ARCHES[a].strip, ARCHES[a].binutils]),
+];
+for (const [tool, from] of tools) {
   try {
     execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' });
   } catch {
-    fail(`${tool} is missing: apt-get install ${tool === 'rpmbuild' ? 'rpm' : 'dpkg-dev'}`, 69);
+    fail(`${tool} is missing: apt-get install ${from}`, 69);
   }
 }
-if (!existsSync(join(root, 'dist', 'mesh-harness.js'))) fail('dist/mesh-harness.js is missing: run npm run build first (npm run package does)', 69);
 
 let epoch;
 try {
@@ -110,6 +115,17 @@ function normalise(tree) {
   }
 }
 
+/**
+ * Copies an ELF file without its symbol tables (nothing needs them at run time; the
+ * Node.js binary loses about 18 MB), with this architecture's strip from binutils.
+ * Deterministic: the same input gives the same bytes.
+ */
+function strip(arch, from, to, mode) {
+  mkdirSync(dirname(to), { recursive: true });
+  execFileSync(ARCHES[arch].strip, ['--strip-all', '-o', to, from], { stdio: ['ignore', 'ignore', 'inherit'] });
+  chmodSync(to, mode);
+}
+
 function gz(text) {
   // mtime 0 and no name in the gzip header: the bytes depend on the content only.
   return gzipSync(Buffer.from(text), { level: 9 });
@@ -123,23 +139,28 @@ function stage(dir, arch, format) {
   const { koffi } = ARCHES[arch];
   rmSync(dir, { recursive: true, force: true });
 
-  // The application: the bundles, minus the development stand-ins and source maps.
+  // The application: the packaged bundle (mesh-harness alone, no playground, no source maps).
   const app = join(dir, LIB);
   write(join(app, 'package.json'), `${JSON.stringify({ name: pkg.name, version, description: pkg.description, license: pkg.license, type: 'module', private: true }, null, 2)}\n`);
   cpSync(join(root, 'proto'), join(app, 'proto'), { recursive: true });
-  copy(join(root, 'dist', 'mesh-harness.js'), join(app, 'dist', 'mesh-harness.js'), 0o644);
-  for (const chunk of readdirSync(join(root, 'dist', 'chunks')).filter((f) => f.endsWith('.js')).sort()) {
-    copy(join(root, 'dist', 'chunks', chunk), join(app, 'dist', 'chunks', chunk), 0o644);
+  copy(join(appDist, 'mesh-harness.js'), join(app, 'dist', 'mesh-harness.js'), 0o644);
+  // The probe runner: the harness starts it as probes.execUser, which reads it from here (0644).
+  copy(join(appDist, 'probe-runner.js'), join(app, 'dist', 'probe-runner.js'), 0o644);
+  for (const chunk of readdirSync(join(appDist, 'chunks')).sort()) {
+    copy(join(appDist, 'chunks', chunk), join(app, 'dist', 'chunks', chunk), 0o644);
   }
-  // koffi (sd_notify through libc) with this architecture's prebuilt module only.
+  // koffi (sd_notify through libc) with this architecture's prebuilt module only, stripped.
   const koffiSrc = join(root, 'node_modules', 'koffi');
   for (const f of ['package.json', 'index.js', 'indirect.js', 'LICENSE.txt']) copy(join(koffiSrc, f), join(app, 'node_modules', 'koffi', f), 0o644);
-  copy(join(koffiSrc, 'build', 'koffi', koffi, 'koffi.node'), join(app, 'node_modules', 'koffi', 'build', 'koffi', koffi, 'koffi.node'), 0o644);
-  // The Node.js runtime: the binary and its licence, nothing else from the tarball.
+  strip(arch, join(koffiSrc, 'build', 'koffi', koffi, 'koffi.node'), join(app, 'node_modules', 'koffi', 'build', 'koffi', koffi, 'koffi.node'), 0o644);
+  // The Node.js runtime: the binary (without its symbol tables) and its licence, nothing
+  // else from the tarball.
   const node = unpackNode(arch, join(work, `node-${arch}`));
-  copy(node.binary, join(app, 'node', 'bin', 'node'), 0o755);
+  strip(arch, node.binary, join(app, 'node', 'bin', 'node'), 0o755);
   copy(node.license, join(app, 'node', 'LICENSE'), 0o644);
-  copy(join(root, 'packaging', 'scripts', 'create-meshproxy-account.sh'), join(app, 'scripts', 'create-meshproxy-account.sh'), 0o755);
+  copy(join(root, 'packaging', 'scripts', 'restart-after-upgrade.sh'), join(app, 'scripts', 'restart-after-upgrade.sh'), 0o755);
+  copy(join(root, 'packaging', 'sysusers.d', 'mesh-harness.conf'), join(dir, 'usr/lib/sysusers.d/mesh-harness.conf'), 0o644);
+  copy(join(root, 'packaging', 'tmpfiles.d', 'mesh-harness.conf'), join(dir, 'usr/lib/tmpfiles.d/mesh-harness.conf'), 0o644);
 
   write(join(dir, 'usr/bin/mesh-harness'), `#!/bin/sh
 # mesh-harness runs on the Node.js runtime it ships with, never on the distribution's.
@@ -168,10 +189,7 @@ exec /${LIB}/node/bin/node /${LIB}/dist/mesh-harness.js "$@"
     // project's own changelog sits beside it.
     write(join(dir, DOC, 'changelog.gz'), gz(debianChangelog()));
     write(join(dir, DOC, 'CHANGELOG.md.gz'), gz(readFileSync(join(root, 'CHANGELOG.md'))));
-    // Only the overrides for files this architecture's package has.
-    const overrides = readFileSync(join(root, 'packaging', 'deb', 'lintian-overrides'), 'utf8')
-      .split('\n').filter((line) => !/koffi\/linux_/.test(line) || line.includes(`/${koffi}/`)).join('\n');
-    write(join(dir, 'usr/share/lintian/overrides/mesh-harness'), overrides);
+    copy(join(root, 'packaging', 'deb', 'lintian-overrides'), join(dir, 'usr/share/lintian/overrides/mesh-harness'), 0o644);
   } else {
     write(join(dir, DOC, 'CHANGELOG.md'), readFileSync(join(root, 'CHANGELOG.md')));
     write(join(dir, 'usr/share/licenses/mesh-harness/COPYRIGHT'), copyright);
@@ -191,7 +209,7 @@ License: Apache-2.0
 Files: usr/lib/mesh-harness/dist/*
 Copyright: ${new Date(epoch * 1000).getUTCFullYear()} mesh-harness contributors and the authors of the bundled npm packages
 License: Apache-2.0 and MIT and ISC and BSD-3-Clause
-Comment: the bundle contains ${bundledPackages().join(', ')}.
+Comment: the bundle contains ${bundledPackages(appPackages).join(', ')}.
 
 Files: usr/lib/mesh-harness/node/*
 Copyright: Node.js contributors and others, see the LICENSE file
@@ -262,7 +280,7 @@ Version: ${version}
 Architecture: ${arch}
 Maintainer: ${maintainer()}
 Installed-Size: ${installedSizeKiB(dir)}
-Depends: libc6 (>= 2.28), libgcc-s1, libstdc++6, iptables, passwd
+Depends: libc6 (>= 2.28), libgcc-s1, libstdc++6, iptables, passwd, systemd | systemd-standalone-sysusers | systemd-sysusers
 Recommends: nftables
 Section: net
 Priority: optional
@@ -313,6 +331,7 @@ function buildRpm(arch) {
   const spec = readFileSync(join(root, 'packaging', 'rpm', 'mesh-harness.spec.in'), 'utf8')
     .replaceAll('@VERSION@', version)
     .replaceAll('@STAGE@', dir)
+    .replace('@SYSUSERS@', readFileSync(join(root, 'packaging', 'sysusers.d', 'mesh-harness.conf'), 'utf8').trimEnd())
     .replace('@FILES@', files.join('\n'));
   const specFile = join(specDir, 'mesh-harness.spec');
   writeFileSync(specFile, spec);
@@ -333,7 +352,10 @@ function buildRpm(arch) {
 }
 
 mkdirSync(outDir, { recursive: true });
+rmSync(work, { recursive: true, force: true });
 mkdirSync(work, { recursive: true });
+const appDist = join(work, 'dist');
+const appPackages = await bundle({ entries: { 'mesh-harness': 'src/cli/main.ts', 'probe-runner': 'src/probes/runner/main.ts' }, outdir: appDist, packaged: true });
 const built = [];
 try {
   for (const arch of arches) {

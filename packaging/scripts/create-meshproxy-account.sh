@@ -1,9 +1,13 @@
 #!/bin/sh
-# Creates the meshproxy system group and user the harness and the proxy run with (see
-# docs/architecture.md: one SPIRE entry with selector unix:gid:<meshproxy gid> covers both,
-# and one iptables owner match exempts both from redirection). Idempotent: the .deb/.rpm
-# maintainer scripts and CI run it.
+# Creates the meshproxy system user and group from a checkout (CI, development), the way the
+# .deb and .rpm do it: systemd-sysusers with packaging/sysusers.d/mesh-harness.conf. Hosts
+# without systemd-sysusers (a container without systemd) get the same account from
+# groupadd/useradd. Idempotent.
 set -eu
+conf=$(cd "$(dirname "$0")/.." && pwd)/sysusers.d/mesh-harness.conf
+if command -v systemd-sysusers >/dev/null; then
+  exec systemd-sysusers "$conf"
+fi
 getent group meshproxy >/dev/null || groupadd --system meshproxy
 getent passwd meshproxy >/dev/null || useradd --system --gid meshproxy --no-create-home \
   --home-dir /nonexistent --shell /usr/sbin/nologin --comment "mesh-harness proxy" meshproxy

@@ -26,12 +26,17 @@ export function sourceDateEpoch() {
   return epoch;
 }
 
-/** The production dependency closure (what esbuild can have bundled), as name@version (licence). */
-export function bundledPackages() {
+/**
+ * The production dependency closure (what esbuild can have bundled), as name@version
+ * (licence); with `only`, just the packages named in it (those a bundle really contains).
+ */
+export function bundledPackages(only) {
   const lock = JSON.parse(readFileSync(join(repoRoot, 'package-lock.json'), 'utf8'));
   return Object.entries(lock.packages)
     .filter(([path, info]) => path.startsWith('node_modules/') && !info.dev && !path.endsWith('node_modules/koffi'))
-    .map(([path, info]) => `${path.replace(/^.*node_modules\//, '')}@${info.version} (${info.license ?? 'see package'})`)
+    .map(([path, info]) => ({ name: path.replace(/^.*node_modules\//, ''), info }))
+    .filter(({ name }) => !only || only.has(name))
+    .map(({ name, info }) => `${name}@${info.version} (${info.license ?? 'see package'})`)
     .sort();
 }
 

@@ -30,6 +30,19 @@ export function configChecks(load: ConfigLoad): Check[] {
       },
     },
     {
+      id: 'config.trusted',
+      area: 'config',
+      name: 'only root can change the configuration file',
+      timeoutMs: 1000,
+      timeoutHint: CONFIG_TIMEOUT_HINT,
+      async run() {
+        if (!load.ok) return skip('the configuration is invalid');
+        if (!load.loaded.file) return skip('no configuration file');
+        if (load.loaded.untrustedFile) return fail(load.loaded.untrustedFile, 'mesh-harness run refuses a configuration file any account but root could change; fix its owner and mode as shown');
+        return ok(load.loaded.file);
+      },
+    },
+    {
       id: 'config.complete',
       area: 'config',
       name: 'the settings mesh-harness run needs are set',

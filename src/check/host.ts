@@ -40,7 +40,7 @@ export function privilegeCheck(effects: Pick<CheckEffects, 'readText'>, config: 
 }
 
 export function accountChecks(config: HarnessConfig, facts: Facts): Check[] {
-  const create = 'create it as the package does: sh packaging/scripts/create-meshproxy-account.sh (groupadd --system meshproxy; useradd --system --gid meshproxy --no-create-home --shell /usr/sbin/nologin meshproxy)';
+  const create = 'create it as the package does: systemd-sysusers mesh-harness.conf (from a checkout: sh packaging/scripts/create-meshproxy-account.sh)';
   return [
     {
       id: 'host.user',

@@ -1,4 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { isJournalStream, withPriority } from '../log/journal.ts';
 import { CliError, EXIT } from './exit-codes.ts';
 
 export interface CommandIo {
@@ -35,3 +36,11 @@ export function write(stream: NodeJS.WritableStream, text: string): void {
   stream.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
+
+/**
+ * A message for the operator on stderr, at a syslog priority (PRIORITY in log/journal.ts):
+ * under systemd journald files it there, so `journalctl -p err` shows errors.
+ */
+export function report(io: Pick<CommandIo, 'stderr' | 'env'>, priority: number, text: string): void {
+  write(io.stderr, isJournalStream(io.env) ? withPriority(text, priority) : text);
+}

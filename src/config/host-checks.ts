@@ -1,8 +1,9 @@
 /**
- * The checks a configuration needs the host for: accounts, files, programs. `config
- * validate` cannot make them (it may run on another machine) and says so; `run` and
- * `proxy env` make all of them before anything starts and report every problem at once,
- * each as a configuration error (78) naming the field.
+ * The checks a configuration needs the host for: accounts, files, programs. `run`, `proxy
+ * env` and `config validate` make all of them before anything starts and report every
+ * problem at once, each as a configuration error (78) naming the field; `config validate
+ * --file-only` (a file checked on another machine, or before the package is installed)
+ * leaves them out and lists them.
  */
 import { readFileSync } from 'node:fs';
 import { parseTrustAnchors } from '../identity/verify.ts';
@@ -11,7 +12,7 @@ import { ConfigError } from '../util/errors.ts';
 import { resolveGroup, resolveUser } from '../util/users.ts';
 import type { HarnessConfig } from './types.ts';
 
-/** What `config validate` leaves to the host, in the words it prints. */
+/** What `config validate --file-only` leaves to the host, in the words it prints. */
 export const HOST_CHECKS = [
   'proxy.user and proxy.group exist on this host and are not root',
   'identity.trustAnchorsFile is readable and holds CA certificates in PEM form',

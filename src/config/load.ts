@@ -14,6 +14,7 @@ import { isIP } from 'node:net';
 import { spireAgentConfigProblems } from '../identity/spire-agent.ts';
 import { extraEnvProblems } from '../proxy/env.ts';
 import { ConfigError, UsageError } from '../util/errors.ts';
+import { untrustedConfigFileProblem, UntrustedConfigFileError } from './file-trust.ts';
 import { formatFor } from './formats.ts';
 import { decideHost, readHostFacts, type HostFacts } from './host.ts';
 import { isJsonObject, JsonSyntaxError, parseJson, type JsonValue } from './json.ts';
@@ -40,6 +41,12 @@ export interface LoadOptions {
   defaultPath?: string;
   /** What the host offers (read from /proc when not given). */
   host?: HostFacts;
+  /**
+   * Refuse (UntrustedConfigFileError, exit 78) a file that an account other than root could
+   * change (file-trust.ts): for the commands that act on it as root (run, its reloads).
+   * Otherwise the problem is returned as `untrustedFile`.
+   */
+  requireTrustedFile?: boolean;
 }
 
 export interface LoadedConfig {
@@ -49,6 +56,8 @@ export interface LoadedConfig {
   file?: string;
   /** Things worth saying that are not errors (unknown MESH_HARNESS_* variables). */
   warnings: string[];
+  /** Why the file could be changed by an account other than root (mesh-harness run refuses it). */
+  untrustedFile?: string;
 }
 
 const SECTIONS = Object.keys(schemaSections);
@@ -67,7 +76,7 @@ function fileProblem(path: string, what: string): ConfigError {
  * O_NONBLOCK keeps a FIFO from blocking the open; fstat on the opened descriptor then
  * decides, so a symlink to /dev/zero or a directory is refused before anything is read.
  */
-function readConfigText(path: string, explicit: boolean): string | undefined {
+function readConfigText(path: string, explicit: boolean): { text: string; untrusted: string | undefined } | undefined {
   if (path === '') throw new ConfigError(['config file "": the path is empty; pass the path of a JSON file, or leave the option out to use ' + DEFAULT_CONFIG_PATH]);
   if (path.includes('\0')) throw fileProblem(path, 'the path contains a NUL character');
   let fd: number;
@@ -92,18 +101,21 @@ function readConfigText(path: string, explicit: boolean): string | undefined {
     if (length > MAX_CONFIG_BYTES) throw fileProblem(path, `grew past ${MAX_CONFIG_BYTES} bytes while being read`);
     const text = buffer.subarray(0, length).toString('utf8');
     if (text.includes('\uFFFD')) throw fileProblem(path, 'is not valid UTF-8 text');
-    return text;
+    // Judged on the descriptor that was read: the file cannot be swapped between check and read.
+    return { text, untrusted: untrustedConfigFileProblem(path, stat) };
   } finally {
     closeSync(fd);
   }
 }
 
-function readConfigFile(path: string, explicit: boolean): JsonValue | undefined {
-  const text = readConfigText(path, explicit);
-  if (text === undefined) return undefined;
+function readConfigFile(path: string, explicit: boolean, requireTrusted: boolean): { value: JsonValue; untrusted: string | undefined } | undefined {
+  const read = readConfigText(path, explicit);
+  if (read === undefined) return undefined;
+  const { text, untrusted } = read;
+  if (untrusted && requireTrusted) throw new UntrustedConfigFileError(untrusted);
   if (text.trim() === '') throw fileProblem(path, 'is empty; write a JSON object such as {} (every setting has a default)');
   try {
-    return parseJson(text.replace(/^\uFEFF/, ''));
+    return { value: parseJson(text.replace(/^\uFEFF/, '')), untrusted };
   } catch (err) {
     if (err instanceof JsonSyntaxError) throw fileProblem(path, `not valid JSON: ${err.message}`);
     throw err;
@@ -226,7 +238,8 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
 
   const explicit = options.path !== undefined && options.path !== null;
   const path = explicit ? (options.path as string) : (options.defaultPath ?? DEFAULT_CONFIG_PATH);
-  const file = options.path === null ? undefined : readConfigFile(path, explicit);
+  const read = options.path === null ? undefined : readConfigFile(path, explicit, options.requireTrustedFile ?? false);
+  const file = read?.value;
   const fromFile = file === undefined ? new Map<string, JsonValue>() : fileValues(file, problems);
 
   const envNames = new Set<string>();
@@ -283,7 +296,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     }
   }
   if (problems.length) throw new ConfigError(capProblems(problems));
-  return { config: typed, origins, warnings: unknownEnvWarnings(env, envNames), ...(file !== undefined ? { file: path } : {}) };
+  return { config: typed, origins, warnings: unknownEnvWarnings(env, envNames), ...(file !== undefined ? { file: path } : {}), ...(read?.untrusted ? { untrustedFile: read.untrusted } : {}) };
 }
 
 /** Schema defaults go through their format too, so a wrong default fails every test at once. */

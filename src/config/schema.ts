@@ -78,7 +78,7 @@ export const schemaSections = {
     ignoreOutboundPorts: { doc: 'Outbound destination ports or ranges never redirected.', format: 'port-spec-list', default: [] },
     ignoreInboundSubnets: { doc: 'Source subnets whose inbound connections are never redirected.', format: 'cidr-list', default: [] },
     ignoreOutboundSubnets: { doc: 'Destination subnets never redirected outbound (for example 169.254.169.254/32, the cloud metadata service).', format: 'cidr-list', default: [] },
-    onStop: { doc: '`keep` leaves the rules when the harness stops (fail closed: no traffic bypasses the mesh); `clean` removes them.', format: ['keep', 'clean'], default: 'keep' },
+    onStop: { doc: '`keep` leaves the rules when the harness stops, for the next start: traffic is refused rather than bypassing the mesh until then. Rules without a running proxy cut the machine off, so the unit\'s ExecStopPost removes them unless the stop was clean and a restart follows (systemctl restart, a package upgrade). `clean` removes them on every stop.', format: ['keep', 'clean'], default: 'keep' },
     resyncInterval: { doc: 'Full re-check of the rules even without a netfilter event.', format: 'duration', default: 30_000 },
   },
   control: {
@@ -89,7 +89,8 @@ export const schemaSections = {
   probes: {
     workload: { doc: 'Local workload probes with Kubernetes probe fields (httpGet, tcpSocket, grpc, exec, periodSeconds, ...); all must pass. The ExternalGroup may add more (see docs/probes.md).', format: 'probe-list', default: [] },
     allowClusterExec: { doc: 'Run exec probes that come from the ExternalGroup. Off: they are refused and the workload is not ready (whoever edits the group would otherwise run commands on this VM).', format: 'bool', default: false },
-    execUser: { doc: 'Unprivileged account every exec probe runs as, with a clean environment. Never root, and never the proxy user or group (their traffic bypasses the mesh and they can fetch the SVID).', format: 'account-name', default: 'nobody' },
+    allowClusterHosts: { doc: 'Addresses beyond loopback and the workload\'s own IPs that httpGet, tcpSocket and grpc probes from the ExternalGroup may connect to, as CIDRs (such as 10.0.5.0/24, or 169.254.169.254/32 for a metadata service). Empty: only loopback and the workload\'s IPs; probes from the cluster aiming elsewhere, or naming a host name, are refused and the workload is not ready (whoever edits the group would otherwise probe this VM\'s network from inside).', format: 'cidr-list', default: [] },
+    execUser: { doc: 'Unprivileged account that exec probes and the probe runner (the process making httpGet, tcpSocket and grpc checks) run as, with a clean environment, so probe traffic goes through the mesh like any local client\'s. Never root, and never the proxy user or group (their traffic bypasses the mesh and they can fetch the SVID).', format: 'account-name', default: 'nobody' },
   },
   admin: {
     address: { doc: 'Admin server listen address: an IPv4 or IPv6 address (a loopback one unless admin.allowNonLoopback is true).', format: 'ip-address', default: '127.0.0.1' },

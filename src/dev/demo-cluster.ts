@@ -16,7 +16,7 @@ import { CliError, EXIT } from '../cli/exit-codes.ts';
 import type { ExternalGroup, ExternalWorkload } from '../registrar/store.ts';
 import { minimalEnv } from '../util/netns.ts';
 import { DevCa } from './ca.ts';
-import { KUBE_INSTALL_HINT, KubeApiServer, REGISTRAR_NAMESPACE, REGISTRAR_SERVICE_ACCOUNT, missingKubeTools } from './kube-apiserver.ts';
+import { externalWorkloadCrd, KUBE_INSTALL_HINT, KubeApiServer, REGISTRAR_NAMESPACE, REGISTRAR_SERVICE_ACCOUNT, missingKubeTools } from './kube-apiserver.ts';
 
 export const TRUST_DOMAIN = 'root.linkerd.cluster.local';
 export const REGISTRAR_ID = `spiffe://${TRUST_DOMAIN}/ns/mesh-expansion/sa/mesh-registrar`;
@@ -41,11 +41,6 @@ export function chooseDemoStore(choice: DemoStoreChoice): DemoStore {
   if (missing.length === 0) return 'kube';
   if (choice === 'kube') throw new CliError(`mesh-harness demo --store kube: ${missing.join(', ')} not found; ${KUBE_INSTALL_HINT}`, EXIT.UNAVAILABLE);
   return 'embedded';
-}
-
-/** Linkerd's ExternalWorkload CRD, vendored unchanged in the repository (deploy/linkerd/). */
-function externalWorkloadCrd(root: string): string {
-  return join(root, 'deploy', 'linkerd', 'external-workload.crd.yaml');
 }
 
 export interface DemoClusterOptions {

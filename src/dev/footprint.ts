@@ -6,21 +6,11 @@
  * a run that was SIGKILLed cannot, so the next run sweeps footprints whose owner is gone.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { listNetns, netnsPids, processesMentioning, processStartTime, removeNetns } from '../util/netns.ts';
-
-const OWNER_FILE = 'owner.json';
-
-interface Owner {
-  pid: number;
-  startTime: string;
-}
-
-function ownerAlive(owner: Owner): boolean {
-  return processStartTime(owner.pid) === owner.startTime;
-}
+import { listNetns, netnsPids, processesMentioning, removeNetns } from '../util/netns.ts';
+import { ownerAlive, readOwner, recordOwner } from '../util/owner.ts';
 
 function killAll(pids: number[]): void {
   for (const pid of pids) {
@@ -83,8 +73,7 @@ export class Footprint {
     this.dir = join(tmpdir(), `${prefix}-${this.id}`);
     mkdirSync(this.dir, { mode: 0o755 });
     chmodSync(this.dir, 0o755);
-    const owner: Owner = { pid: process.pid, startTime: processStartTime(process.pid) ?? '' };
-    writeFileSync(join(this.dir, OWNER_FILE), JSON.stringify(owner));
+    recordOwner(this.dir);
   }
 
   /** The name of this run's namespace for `role` ("vm", "client", ...). */
@@ -113,12 +102,8 @@ export async function sweepAbandoned(prefix: string): Promise<string[]> {
   for (const name of readdirSync(tmpdir())) {
     if (!name.startsWith(`${prefix}-`)) continue;
     const dir = join(tmpdir(), name);
-    let owner: Owner;
-    try {
-      owner = JSON.parse(readFileSync(join(dir, OWNER_FILE), 'utf8')) as Owner;
-    } catch {
-      continue;
-    }
+    const owner = readOwner(dir);
+    if (!owner) continue;
     if (ownerAlive(owner)) {
       liveIds.add(name.slice(prefix.length + 1));
       continue;

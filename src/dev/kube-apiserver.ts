@@ -49,13 +49,16 @@ export interface ClientCert {
   keyPem: string;
 }
 
+/** Linkerd's ExternalWorkload CRD, vendored unchanged in the repository (deploy/linkerd/). */
+export function externalWorkloadCrd(root: string): string {
+  return join(root, 'deploy', 'linkerd', 'external-workload.crd.yaml');
+}
+
 export interface KubeApiServerOptions {
   /** Holds the CA, etcd's data, the logs and the kubeconfigs; created when missing. */
   dir: string;
   /** The repository (package) root: deploy/linkerd and deploy/kubernetes. */
   root: string;
-  /** Linkerd's ExternalWorkload CRD; default deploy/linkerd/external-workload.crd.yaml. */
-  externalWorkloadCrd?: string;
   /** Runs etcd, kube-apiserver and kubectl in this network namespace (its loopback must be up). */
   netns?: string;
   /** Ports on 127.0.0.1 (in the namespace, when given). */
@@ -247,7 +250,7 @@ export class KubeApiServer {
     const { root } = this.options;
     // deploy/kubernetes binds a Role in the linkerd namespace, which Linkerd creates.
     await this.kubectl(['create', 'namespace', 'linkerd']);
-    await this.kubectl(['apply', '-f', this.options.externalWorkloadCrd ?? join(root, 'deploy', 'linkerd', 'external-workload.crd.yaml')]);
+    await this.kubectl(['apply', '-f', externalWorkloadCrd(root)]);
     await this.kubectl(['apply', '-k', join(root, 'deploy', 'kubernetes')]);
     await this.kubectl(['wait', '--for=condition=Established', '--timeout=120s', 'crd/externalworkloads.workload.linkerd.io', 'crd/externalgroups.meshexpansion.dev']);
     // RBAC and discovery catch up asynchronously: wait until the registrar may use both CRDs.
@@ -264,9 +267,10 @@ export class KubeApiServer {
   /** Runs kubectl as admin (or with the given kubeconfig); throws with its stderr on failure. */
   async kubectl(args: string[], options: { kubeconfig?: string; input?: string; reject?: boolean } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
     const [bin, argv] = this.argv('kubectl', ['--kubeconfig', options.kubeconfig ?? this.adminKubeconfig, ...args]);
-    const result = await execa(bin, argv, { env: this.env, extendEnv: false, reject: false, ...(options.input === undefined ? {} : { input: options.input }) });
+    // Bounded (kubectl's own request timeout is none): longer than the longest `kubectl wait` here.
+    const result = await execa(bin, argv, { env: this.env, extendEnv: false, reject: false, timeout: 180_000, ...(options.input === undefined ? {} : { input: options.input }) });
     if (result.exitCode !== 0 && options.reject !== false) {
-      throw new Error(`kubectl ${args.join(' ')} exited ${result.exitCode}: ${result.stderr}`);
+      throw new Error(`kubectl ${args.join(' ')} ${result.timedOut ? 'gave no result within 180 s' : `exited ${result.exitCode}`}: ${result.stderr}`);
     }
     return { exitCode: result.exitCode ?? 1, stdout: result.stdout, stderr: result.stderr };
   }

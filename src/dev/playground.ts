@@ -12,9 +12,12 @@ import { join } from 'node:path';
 import { CliError, EXIT } from '../cli/exit-codes.ts';
 import { minimalEnv } from '../util/netns.ts';
 import { packageRoot } from '../util/paths.ts';
+import { asAccount } from '../util/run-as.ts';
 import { resolveGroup, resolveUser } from '../util/users.ts';
+import { CONNECTION_PROBE, describeConnection, parseConnectionResult, type ConnectionResult, type ConnectionTarget } from './connection-probe.ts';
 import { Footprint, sweepAbandoned } from './footprint.ts';
 import { DevProxyLaunchError, writeDevProxyLauncher } from './proxy/launcher.ts';
+import { OUTBOUND_MARKER } from './proxy/markers.ts';
 import { dump as toYaml } from 'js-yaml';
 import { chooseDemoStore, CLUSTER_IP, DemoCluster, GRACE_SECONDS, REGISTRAR_ID, TRUST_DOMAIN, TTL_SECONDS, type ClusterPki, type DemoStore, type DemoStoreChoice } from './demo-cluster.ts';
 import { SPIRE_PORT, startDemoSpire } from './demo-spire.ts';
@@ -34,6 +37,8 @@ export const PLAYGROUND_PREFIX = 'mh-demo';
 /** The account the development proxy runs as. */
 const PROXY_USER = 'nobody';
 const PROXY_GROUP = 'nogroup';
+/** The account the probes run as (probes.execUser): present on every Debian and RHEL host, and not the proxy's. */
+const PROBE_USER = 'daemon';
 
 /** The file whose presence makes the sample workload's /healthz answer 503. */
 const UNHEALTHY_FILE = 'workload-unhealthy';
@@ -51,6 +56,79 @@ require('node:http').createServer((req, res) => {
   res.end('hello from the VM workload; your connection came from ' + req.socket.remoteAddress + '\\n');
 }).listen(${WORKLOAD_PORT}, '0.0.0.0', () => console.log('ready'));
 `;
+}
+
+/** How long a traffic step waits for a connection and its answer before it says what it saw and moves on. */
+const NETWORK_BOUND_MS = 5_000;
+/** The backstop for any command the playground runs in a namespace (a probe reports within its own bound first). */
+const COMMAND_BOUND_MS = 20_000;
+/** The account the outbound step connects as: not root, and not the proxy's, so its traffic is redirected. */
+const OUTBOUND_ACCOUNT = { uid: 1000, gid: 1000 };
+/** The client runs nothing: an outbound connection to this port that completes was redirected. */
+const DISCARD_PORT = 9;
+
+/** What a traffic step concludes from what it saw: a summary value and a sentence for the narration. */
+export interface Verdict {
+  summary: string;
+  explanation: string;
+}
+
+/** The client's request to the workload after the rules went in, judged by the source address the workload reports. */
+export function inboundVerdict(result: ConnectionResult, boundMs: number): Verdict {
+  const seen = describeConnection(result, boundMs);
+  if (result.outcome === 'answer') {
+    const source = /your connection came from (\S+)/.exec(result.text ?? '')?.[1];
+    if (source === CLIENT_IP) {
+      return { summary: `NO (the workload saw the client's own address, ${CLIENT_IP})`, explanation: `the workload sees the client's own address ${CLIENT_IP}: the connection reached it directly, not through the proxy` };
+    }
+    if (source) {
+      const via = source === '127.0.0.1' ? 'over loopback' : source === VM_IP ? "to the workload's address, from the VM's own" : `from ${source}`;
+      return {
+        summary: `yes, through the proxy (the workload saw ${source}, not the client's ${CLIENT_IP})`,
+        explanation: `the workload sees ${source}, not the client's ${CLIENT_IP}: iptables sent the connection to the proxy, which opened its own ${via}`,
+      };
+    }
+    const answer = `${result.status === undefined ? 'an answer' : `HTTP ${result.status}`} "${(result.text ?? '').trim().split('\n')[0]!.slice(0, 80)}"`;
+    return {
+      summary: `not checked: ${answer} came back, not the workload's greeting`,
+      explanation: `${answer} is not the workload's greeting: something in between, most likely the proxy, answered in its place; the proxy's log (in the harness log) says why`,
+    };
+  }
+  if (result.outcome === 'closed' || result.outcome === 'silent') {
+    return { summary: `not checked: ${seen}`, explanation: `something ${seen}; the proxy's log (in the harness log) says why` };
+  }
+  return { summary: `NO (${seen})`, explanation: `the request did not get through: ${seen}` };
+}
+
+/** The workload's connection to a port of the client where nothing listens, judged by what came back. */
+export function outboundVerdict(result: ConnectionResult, boundMs: number): Verdict {
+  const target = `${CLIENT_IP}:${DISCARD_PORT}`;
+  const seen = describeConnection(result, boundMs);
+  switch (result.outcome) {
+    case 'answer': {
+      const original = new RegExp(`${OUTBOUND_MARKER} (\\S+)`).exec(result.text ?? '')?.[1];
+      if (original) {
+        return { summary: 'yes, through the proxy', explanation: `nothing listens on ${target}, yet the proxy answered: iptables sent the connection to it, and it read the original destination ${original}` };
+      }
+      return { summary: `yes, redirected (an answer for ${target}, where nothing listens)`, explanation: `nothing listens on ${target}, yet an answer came: iptables sent the connection to the proxy` };
+    }
+    case 'closed':
+      return {
+        summary: `yes, redirected (accepted although nothing listens on ${target}, then closed)`,
+        explanation: `nothing listens on ${target}, yet the connection was accepted: iptables sent it to the proxy, which then closed it without an answer`,
+      };
+    case 'silent':
+      return {
+        summary: `not checked: the proxy took the connection and held it ${boundMs / 1000} s without an answer, as linkerd2-proxy does while it waits for the Linkerd destination service, which the playground does not run`,
+        explanation:
+          `nothing listens on ${target}, yet the connection was accepted, so iptables sent it to the proxy, which held it ${boundMs / 1000} s without a byte back. ` +
+          'linkerd2-proxy does that while it waits for the Linkerd destination service (proxy.destinationAddr), which the playground does not run: where it would send the connection is not checked',
+      };
+    case 'refused':
+      return { summary: `NO (${target} refused it: not redirected)`, explanation: `${target} itself refused the connection: it left the VM without going through the proxy` };
+    default:
+      return { summary: `NO (${seen})`, explanation: `the connection to ${target} did not get anywhere: ${seen}` };
+  }
 }
 
 /** The ExternalGroup's probe (handed to the harness by the registrar): quick, so the demo shows a failure within seconds. */
@@ -121,7 +199,7 @@ export class Playground {
     if (process.getuid?.() !== 0) throw new CliError('mesh-harness demo needs root: it creates network namespaces and iptables rules in them (sudo mesh-harness demo)', EXIT.UNAVAILABLE);
     for (const [tool, pkg] of [['ip', 'iproute2'], ['iptables-restore', 'iptables'], ['setpriv', 'util-linux']] as const) {
       const found = await execa('sh', ['-c', `command -v ${tool}`], { reject: false, env: minimalEnv(), extendEnv: false });
-      if (found.exitCode !== 0) throw new CliError(`mesh-harness demo needs ${tool}: apt-get install ${pkg}`, EXIT.UNAVAILABLE);
+      if (found.exitCode !== 0) throw new CliError(`mesh-harness demo needs ${tool}: apt-get install ${pkg} (in a clone of the repository, scripts/setup.sh installs everything the demo needs)`, EXIT.UNAVAILABLE);
     }
     for (const bundle of ['mesh-harness.js', 'dev-proxy.js', 'dev-workload-api.js', 'dev-cluster.js']) {
       if (!existsSync(join(this.root, 'dist', bundle))) throw new CliError(`dist/${bundle} is missing: run npm run build first`, EXIT.UNAVAILABLE);
@@ -134,8 +212,14 @@ export class Playground {
     }
   }
 
-  private inNs(ns: string, argv: string[], extra: { input?: string } = {}) {
-    return execa('ip', ['netns', 'exec', ns, ...argv], { env: minimalEnv(), extendEnv: false, reject: false, ...extra });
+  private inNs(ns: string, argv: string[]) {
+    return execa('ip', ['netns', 'exec', ns, ...argv], { env: minimalEnv(), extendEnv: false, reject: false, timeout: COMMAND_BOUND_MS });
+  }
+
+  /** One bounded connection from inside `ns` (as `account`, else root), reported as what was seen. */
+  private async connect(ns: string, target: ConnectionTarget, account?: { uid: number; gid: number }): Promise<ConnectionResult> {
+    const res = await this.inNs(ns, [...(account ? asAccount(account) : []), process.execPath, '-e', CONNECTION_PROBE, JSON.stringify(target)]);
+    return parseConnectionResult(String(res.stdout), res.timedOut ? `no report within ${COMMAND_BOUND_MS / 1000} s` : `the probe exited ${res.exitCode}: ${String(res.stderr).trim()}`);
   }
 
   private async ip(args: string[]): Promise<void> {
@@ -144,9 +228,9 @@ export class Playground {
     if (result.exitCode !== 0) throw new Error(`ip ${args.join(' ')}: ${result.stderr}`);
   }
 
-  private spawn(argv: string[], logFile?: string): ResultPromise {
+  private spawn(argv: string[], logFile?: string, env: Record<string, string> = {}): ResultPromise {
     if (this.cleaning) throw new Interrupted('interrupted');
-    const child = execa(argv[0]!, argv.slice(1), { env: minimalEnv(), extendEnv: false, reject: false, buffer: false, ...(logFile ? { stdout: { file: logFile }, stderr: { file: logFile } } : {}) });
+    const child = execa(argv[0]!, argv.slice(1), { env: { ...minimalEnv(), ...env }, extendEnv: false, reject: false, buffer: false, ...(logFile ? { stdout: { file: logFile }, stderr: { file: logFile } } : {}) });
     this.children.push(child);
     return child;
   }
@@ -221,9 +305,9 @@ export class Playground {
 
       this.say.step(`Starting the sample HTTP workload in the vm on port ${WORKLOAD_PORT}`);
       this.spawn(['ip', 'netns', 'exec', this.vm, process.execPath, '-e', workloadScript(join(dir, UNHEALTHY_FILE))], join(dir, 'workload.log'));
-      const direct = await waitUntil('the workload', async () => {
-        const res = await this.inNs(this.client, [process.execPath, '-e', `fetch('http://${VM_IP}:${WORKLOAD_PORT}/').then(r => r.text()).then(t => process.stdout.write(t))`]);
-        return res.exitCode === 0 && String(res.stdout) ? String(res.stdout).trim() : undefined;
+      const direct = await waitUntil('the workload to answer', async () => {
+        const res = await this.connect(this.client, { host: VM_IP, port: WORKLOAD_PORT, path: '/', boundMs: 2_000 });
+        return res.outcome === 'answer' && res.text ? res.text.trim() : undefined;
       }, 15_000);
       this.say.detail(`client -> ${VM_IP}:${WORKLOAD_PORT} before the mesh: ${direct}`);
 
@@ -237,13 +321,17 @@ export class Playground {
         // The registration stream goes straight to the registrar, not through the proxy.
         iptables: { onStop: 'clean', ignoreOutboundSubnets: [`${CLUSTER_IP}/32`] },
         control: { registrarAddress: cluster.address, registrarIdentity: REGISTRAR_ID },
+        probes: { execUser: PROBE_USER },
         admin: { port: ADMIN_PORT },
         log: { format: 'json' },
       }, null, 2));
 
       this.say.step(`Starting mesh-harness in the vm (${spire ? 'spire-agent -> ' : ''}identity -> iptables -> proxy -> registration -> probes)`);
       const harnessStart = Date.now();
-      this.harness = this.spawn(['ip', 'netns', 'exec', this.vm, process.execPath, join(this.root, 'bin', 'mesh-harness.mjs'), 'run', '--config', join(dir, 'config.json')], join(dir, 'harness.log'));
+      // TMPDIR: from a checkout the probe runner cannot read, the harness copies it to the
+      // temp directory; in the run's directory, the copy goes with the run, even when the
+      // harness is SIGKILLed below.
+      this.harness = this.spawn(['ip', 'netns', 'exec', this.vm, process.execPath, join(this.root, 'bin', 'mesh-harness.mjs'), 'run', '--config', join(dir, 'config.json')], join(dir, 'harness.log'), { TMPDIR: dir });
       this.say.detail(`config ${join(dir, 'config.json')}, log ${join(dir, 'harness.log')}`);
       const seen = new Map<string, string>();
       const ready = await waitUntil('the harness to be ready', async () => {
@@ -275,18 +363,19 @@ export class Playground {
       for (const line of toYaml(ewReady).trimEnd().split('\n')) this.say.detail(line);
       summary.push(['ExternalWorkload', `${NAMESPACE}/${ewName} Ready=True`]);
 
-      this.say.step('Traffic from the client to the workload now passes through the proxy');
-      const viaMesh = await this.inNs(this.client, [process.execPath, '-e', `fetch('http://${VM_IP}:${WORKLOAD_PORT}/').then(r => r.text()).then(t => process.stdout.write(t))`]);
-      const inbound = String(viaMesh.stdout).trim() || `failed: ${String(viaMesh.stderr).trim()}`;
-      this.say.detail(`client -> ${VM_IP}:${WORKLOAD_PORT}: ${inbound}`);
-      this.say.detail('(the workload sees 127.0.0.1: iptables sent the connection to the proxy, which forwarded it)');
-      summary.push(['inbound redirect', /came from 127\.0\.0\.1/.test(inbound) ? 'yes, through the proxy' : `NO (${inbound})`]);
-      // Without NODE_OPTIONS: loader hooks there (a test runner's) may point where uid 1000 cannot read.
-      const outbound = await this.inNs(this.vm, ['env', '-u', 'NODE_OPTIONS', 'setpriv', '--reuid=1000', '--regid=1000', '--clear-groups', process.execPath, '-e', `const s=require('net').connect(9, '${CLIENT_IP}');let d='';s.on('data',c=>d+=c);s.on('end',()=>process.stdout.write(d));s.on('error',e=>process.stdout.write('error '+e.code))`]);
-      this.say.detail(`workload -> ${CLIENT_IP}:9: ${String(outbound.stdout).trim()}`);
-      // Only the development proxy says what it intercepted; a real proxy forwards to the (closed) port.
-      if (this.options.proxyBinary) summary.push(['outbound redirect', 'not checked (only the development proxy reports what it intercepted)']);
-      else summary.push(['outbound redirect', /mesh-dev-proxy outbound/.test(String(outbound.stdout)) ? 'yes, through the proxy' : `NO (${String(outbound.stdout).trim()})`]);
+      this.say.step('The client sends the workload a request again, now that the rules are in');
+      const viaMesh = await this.connect(this.client, { host: VM_IP, port: WORKLOAD_PORT, path: '/', boundMs: NETWORK_BOUND_MS });
+      const inbound = inboundVerdict(viaMesh, NETWORK_BOUND_MS);
+      this.say.detail(`client -> ${VM_IP}:${WORKLOAD_PORT}: ${viaMesh.outcome === 'answer' ? viaMesh.text?.trim() : describeConnection(viaMesh, NETWORK_BOUND_MS)}`);
+      this.say.detail(`(${inbound.explanation})`);
+      summary.push(['inbound redirect', inbound.summary]);
+
+      this.say.step(`The workload connects out to the client, on a port where nothing listens (${CLIENT_IP}:${DISCARD_PORT})`);
+      const leaving = await this.connect(this.vm, { host: CLIENT_IP, port: DISCARD_PORT, boundMs: NETWORK_BOUND_MS }, OUTBOUND_ACCOUNT);
+      const outbound = outboundVerdict(leaving, NETWORK_BOUND_MS);
+      this.say.detail(`workload (uid ${OUTBOUND_ACCOUNT.uid}) -> ${CLIENT_IP}:${DISCARD_PORT}: ${leaving.outcome === 'answer' ? leaving.text?.trim() : describeConnection(leaving, NETWORK_BOUND_MS)}`);
+      this.say.detail(`(${outbound.explanation})`);
+      summary.push(['outbound redirect', outbound.summary]);
 
       this.say.step('Killing the proxy (SIGKILL): the harness restarts it');
       const before = ready.components.find((c) => c.name === 'proxy')?.detail?.pid as number | undefined;
@@ -372,7 +461,7 @@ export class Playground {
     await waitUntil('the Workload API socket', async () => (existsSync(socket) ? true : undefined), 15_000);
     this.say.detail(`socket ${socket}, trust anchors ${pki.anchors}`);
     this.say.detail(`(a development stand-in for spire-agent${wanted === 'dev' ? '' : '; with SPIRE installed (scripts/install-spire.sh) the demo runs real SPIRE'})`);
-    summary.push(['identity', 'development Workload API (SPIRE not installed)']);
+    summary.push(['identity', `development Workload API (${wanted === 'dev' ? 'chosen with --identity dev' : 'SPIRE not installed'})`]);
     return undefined;
   }
 

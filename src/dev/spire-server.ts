@@ -76,7 +76,9 @@ plugins {
 /** The spire-server CLI against a server's socket, with the error it printed when it fails. */
 async function spireCli(socket: string, args: string[]): Promise<string> {
   const [command, ...rest] = args;
-  const result = await execa('spire-server', [command!, ...rest, '-socketPath', socket], { env: minimalEnv(), extendEnv: false, reject: false });
+  // Bounded: a server that accepts on its socket and never answers must not hold up the caller.
+  const result = await execa('spire-server', [command!, ...rest, '-socketPath', socket], { env: minimalEnv(), extendEnv: false, reject: false, timeout: 30_000 });
+  if (result.timedOut) throw new Error(`spire-server ${args.slice(0, 2).join(' ')}: no answer from ${socket} within 30 s`);
   if (result.exitCode !== 0) throw new Error(`spire-server ${args.slice(0, 2).join(' ')}: ${String(result.stderr || result.stdout).trim()}`);
   return String(result.stdout);
 }

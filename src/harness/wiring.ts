@@ -55,16 +55,18 @@ export async function buildComponents({ config, log, metrics, currentConfig }: W
   components.push(identity);
   const iptables = new IptablesComponent({ config, log, registry });
   components.push(iptables);
+  // Detected once: the default route's addresses, when workload.ips is not configured.
+  const detectedIps = config.workload.ips.length ? [] : detectWorkloadIps();
   // Before the proxy, whose start waits for the SVID: the workload's health needs nothing
   // from the data plane, and is known by the time the proxy and registration are up.
   let probes: ProbesComponent | undefined;
   if (config.probes.workload.length > 0 || config.control.registrarAddress !== '') {
-    probes = new ProbesComponent({ config, log, registry });
+    // The addresses the registration announces are the ones cluster probes may target.
+    const workloadIps = () => (currentConfig().workload.ips.length ? currentConfig().workload.ips : detectedIps);
+    probes = new ProbesComponent({ config, log, registry, workloadIps });
     components.push(probes);
   }
 
-  // Detected once: the default route's addresses, when workload.ips is not configured.
-  const detectedIps = config.workload.ips.length ? [] : detectWorkloadIps();
   const trustAnchorsPem = () => readFile(currentConfig().identity.trustAnchorsFile, 'utf8');
   let registration: RegistrationComponent | undefined;
   const proxy = new ProxyComponent({

@@ -1,5 +1,9 @@
-/** `mesh-harness iptables clean`: remove what the harness owns, wherever it may be installed. */
-import type { HarnessConfig } from '../config/types.ts';
+/**
+ * `mesh-harness iptables clean`: remove what the harness owns, wherever it may be
+ * installed, by its marks alone (chains named MESH_HARNESS_*, and the jumps into them).
+ * It reads no configuration: it is what runs when the configuration is broken (a failed
+ * start, a downgrade, a removal), so a broken file must never keep the rules in place.
+ */
 import { findTools, kernelHasIpv6, type BackendMode } from './backend.ts';
 import type { DriftItem } from './drift.ts';
 import { missingProgram } from './errors.ts';
@@ -20,14 +24,15 @@ async function legacyTablesLoaded(runner: CommandRunner, family: Family): Promis
 }
 
 /**
- * Removes the owned chains and jumps from every family the kernel has. With backend
- * `auto` both backends are cleaned, because rules installed before a backend switch would
- * otherwise stay behind; legacy tables that are not loaded cannot hold rules and are not
- * touched (reading them would load their modules).
+ * Removes the owned chains and jumps from every backend and family the host has. Both
+ * backends are cleaned, because rules installed before a backend switch (or by a
+ * configuration that named the other one) would otherwise stay behind; legacy tables that
+ * are not loaded cannot hold rules and are not touched (reading them would load their
+ * modules).
  */
-export async function cleanInstalled(runner: CommandRunner, settings: Pick<HarnessConfig['iptables'], 'backend'>): Promise<CleanResult[]> {
+export async function cleanInstalled(runner: CommandRunner): Promise<CleanResult[]> {
   const families: Family[] = (await kernelHasIpv6(runner)) ? ['ipv4', 'ipv6'] : ['ipv4'];
-  const modes: BackendMode[] = settings.backend === 'auto' ? ['nft', 'legacy'] : [settings.backend];
+  const modes: BackendMode[] = ['nft', 'legacy'];
   const results: CleanResult[] = [];
   let found = false;
   for (const mode of modes) {
@@ -35,11 +40,19 @@ export async function cleanInstalled(runner: CommandRunner, settings: Pick<Harne
       const tools = await findTools(runner, mode, family);
       if (!tools) continue;
       found = true;
-      if (mode === 'legacy' && settings.backend === 'auto' && !(await legacyTablesLoaded(runner, family))) continue;
+      if (mode === 'legacy' && !(await legacyTablesLoaded(runner, family))) continue;
       const { drift } = await new NatTable(runner, tools).converge(undefined);
       results.push({ mode, family, removed: drift });
     }
   }
-  if (!found) throw missingProgram('iptables-restore', `needed to remove rules with the ${modes.join(' or ')} backend`);
+  if (!found) throw missingProgram('iptables-restore', 'needed to remove rules with the nft or the legacy backend');
   return results;
+}
+
+/** What `cleanInstalled` removed, one line per backend and family and one per rule or chain. */
+export function describeClean(results: CleanResult[]): string[] {
+  return results.flatMap(({ mode, family, removed }) => {
+    const where = `${family} (${mode} backend)`;
+    return removed.length === 0 ? [`${where}: nothing installed`] : [`${where}: removed`, ...removed.map((d) => `  ${d.rule ?? `chain ${d.chain}`}`)];
+  });
 }

@@ -206,7 +206,7 @@ export class IptablesComponent extends BaseComponent {
       await this.removeRules(this.tables);
       this.setState('Stopped', { message: 'redirect rules removed (iptables.onStop=clean)' });
     } else {
-      this.log.info('leaving redirect rules in place (iptables.onStop=keep): traffic keeps going to the proxy port, none bypasses the mesh');
+      this.log.info('leaving redirect rules in place for the next start (iptables.onStop=keep); under systemd the unit removes them unless it is restarting');
       this.setState('Stopped', { message: 'redirect rules left in place (iptables.onStop=keep)' });
     }
   }

@@ -1,5 +1,6 @@
-import pino, { type Logger, type LevelWithSilent } from 'pino';
+import pino, { type DestinationStream, type Logger, type LevelWithSilent } from 'pino';
 import type PinoPretty from 'pino-pretty';
+import { priorityOfLevel } from './journal.ts';
 
 export type { Logger } from 'pino';
 
@@ -11,6 +12,24 @@ export interface LoggerOptions {
   destination?: NodeJS.WritableStream & { fd?: number };
   /** `component` of the root logger. */
   component?: string;
+  /** Prefix each JSON line with its syslog priority (`<3>` for error): the destination is journald's stream. */
+  syslogPriority?: boolean;
+}
+
+/**
+ * A pino destination that puts the line's syslog priority in front of it. pino hands the
+ * level of each line to a destination that asks for it (the metadata symbol), as its own
+ * multistream does.
+ */
+function prioritised(inner: DestinationStream): DestinationStream {
+  const stream = {
+    [pino.symbols.needsMetadataGsym]: true,
+    lastLevel: 30,
+    write(line: string) {
+      inner.write(`<${priorityOfLevel(stream.lastLevel)}>${line}`);
+    },
+  };
+  return stream;
 }
 
 /**
@@ -39,7 +58,8 @@ export function createLogger(options: LoggerOptions): Logger {
     return pino(opts, pretty({ destination, sync: true, colorize: isTty, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', messageFormat: '[{component}] {msg}' }));
   }
   const fd = (destination as { fd?: number }).fd;
-  return pino(opts, typeof fd === 'number' ? pino.destination({ fd, sync: true }) : destination);
+  const stream: DestinationStream = typeof fd === 'number' ? pino.destination({ fd, sync: true }) : destination;
+  return pino(opts, options.syslogPriority ? prioritised(stream) : stream);
 }
 
 /** A logger that drops everything, for tests and one-shot commands that print themselves. */

@@ -14,21 +14,20 @@ import type { Registry } from 'prom-client';
 import type { HarnessConfig, WorkloadPort } from '../config/types.ts';
 import { BaseComponent, type ComponentState, type PreparedUpdate } from '../component/component.ts';
 import type { Logger } from '../log/logger.ts';
-import { ExecAccountError, execCheck, resolveExecAccount, type AccountResolver, type ExecAccount } from './exec.ts';
-import { grpcCheck } from './grpc.ts';
-import { httpGetCheck } from './http.ts';
-import { tcpSocketCheck } from './tcp.ts';
+import { execCheck, resolveExecAccount, type AccountResolver, type ExecAccount } from './exec.ts';
 import { ProbeMetrics } from './metrics.ts';
 import { ReadinessGate, type FlapDamping, type Readiness, type Verdict } from './readiness.ts';
 import type { CheckContext, CheckResult } from './result.ts';
+import { ProbeRunner } from './runner/client.ts';
 import { describeHandler, parseProbeList, type PortRef, type Probe, type ProbeHandler } from './spec.ts';
+import { clusterTargetProblem } from './targets.ts';
 import { ProbeWorker, type ProbeStatus } from './worker.ts';
 
 /** A probe from the cluster this VM will not run; it counts as failing (fail closed). */
 export interface ProbeRefusal {
   /** The probe's name, or `spec.probes` for a list that does not validate. */
   probe: string;
-  reason: 'ExecNotAllowed' | 'InvalidProbe';
+  reason: 'ExecNotAllowed' | 'TargetNotAllowed' | 'InvalidProbe';
   message: string;
 }
 
@@ -48,6 +47,8 @@ export interface ProbesComponentOptions {
   registry: Registry;
   users?: AccountResolver;
   damping?: FlapDamping;
+  /** The workload's IPs as the harness announces them; default workload.ips. Cluster probes may target them. */
+  workloadIps?: () => readonly string[];
 }
 
 interface Running {
@@ -67,6 +68,8 @@ export class ProbesComponent extends BaseComponent {
   private cluster: ClusterProbes | undefined;
   private clusterRefusals: ProbeRefusal[] = [];
   private execAccount: Promise<ExecAccount> | undefined;
+  /** Runs the network checks (httpGet, tcpSocket, grpc) as probes.execUser, so their traffic is not exempt from redirection. */
+  private readonly runner: ProbeRunner;
   private running = false;
   private transitions = 0;
 
@@ -75,6 +78,8 @@ export class ProbesComponent extends BaseComponent {
     this.config = options.config;
     this.metrics = new ProbeMetrics(options.registry);
     this.gate = new ReadinessGate({ ...(options.damping ? { damping: options.damping } : {}), onTransition: (r) => this.onTransition(r) }, { ready: false, reason: 'ProbePending', message: 'probes not started' });
+    // Its lines carry component "probe-runner" (the supervisor's), not "probes" twice over.
+    this.runner = new ProbeRunner({ log: options.log, registry: options.registry, account: () => this.account() });
   }
 
   override state(): ComponentState {
@@ -90,7 +95,9 @@ export class ProbesComponent extends BaseComponent {
         probes: this.probeStatuses(),
         refusals: this.refusals(),
         allowClusterExec: this.config.probes.allowClusterExec,
+        allowClusterHosts: this.config.probes.allowClusterHosts.map((c) => c.text),
         execUser: this.config.probes.execUser,
+        runner: this.runner.state(),
         transitions: this.transitions,
         flaps: this.gate.flapCount(),
         ...(this.gate.heldForMs() ? { readyHeldForMs: this.gate.heldForMs() } : {}),
@@ -111,6 +118,7 @@ export class ProbesComponent extends BaseComponent {
     }
     this.workers.clear();
     this.gate.stop();
+    await this.runner.stop();
     this.setState('Stopped', { message: 'stopped' });
   }
 
@@ -120,7 +128,11 @@ export class ProbesComponent extends BaseComponent {
       commit: async () => {
         const accountChanged = config.probes.execUser !== this.config.probes.execUser || config.proxy.user !== this.config.proxy.user || config.proxy.group !== this.config.proxy.group;
         this.config = config;
-        if (accountChanged) this.execAccount = undefined;
+        if (accountChanged) {
+          this.execAccount = undefined;
+          // Started again by the reconcile below, as the new account, if network probes remain.
+          await this.runner.stop();
+        }
         if (this.running) this.reconcile();
       },
     };
@@ -184,13 +196,17 @@ export class ProbesComponent extends BaseComponent {
       ? [{ probe: 'spec.probes', reason: 'InvalidProbe', message: `probes${group} refused: ${problems.join('; ')}` }]
       : [];
     const allowed: Probe[] = [];
+    const policy = { workloadIps: this.workloadIps(), allowClusterHosts: this.config.probes.allowClusterHosts };
     for (const probe of probes) {
+      const target = clusterTargetProblem(probe.handler, policy);
       if (probe.handler.kind === 'exec' && !this.config.probes.allowClusterExec) {
         refusals.push({
           probe: probe.name,
           reason: 'ExecNotAllowed',
           message: `exec probe ${probe.name}${group} refused: this VM does not run exec probes from the cluster (set probes.allowClusterExec to true in the VM's local config to allow them)`,
         });
+      } else if (target) {
+        refusals.push({ probe: probe.name, reason: 'TargetNotAllowed', message: `${probe.handler.kind} probe ${probe.name}${group} refused: ${target}` });
       } else {
         allowed.push(probe);
       }
@@ -220,6 +236,9 @@ export class ProbesComponent extends BaseComponent {
       this.metrics.removed(running.worker.status());
       this.workers.delete(id);
     }
+    // The runner lives while a network probe does: a VM with exec probes only, or none, has no use for it.
+    if ([...wanted.values()].some((p) => p.handler.kind !== 'exec')) this.runner.start();
+    else void this.runner.stop();
     for (const [id, probe] of wanted) {
       if (this.workers.has(id)) continue;
       const worker = new ProbeWorker({
@@ -237,34 +256,35 @@ export class ProbesComponent extends BaseComponent {
 
   private check(probe: Probe, context: CheckContext): Promise<CheckResult> {
     const handler = probe.handler;
-    switch (handler.kind) {
-      case 'httpGet':
-      case 'tcpSocket': {
-        const port = this.resolvePort(handler.port);
-        if (port === undefined) return Promise.resolve({ ok: false, latencyMs: 0, message: `${describeHandler(handler)}: ${this.unknownPortText(handler.port)}` });
-        return handler.kind === 'httpGet'
-          ? httpGetCheck({ scheme: handler.scheme, host: handler.host, port, path: handler.path, headers: handler.headers }, context)
-          : tcpSocketCheck({ host: handler.host, port }, context);
-      }
-      case 'grpc':
-        return grpcCheck(handler, context);
-      case 'exec':
-        return this.exec(handler, context);
+    if (handler.kind === 'exec') return this.exec(handler, context);
+    const port = this.resolvePort(handler.port);
+    if (port === undefined) return Promise.resolve({ ok: false, latencyMs: 0, message: `${describeHandler(handler)}: ${this.unknownPortText(handler.port)}` });
+    return this.runner.check({ ...handler, port }, context);
+  }
+
+  /** The account exec probes and the probe runner run as; looked up again after a failure, so creating it heals without a restart. */
+  private async account(): Promise<ExecAccount> {
+    this.execAccount ??= resolveExecAccount(this.config.probes.execUser, this.config.proxy, this.options.users);
+    try {
+      return await this.execAccount;
+    } catch (err) {
+      this.execAccount = undefined;
+      throw err;
     }
   }
 
   private async exec(handler: Extract<ProbeHandler, { kind: 'exec' }>, context: CheckContext): Promise<CheckResult> {
-    this.execAccount ??= resolveExecAccount(this.config.probes.execUser, this.config.proxy, this.options.users);
     let account: ExecAccount;
     try {
-      account = await this.execAccount;
+      account = await this.account();
     } catch (err) {
-      // Looked up again at the next check: creating the account heals without a restart.
-      this.execAccount = undefined;
-      const message = err instanceof ExecAccountError ? err.message : String(err);
-      return { ok: false, latencyMs: 0, message: `${describeHandler(handler)}: not run: ${message}` };
+      return { ok: false, latencyMs: 0, message: `${describeHandler(handler)}: not run: ${(err as Error).message}` };
     }
     return execCheck(handler.command, account, context);
+  }
+
+  private workloadIps(): readonly string[] {
+    return this.options.workloadIps?.() ?? this.config.workload.ips;
   }
 
   private resolvePort(port: PortRef): number | undefined {

@@ -13,6 +13,9 @@
  * - `terminationGracePeriodSeconds` is refused: it applies to liveness probes, and these
  *   probes only decide readiness.
  * - seconds fields are capped at one day (Node timers cannot express Kubernetes' int32).
+ * - a probe from the cluster (`source: 'cluster'`) is held to CLUSTER_PROBE_LIMITS: bounded
+ *   timing, headers and size, and no hop-by-hop or message-framing headers. Where it may
+ *   connect is decided with the VM's facts, in targets.ts.
  */
 
 /** The raw, validated shape (what users write). */
@@ -81,6 +84,28 @@ const HANDLER_KEYS: Record<(typeof HANDLERS)[number], string[]> = {
 };
 const MAX_SECONDS = 86_400;
 
+/**
+ * What a probe from the ExternalGroup may ask of a VM. Whoever edits the group writes these
+ * probes for every VM in it; the VM runs them on its own resources, so their cost and their
+ * reach are bounded here (see docs/probes.md, "Threat model"). Out of bounds is refused with
+ * the field named, never clamped: a clamped probe would behave other than written.
+ */
+export const CLUSTER_PROBE_LIMITS = {
+  seconds: { initialDelaySeconds: 3600, periodSeconds: 300, timeoutSeconds: 60 } as Partial<Record<(typeof TIMING)[number], number>>,
+  probes: 32,
+  headers: 16,
+  headerValueChars: 1024,
+  pathChars: 2048,
+} as const;
+
+/**
+ * Headers that describe the connection or the message framing rather than the request:
+ * set by the cluster they could split or smuggle a request on a local server or proxy, and
+ * none of them is needed to ask "is this workload healthy". Host stays allowed: naming a
+ * virtual host is the documented Kubernetes way, and the target address is bounded anyway.
+ */
+const CLUSTER_REFUSED_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'expect']);
+
 /** IANA_SVC_NAME, as Kubernetes validates a named port. */
 const PORT_NAME = /^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$/;
 /** RFC 7230 token: what Kubernetes accepts as an HTTP header name. */
@@ -133,7 +158,7 @@ class Checker {
   }
 }
 
-function parseHandler(c: Checker, kind: (typeof HANDLERS)[number], at: string, raw: unknown): ProbeHandler | undefined {
+function parseHandler(c: Checker, kind: (typeof HANDLERS)[number], at: string, raw: unknown, source: ProbeSource): ProbeHandler | undefined {
   if (!isObject(raw)) {
     c.bad(at, raw, 'must be an object');
     return undefined;
@@ -149,19 +174,23 @@ function parseHandler(c: Checker, kind: (typeof HANDLERS)[number], at: string, r
       if (raw.path !== undefined) {
         if (typeof raw.path === 'string' && raw.path.startsWith('/') && !/[\s#]/.test(raw.path)) path = raw.path;
         else c.bad(`${at}.path`, raw.path, 'must start with "/" and hold no spaces or "#", such as /healthz');
+        if (source === 'cluster' && path.length > CLUSTER_PROBE_LIMITS.pathChars) c.bad(`${at}.path`, raw.path, `must be at most ${CLUSTER_PROBE_LIMITS.pathChars} characters for a probe from the cluster`);
       }
       const scheme = raw.scheme ?? 'HTTP';
       if (scheme !== 'HTTP' && scheme !== 'HTTPS') c.bad(`${at}.scheme`, raw.scheme, 'must be HTTP or HTTPS');
       const headers: Array<{ name: string; value: string }> = [];
       if (raw.httpHeaders !== undefined) {
         if (!Array.isArray(raw.httpHeaders)) c.bad(`${at}.httpHeaders`, raw.httpHeaders, 'must be a list of {"name": ..., "value": ...}');
+        else if (source === 'cluster' && raw.httpHeaders.length > CLUSTER_PROBE_LIMITS.headers) c.bad(`${at}.httpHeaders`, `${raw.httpHeaders.length} headers`, `a probe from the cluster may set at most ${CLUSTER_PROBE_LIMITS.headers}`);
         else {
           raw.httpHeaders.forEach((header: unknown, i) => {
             const hp = `${at}.httpHeaders[${i}]`;
             if (!isObject(header)) return c.bad(hp, header, 'must be {"name": ..., "value": ...}');
             c.unknownKeys(hp, header, ['name', 'value']);
             if (typeof header.name !== 'string' || !HEADER_NAME.test(header.name)) c.bad(`${hp}.name`, header.name, 'must be an HTTP header name');
+            else if (source === 'cluster' && CLUSTER_REFUSED_HEADERS.has(header.name.toLowerCase())) c.bad(`${hp}.name`, header.name, 'describes the connection or the message framing (hop-by-hop or length headers), which a probe from the cluster may not set');
             if (typeof header.value !== 'string' || /[\r\n\0]/.test(header.value)) c.bad(`${hp}.value`, header.value, 'must be a string without line breaks');
+            else if (source === 'cluster' && header.value.length > CLUSTER_PROBE_LIMITS.headerValueChars) c.bad(`${hp}.value`, header.value, `must be at most ${CLUSTER_PROBE_LIMITS.headerValueChars} characters for a probe from the cluster`);
             else if (typeof header.name === 'string') headers.push({ name: header.name, value: header.value });
           });
         }
@@ -218,15 +247,17 @@ function parseOne(c: Checker, raw: unknown, at: string, source: ProbeSource): Pr
   if (present.length !== 1) {
     c.problems.push(`${at}: ${present.length ? `has ${present.join(' and ')}` : 'has no handler'}; needs exactly one of ${HANDLERS.join(', ')}`);
   } else {
-    handler = parseHandler(c, present[0]!, `${at}.${present[0]}`, raw[present[0]!]);
+    handler = parseHandler(c, present[0]!, `${at}.${present[0]}`, raw[present[0]!], source);
   }
   const timing = { ...PROBE_DEFAULTS } as Record<(typeof TIMING)[number], number>;
   for (const key of TIMING) {
     const value = raw[key];
     if (value === undefined) continue;
     const min = key === 'initialDelaySeconds' ? 0 : 1;
-    if (Number.isInteger(value) && (value as number) >= min && (value as number) <= MAX_SECONDS) timing[key] = value as number;
-    else c.bad(`${at}.${key}`, value, `must be a whole number from ${min} to ${MAX_SECONDS}`);
+    const clusterMax = source === 'cluster' ? CLUSTER_PROBE_LIMITS.seconds[key] : undefined;
+    const max = clusterMax ?? MAX_SECONDS;
+    if (Number.isInteger(value) && (value as number) >= min && (value as number) <= max) timing[key] = value as number;
+    else c.bad(`${at}.${key}`, value, `must be a whole number from ${min} to ${max}${clusterMax ? ' for a probe from the cluster' : ''}`);
   }
   if (c.problems.length !== before || !handler) return undefined;
   return { name, source, handler, ...timing };
@@ -242,6 +273,10 @@ export function parseProbeList(raw: unknown, at: string, source: ProbeSource): {
   const c = new Checker();
   if (!Array.isArray(raw)) {
     c.bad(at, raw, 'must be a list of probes with Kubernetes probe fields (httpGet, tcpSocket, grpc or exec, periodSeconds, ...)');
+    return { probes: [], problems: c.problems };
+  }
+  if (source === 'cluster' && raw.length > CLUSTER_PROBE_LIMITS.probes) {
+    c.bad(at, `${raw.length} probes`, `the cluster may give a VM at most ${CLUSTER_PROBE_LIMITS.probes}; none of them is run`);
     return { probes: [], problems: c.problems };
   }
   const probes: Probe[] = [];

@@ -174,6 +174,16 @@ export class EmbeddedStore implements RegistrarStore {
     return this.put('Lease', object, 'modified');
   }
 
+  async deleteLease(name: string, resourceVersion: string): Promise<void> {
+    const current = this.objects.Lease.get(key(this.options.leaseNamespace, name));
+    if (!current) throw new NotFoundError(`leases "${name}" not found in namespace ${this.options.leaseNamespace}`);
+    if (current.metadata.resourceVersion !== resourceVersion) {
+      throw new ConflictError(`precondition failed for leases "${name}": resourceVersion is ${current.metadata.resourceVersion}, not ${resourceVersion}`);
+    }
+    this.counts.lease += 1;
+    this.remove('Lease', current);
+  }
+
   writes(): Record<'create' | 'update' | 'updateStatus' | 'delete' | 'lease', number> {
     return { ...this.counts };
   }

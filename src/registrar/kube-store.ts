@@ -241,6 +241,12 @@ export class KubeStore implements RegistrarStore {
     return call(`renew Lease ${namespace}/${name}`, () => this.api.replaceNamespacedCustomObject({ ...LEASES, namespace, name, body }));
   }
 
+  async deleteLease(name: string, resourceVersion: string): Promise<void> {
+    const { namespace } = this.options;
+    this.writeCounts.lease += 1;
+    await call(`delete Lease ${namespace}/${name}`, () => this.api.deleteNamespacedCustomObject({ ...LEASES, namespace, name, body: { preconditions: { resourceVersion } } }));
+  }
+
   writes(): Record<WriteVerb, number> {
     return { ...this.writeCounts };
   }

@@ -61,7 +61,7 @@ export class Registrar {
     this.adminPort = await this.admin.start();
     await this.store.start();
     this.synced = true;
-    this.leases = new LeaseKeeper({ store: this.store, replica: config.replica, namespace: config.namespace, durationMs: config.leaseDuration, log: log.child({ component: 'lease' }) });
+    this.leases = new LeaseKeeper({ store: this.store, replica: config.replica, namespace: config.namespace, durationMs: config.leaseDuration, retireAfterMs: config.grace + config.ttl, log: log.child({ component: 'lease' }) });
     await this.leases.start();
     this.controller = new WorkloadController({
       store: this.store,
@@ -98,13 +98,13 @@ export class Registrar {
     log.info({ replica: config.replica, grpcPort: this.grpcPort, adminPort: this.adminPort, store: config.store.kind }, 'mesh-registrar serving');
   }
 
-  /** Clean shutdown: stop writing, GOAWAY the streams (harnesses move to another replica), let the Lease lapse. */
+  /** Clean shutdown: stop writing, GOAWAY the streams (harnesses move to another replica), release the Lease. */
   async stop(graceMs = 5000): Promise<void> {
     this.draining = true;
     await this.controller?.stop();
     await this.server?.drain(graceMs);
     this.facts?.stop();
-    this.leases?.stop();
+    await this.leases?.release();
     await this.store?.stop();
     await this.admin?.stop();
   }

@@ -47,7 +47,7 @@ export interface WorkloadPort {
   protocol?: 'TCP' | 'UDP';
 }
 
-/** Linkerd's ExternalWorkload, workload.linkerd.io/v1beta1 (../shared/specs/external-workload.crd.yaml). */
+/** Linkerd's ExternalWorkload, workload.linkerd.io/v1beta1 (schema: deploy/linkerd/external-workload.crd.yaml). */
 export interface ExternalWorkload {
   apiVersion: 'workload.linkerd.io/v1beta1';
   kind: 'ExternalWorkload';
@@ -145,6 +145,8 @@ export interface RegistrarStore {
 
   /** Creates or renews this replica's Lease (namespace from the store's options). */
   renewLease(lease: Lease): Promise<Lease>;
+  /** Deletes a replica's Lease; fails with ConflictError unless resourceVersion still matches (it was not renewed meanwhile). */
+  deleteLease(name: string, resourceVersion: string): Promise<void>;
 
   /** Writes made through this store, by verb, for metrics and the zero-writes benchmark. */
   writes(): Record<'create' | 'update' | 'updateStatus' | 'delete' | 'lease', number>;

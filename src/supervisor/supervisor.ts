@@ -1,7 +1,7 @@
 import { execa } from 'execa';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Counter, Gauge, Registry } from 'prom-client';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { METRIC, sharedCounter, sharedGauge } from '../admin/metrics.ts';
 import { BaseComponent } from '../component/component.ts';
 import { OperationQueue } from '../component/queue.ts';
@@ -51,6 +51,18 @@ export interface ChildSupervisorOptions {
   /** Exits in a row that each came within `stableAfterMs` of the start, before the phase turns CrashLoop. */
   crashLoopThreshold?: number;
   random?: () => number;
+  /**
+   * For a child the harness talks to: its stdin and stdout become a channel handed to this
+   * callback at each spawn (stdout is then not logged; stderr still is).
+   */
+  channel?: (channel: ChildChannel) => void;
+}
+
+/** The pipes to a child that speaks a protocol on stdin and stdout. */
+export interface ChildChannel {
+  pid: number;
+  input: Writable;
+  output: Readable;
 }
 
 /** One spawned child process. */
@@ -109,6 +121,7 @@ function seconds(ms: number): string {
 export class ChildSupervisor extends BaseComponent {
   private spec: ChildSpec;
   private readonly isReady: (() => Promise<Readiness>) | undefined;
+  private readonly channel: ((channel: ChildChannel) => void) | undefined;
   private readonly readyPollMs: number;
   private readonly steadyPollMs: number;
   private readonly stableAfterMs: number;
@@ -132,6 +145,7 @@ export class ChildSupervisor extends BaseComponent {
     super(options.spec.name, options.log.child({ component: options.spec.name }));
     this.spec = options.spec;
     this.isReady = options.isReady;
+    this.channel = options.channel;
     this.readyPollMs = options.readyPollMs ?? DEFAULTS.readyPollMs;
     this.steadyPollMs = Math.max(this.readyPollMs, options.steadyPollMs ?? DEFAULTS.steadyPollMs);
     this.stableAfterMs = options.stableAfterMs ?? DEFAULTS.stableAfterMs;
@@ -215,7 +229,7 @@ export class ChildSupervisor extends BaseComponent {
       extendEnv: false,
       cwd: spec.cwd ?? '/',
       detached: true,
-      stdin: 'ignore',
+      stdin: this.channel ? 'pipe' : 'ignore',
       stdout: 'pipe',
       stderr: 'pipe',
       buffer: false,
@@ -230,7 +244,8 @@ export class ChildSupervisor extends BaseComponent {
       return;
     }
     const lastLines: string[] = [];
-    const streamsEnded = Promise.all([subprocess.stdout, subprocess.stderr].map((stream) => (stream ? this.pipeLines(stream, stream === subprocess.stdout ? 'stdout' : 'stderr', pid, lastLines) : undefined)));
+    const logged = this.channel ? [subprocess.stderr] : [subprocess.stdout, subprocess.stderr];
+    const streamsEnded = Promise.all(logged.map((stream) => (stream ? this.pipeLines(stream, stream === subprocess.stdout ? 'stdout' : 'stderr', pid, lastLines) : undefined)));
     // 'exit' can come before the last lines are read; those lines are what explains a child
     // that died at once, so the exit waits for the pipes to end (briefly: a grandchild may hold them).
     const exited = new Promise<ChildExit>((resolve) =>
@@ -259,6 +274,11 @@ export class ChildSupervisor extends BaseComponent {
       this.setState('Ready', { message: `running (pid ${pid})`, detail });
     }
     this.log.info({ event: 'child-spawned', pid, command: spec.command, args: spec.args, uid: spec.uid, gid: spec.gid }, `${this.name}: spawned pid ${pid}`);
+    if (this.channel && subprocess.stdin && subprocess.stdout) {
+      // A child that exits closes its end; writes after that must not throw in the harness.
+      subprocess.stdin.on('error', () => undefined);
+      this.channel({ pid, input: subprocess.stdin, output: subprocess.stdout });
+    }
     this.emit('spawn', pid);
 
     void sleep(this.stableAfterMs, undefined, { signal: run.abort.signal }).then(

@@ -104,3 +104,28 @@ export function parseCidr(value: string): Cidr | undefined {
   }
   return { family: 'ipv6', text: `${formatIpv6(mask(ipv6Bytes(parsed.address), parsed.prefix))}/${parsed.prefix}` };
 }
+
+/** The address's bytes (4 or 16); an IPv4-mapped IPv6 address (::ffff:a.b.c.d) as its IPv4 bytes. */
+function addressBytes(address: string): number[] | undefined {
+  const family = isIP(address);
+  if (family === 4) return ipv4Bytes(address);
+  if (family !== 6) return undefined;
+  const bytes = ipv6Bytes(address);
+  const mapped = bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
+  return mapped ? bytes.slice(12) : bytes;
+}
+
+/**
+ * Whether `address` lies in `cidr`. An IPv4-mapped IPv6 address is judged as the IPv4
+ * address it reaches (the kernel connects ::ffff:169.254.169.254 to 169.254.169.254).
+ * Anything that is not an IP address is in no subnet.
+ */
+export function cidrContains(cidr: Cidr, address: string): boolean {
+  const bytes = addressBytes(address);
+  const subnet = splitCidr(cidr.text);
+  if (!bytes || !subnet) return false;
+  const base = subnet.family === 4 ? ipv4Bytes(subnet.address) : ipv6Bytes(subnet.address);
+  if (bytes.length !== base.length) return false;
+  const masked = mask(bytes, subnet.prefix);
+  return masked.every((byte, i) => byte === base[i]);
+}

@@ -6,8 +6,9 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { failures, healthyWorld, runCheck } from '../helpers/check-world.ts';
+import { SKIP_WITHOUT_SETUP } from '../helpers/host.ts';
 
-t.test('missing capability: the same root without CAP_NET_ADMIN in its bounding set', async (t) => {
+t.test('missing capability: the same root without CAP_NET_ADMIN in its bounding set', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const world = await healthyWorld(t, 'caps');
   const run = await runCheck(world, {}, { wrapper: ['setpriv', '--bounding-set=-net_admin', '--'] });
   t.equal(run.exitCode, 1);
@@ -15,7 +16,7 @@ t.test('missing capability: the same root without CAP_NET_ADMIN in its bounding 
   t.match(run.find('host.privileges'), { message: 'root lacks CAP_NET_ADMIN (iptables rules)', hint: /restricted container or under a reduced bounding set/ });
 });
 
-t.test('missing proxy user and group', async (t) => {
+t.test('missing proxy user and group', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const world = await healthyWorld(t, 'account');
   const run = await runCheck(world, { proxy: { user: 'mh-check-nouser', group: 'mh-check-nogroup' } });
   t.same(failures(run).filter((f) => f.startsWith('host.')), ['host.user', 'host.group']);
@@ -23,7 +24,7 @@ t.test('missing proxy user and group', async (t) => {
   t.match(run.find('host.group').message, 'group "mh-check-nogroup" does not exist');
 });
 
-t.test('proxy binary missing, or not executable', async (t) => {
+t.test('proxy binary missing, or not executable', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const world = await healthyWorld(t, 'noproxy');
   const run = await runCheck(world, { proxy: { binary: `${world.dir}/no-linkerd2-proxy` } });
   t.same(failures(run), ['binaries.proxy']);

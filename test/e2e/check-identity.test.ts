@@ -7,8 +7,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DevCa } from '../../src/dev/ca.ts';
 import { failures, healthyWorld, runCheck, SPIFFE_ID, TRUST_DOMAIN } from '../helpers/check-world.ts';
+import { SKIP_WITHOUT_SETUP } from '../helpers/host.ts';
 
-t.test('socket absent', async (t) => {
+t.test('socket absent', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const world = await healthyWorld(t, 'nosock');
   const run = await runCheck(world, { identity: { workloadApiSocket: `unix://${world.dir}/absent.sock` } });
   t.equal(run.exitCode, 1);
@@ -20,14 +21,14 @@ t.test('socket absent', async (t) => {
   for (const id of ['identity.chain', 'identity.expiry', 'identity.clock']) t.equal(run.find(id).result, 'skipped', id);
 });
 
-t.test('the Workload API serves another ID', async (t) => {
+t.test('the Workload API serves another ID', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const world = await healthyWorld(t, 'otherid');
   const run = await runCheck(world, { identity: { spiffeId: `spiffe://${TRUST_DOMAIN}/vm/db` } });
   t.same(failures(run), ['identity.svid']);
   t.match(run.find('identity.svid'), { message: `serves ${SPIFFE_ID} but not spiffe://${TRUST_DOMAIN}/vm/db`, hint: /registration entry .* must have -spiffeID spiffe:\/\/root\.linkerd\.cluster\.local\/vm\/db/ });
 });
 
-t.test('wrong trust anchor: the dev CA signs, the anchors file holds another CA', async (t) => {
+t.test('wrong trust anchor: the dev CA signs, the anchors file holds another CA', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const world = await healthyWorld(t, 'anchor');
   const other = await DevCa.create({ trustDomain: TRUST_DOMAIN, commonName: 'some other root' });
   const otherAnchors = join(world.dir, 'other-anchors.pem');
@@ -42,7 +43,7 @@ t.test('wrong trust anchor: the dev CA signs, the anchors file holds another CA'
   t.equal(run.find('identity.trust-anchors').result, 'success');
 });
 
-t.test('trust anchors file missing', async (t) => {
+t.test('trust anchors file missing', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const world = await healthyWorld(t, 'noanchor');
   const run = await runCheck(world, { identity: { trustAnchorsFile: `${world.dir}/nope.pem` } });
   t.same(failures(run), ['identity.trust-anchors']);

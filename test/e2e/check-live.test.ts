@@ -13,8 +13,9 @@ import { failures, healthyWorld, runCheck, SPIFFE_ID, type Json } from '../helpe
 import { childEnv } from '../helpers/netns.ts';
 import { SKIP_WITHOUT_SPIRE, SpireServer } from '../helpers/spire.ts';
 import { waitFor, writeJson } from '../helpers/tmp.ts';
+import { SKIP_WITHOUT_SETUP } from '../helpers/host.ts';
 
-t.test('real SPIRE: check asks as proxy.group, and names the selector to register when nothing matches', { skip: SKIP_WITHOUT_SPIRE, timeout: 180_000 }, async (t) => {
+t.test('real SPIRE: check asks as proxy.group, and names the selector to register when nothing matches', { skip: SKIP_WITHOUT_SETUP || SKIP_WITHOUT_SPIRE, timeout: 180_000 }, async (t) => {
   const world = await healthyWorld(t, 'spire');
   const server = await SpireServer.start(t);
   const agent = await server.newAgent('vm');
@@ -47,7 +48,7 @@ function httpStatusIn(ns: string, port: number, path: string): Promise<number> {
   return execa('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { env: childEnv(), extendEnv: false, reject: false }).then((r) => Number(r.stdout));
 }
 
-t.test('a running harness: its ports and its proxy child are ours, and its components are shown', { timeout: 180_000 }, async (t) => {
+t.test('a running harness: its ports and its proxy child are ours, and its components are shown', { skip: SKIP_WITHOUT_SETUP, timeout: 180_000 }, async (t) => {
   const world = await healthyWorld(t, 'daemon');
   // Its own directory: the world's linkerd2-proxy stand-in stays what check probes.
   const proxyDir = join(world.dir, 'dev-proxy');

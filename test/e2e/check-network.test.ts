@@ -7,11 +7,13 @@ import t from 'tap';
 import { execa } from 'execa';
 import { createServer as createUnixServer, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { asAccount } from '../../src/util/run-as.ts';
 import { DESTINATION, failures, healthyWorld, runCheck } from '../helpers/check-world.ts';
 import { setNetnsResolvConf } from '../helpers/dns.ts';
 import { createNetns, linkNetns, startListeners, startScriptIn } from '../helpers/netns.ts';
+import { SKIP_WITHOUT_SETUP } from '../helpers/host.ts';
 
-t.test('unresolvable name: the namespace DNS server answers NXDOMAIN', async (t) => {
+t.test('unresolvable name: the namespace DNS server answers NXDOMAIN', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const world = await healthyWorld(t, 'nxdomain');
   const run = await runCheck(world, { proxy: { destinationAddr: 'nosuch.mh-check.test:8086' } });
   t.equal(run.exitCode, 1);
@@ -21,7 +23,7 @@ t.test('unresolvable name: the namespace DNS server answers NXDOMAIN', async (t)
   t.match(run.find('network.route', 'nosuch.mh-check.test'), { result: 'skipped' });
 });
 
-t.test('unreachable port: nothing listens on the destination port', async (t) => {
+t.test('unreachable port: nothing listens on the destination port', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const world = await healthyWorld(t, 'refused');
   const run = await runCheck(world, { proxy: { destinationAddr: `${DESTINATION}:8087` } });
   t.equal(run.exitCode, 1);
@@ -29,7 +31,7 @@ t.test('unreachable port: nothing listens on the destination port', async (t) =>
   t.match(run.find('network.tcp', `${DESTINATION}:8087`), { message: '127.0.0.1:8087 refused the connection: nothing listens there', hint: /check firewalls and routes, the port in proxy\.destinationAddr/ });
 });
 
-t.test('no route to the pod network: an address outside every route of the namespace', async (t) => {
+t.test('no route to the pod network: an address outside every route of the namespace', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const world = await healthyWorld(t, 'noroute');
   const run = await runCheck(world, { proxy: { destinationAddr: '203.0.113.7:8086' } });
   t.equal(run.exitCode, 1);
@@ -38,14 +40,13 @@ t.test('no route to the pod network: an address outside every route of the names
   t.match(run.find('network.tcp', '203.0.113.7:8086').message, /203\.0\.113\.7:8086 is unreachable \(ENETUNREACH\)/);
 });
 
-t.test('port in use by a foreign process; a port held by the proxy user is ours', async (t) => {
+t.test('port in use by a foreign process; a port held by the proxy user is ours', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const world = await healthyWorld(t, 'ports');
   await startListeners(t, world.ns, [{ port: 4143, reply: 'squatter' }]);
-  const meshproxy = (await execa('id', ['-u', 'meshproxy'])).stdout.trim();
-  const meshproxyGid = (await execa('id', ['-g', 'meshproxy'])).stdout.trim();
+  const meshproxy = { uid: Number((await execa('id', ['-u', 'meshproxy'])).stdout), gid: Number((await execa('id', ['-g', 'meshproxy'])).stdout) };
   // A proxy left running as meshproxy on its admin port: the harness's own.
   const listenOnAdminPort = "require('node:net').createServer().listen(4191, '127.0.0.1', () => console.log('ready'))";
-  await startScriptIn(t, world.ns, 'proxy-like listener', listenOnAdminPort, [], ['setpriv', `--reuid=${meshproxy}`, `--regid=${meshproxyGid}`, '--clear-groups']);
+  await startScriptIn(t, world.ns, 'proxy-like listener', listenOnAdminPort, [], asAccount(meshproxy));
 
   const run = await runCheck(world);
   t.equal(run.exitCode, 1);
@@ -54,7 +55,7 @@ t.test('port in use by a foreign process; a port held by the proxy user is ours'
   t.match(run.find('network.port', '4191'), { result: 'success', message: /^held on 127\.0\.0\.1:4191 by node \(pid \d+\), running as the proxy user meshproxy$/ });
 });
 
-t.test('every remote black-holed: check still ends within its bound, each check saying what timed out', { timeout: 120_000 }, async (t) => {
+t.test('every remote black-holed: check still ends within its bound, each check saying what timed out', { skip: SKIP_WITHOUT_SETUP, timeout: 120_000 }, async (t) => {
   const world = await healthyWorld(t, 'blackhole');
   // Everything off-host vanishes: the default route leads into a namespace that does not
   // forward and has none of the addresses, so it drops every packet without a word.

@@ -23,6 +23,7 @@ import { cleanEnv, harnessBin } from '../helpers/cli.ts';
 import { KubeCluster, SKIP_WITHOUT_KUBE } from '../helpers/kube.ts';
 import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, startDevWorkloadApi, TRUST_DOMAIN, type Pki } from '../helpers/registrar.ts';
 import { freePort, tempDir, waitFor } from '../helpers/tmp.ts';
+import { SKIP_WITHOUT_SETUP } from '../helpers/host.ts';
 
 // A cluster, a registrar, two harnesses, and the registrar's 60 s retry-after on NotAllowed.
 t.setTimeout(900_000);
@@ -104,7 +105,7 @@ async function check(daemon: Daemon): Promise<{ exitCode: number | undefined; st
   return { exitCode: result.exitCode, stdout, report, registrar };
 }
 
-t.test('check: the registrar refusing, for real, with its reason and a hint per reason', { skip: SKIP_WITHOUT_KUBE, timeout: 600_000 }, async (t) => {
+t.test('check: the registrar refusing, for real, with its reason and a hint per reason', { skip: SKIP_WITHOUT_SETUP || SKIP_WITHOUT_KUBE, timeout: 600_000 }, async (t) => {
   const cluster = await KubeCluster.start(t);
   const pki = await makePki(t);
   const dir = tempDir(t, 'mh-e2e-checkreg-');

@@ -7,8 +7,9 @@
 import t from 'tap';
 import { runCli } from '../helpers/cli.ts';
 import { DESTINATION, failures, healthyWorld, runCheck } from '../helpers/check-world.ts';
+import { SKIP_WITHOUT_SETUP } from '../helpers/host.ts';
 
-t.test('a healthy machine passes every check; the JSON report has the documented shape', async (t) => {
+t.test('a healthy machine passes every check; the JSON report has the documented shape', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const world = await healthyWorld(t, 'ok');
   const run = await runCheck(world);
   t.same(failures(run), [], run.stdout);
@@ -32,7 +33,7 @@ t.test('a healthy machine passes every check; the JSON report has the documented
   t.match(run.find('daemon.status'), { result: 'skipped', message: /no harness answers on 127\.0\.0\.1:4192/ });
 });
 
-t.test('the table output: one line per check under area headings, hint and runbook under a failure', async (t) => {
+t.test('the table output: one line per check under area headings, hint and runbook under a failure', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const world = await healthyWorld(t, 'table');
   const run = await runCheck(world, { identity: { workloadApiSocket: `unix://${world.dir}/absent.sock` } }, { output: 'table' });
   t.equal(run.exitCode, 1);
@@ -43,7 +44,7 @@ t.test('the table output: one line per check under area headings, hint and runbo
   t.match(run.stdout, /\nStatus check results are \[FAIL\] \(\d+ passed, 1 failed, 0 warnings, \d+ skipped; [\d.]+ s\)$/);
 });
 
-t.test('an unknown --output or a too short --timeout is a usage error (64) that runs no check', async (t) => {
+t.test('an unknown --output or a too short --timeout is a usage error (64) that runs no check', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const res = await runCli(['check', '--output', 'yaml']);
   t.equal(res.exitCode, 64);
   t.match(res.stderr, 'mesh-harness check: --output must be table or json, got "yaml"\nusage: mesh-harness check');
@@ -53,7 +54,7 @@ t.test('an unknown --output or a too short --timeout is a usage error (64) that 
   t.match(tooShort.stderr, 'mesh-harness check: --timeout must be a duration of at least 1s, such as 5s or 30s; got "10ms"');
 });
 
-t.test('an invalid configuration lists every problem and skips what needs it', async (t) => {
+t.test('an invalid configuration lists every problem and skips what needs it', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const world = await healthyWorld(t, 'badcfg');
   const run = await runCheck(world, { log: { level: 'loud' }, admin: { port: 99999 } });
   t.equal(run.exitCode, 1);

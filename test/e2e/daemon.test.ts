@@ -13,10 +13,11 @@ import { childEnv, connectFrom, createNetns, linkNetns, startListeners } from '.
 import { startNotifyReceiver } from '../helpers/notify.ts';
 import { SKIP_WITHOUT_SPIRE, SpireServer } from '../helpers/spire.ts';
 import { tempDir, waitFor } from '../helpers/tmp.ts';
+import { SKIP_WITHOUT_SETUP } from '../helpers/host.ts';
 
 const SPIFFE_ID = 'spiffe://root.linkerd.cluster.local/vm/web';
 
-t.test('the harness brings the VM into the mesh and keeps it there', { skip: SKIP_WITHOUT_SPIRE, timeout: 240_000 }, async (t) => {
+t.test('the harness brings the VM into the mesh and keeps it there', { skip: SKIP_WITHOUT_SETUP || SKIP_WITHOUT_SPIRE, timeout: 240_000 }, async (t) => {
   const dir = tempDir(t, 'mh-e2e-');
   chmodSync(dir, 0o755);
   const devProxyBin = writeDevProxyLauncher(dir);

@@ -6,14 +6,15 @@
  */
 import t from 'tap';
 import { execa, type ResultPromise } from 'execa';
-import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeDevProxyLauncher } from '../../src/dev/proxy/launcher.ts';
 import { spireAvailable } from '../../src/dev/spire-server.ts';
 import { listNetns, netnsPids, processesMentioning } from '../../src/util/netns.ts';
 import { cleanEnv, repoRoot } from '../helpers/cli.ts';
 import { SKIP_WITHOUT_KUBE } from '../helpers/kube.ts';
-import { tempDir, waitFor } from '../helpers/tmp.ts';
+import { readableTempDir, tempDir, waitFor } from '../helpers/tmp.ts';
+import { SKIP_WITHOUT_SETUP } from '../helpers/host.ts';
 
 // Five whole demo runs, each waiting out the registrar's grace and TTL, on a machine shared with other runs.
 t.setTimeout(900_000);
@@ -74,7 +75,7 @@ async function survivors(pids: number[]): Promise<number[]> {
   return pids.filter(alive);
 }
 
-t.test('SIGINT (twice) to the demo process alone mid-way leaves nothing behind', async (t) => {
+t.test('SIGINT (twice) to the demo process alone mid-way leaves nothing behind', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const checkout = privateCheckout(t);
   const demo = startDemo(t, checkout);
   const [, runDir] = await demo.waitFor(/config (\S+)\/config\.json, log/);
@@ -104,7 +105,7 @@ t.test('SIGINT (twice) to the demo process alone mid-way leaves nothing behind',
   t.notOk(existsSync(runDir!), 'its directory is gone');
 });
 
-t.test('from a checkout under a 0700 directory: a SIGKILLed run is swept by the next, which runs the whole flow', async (t) => {
+t.test('from a checkout under a 0700 directory: a SIGKILLed run is swept by the next, which runs the whole flow', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const checkout = privateCheckout(t);
   const killed = startDemo(t, checkout);
   const [, runDir] = await killed.waitFor(/config (\S+)\/config\.json, log/);
@@ -139,7 +140,7 @@ t.test('from a checkout under a 0700 directory: a SIGKILLed run is swept by the 
   t.same(processesMentioning(checkout), [], 'no process from the checkout');
 });
 
-t.test('under a terminal, embedded store: the registrar in the cluster namespace, the ExternalWorkload as YAML, the VM dying and collected', async (t) => {
+t.test('under a terminal, embedded store: the registrar in the cluster namespace, the ExternalWorkload as YAML, the VM dying and collected', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const checkout = privateCheckout(t);
   const demo = startDemo(t, checkout, ['--store', 'embedded'], true);
   const [, vm] = await demo.waitFor(/^ {4}(mh-demo-vm-\w+) \(/m);
@@ -174,7 +175,7 @@ t.test('under a terminal, embedded store: the registrar in the cluster namespace
   t.notOk(existsSync(runDir!), 'its directory is gone');
 });
 
-t.test('--keep leaves it running with the poke lines, which work; Ctrl-C removes it all', async (t) => {
+t.test('--keep leaves it running with the poke lines, which work; Ctrl-C removes it all', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const checkout = privateCheckout(t);
   const demo = startDemo(t, checkout, ['--keep']);
   const [, runDir] = await demo.waitFor(/config (\S+)\/config\.json, log/);
@@ -200,7 +201,7 @@ t.test('--keep leaves it running with the poke lines, which work; Ctrl-C removes
   t.same(processesMentioning(runDir!), [], 'no process of this run');
 });
 
-t.test('--store kube: etcd and kube-apiserver in the cluster namespace, the ExternalWorkload from the API server, nothing left behind', { skip: SKIP_WITHOUT_KUBE }, async (t) => {
+t.test('--store kube: etcd and kube-apiserver in the cluster namespace, the ExternalWorkload from the API server, nothing left behind', { skip: SKIP_WITHOUT_SETUP || SKIP_WITHOUT_KUBE }, async (t) => {
   const checkout = privateCheckout(t);
   const demo = startDemo(t, checkout, ['--store', 'kube']);
   const [, cluster] = await demo.waitFor(/^ {4}\S+ {2}<-> {2}(mh-demo-cluster-\w+) \(/m);
@@ -227,7 +228,7 @@ t.test('--store kube: etcd and kube-apiserver in the cluster namespace, the Exte
   t.notOk(existsSync(kubeDir!), 'its directory is gone');
 });
 
-t.test('--store kube where kube-apiserver is not installed: a clear error before any step', async (t) => {
+t.test('--store kube where kube-apiserver is not installed: a clear error before any step', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   // A PATH with what the demo's preflight needs and none of kube-apiserver, etcd, kubectl.
   const bin = tempDir(t, 'mh-nokube-path-');
   for (const tool of ['sh', 'ip', 'iptables-restore', 'setpriv']) {
@@ -246,7 +247,7 @@ t.test('--store takes auto, kube or embedded', async (t) => {
   t.match(result.all, /--store must be auto, kube, embedded; got "etcd"/);
 });
 
-t.test('--identity spire where SPIRE is not installed: a clear error before any step', async (t) => {
+t.test('--identity spire where SPIRE is not installed: a clear error before any step', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const bin = tempDir(t, 'mh-nospire-path-');
   for (const tool of ['sh', 'ip', 'iptables-restore', 'setpriv']) {
     const found = await execa('sh', ['-c', `command -v ${tool}`]);
@@ -271,11 +272,35 @@ t.test('--identity and --proxy-binary are checked before anything runs', async (
   t.match(missing.all, /--proxy-binary \/nonexistent\/linkerd2-proxy: no such file/);
 });
 
-t.test('--proxy-binary: the demo runs the given proxy instead of its own', async (t) => {
-  // A proxy of our choosing at a path of our choosing: the development proxy's launcher, copied where nobody can run it.
-  const dir = tempDir(t, 'mh-own-proxy-');
-  chmodSync(dir, 0o755);
-  const proxy = writeDevProxyLauncher(dir);
+/**
+ * A stand-in for linkerd2-proxy with no destination service behind proxy.destinationAddr (the
+ * playground runs none): everything of the proxy contract the harness needs (the development
+ * proxy), but its outbound port held by a listener that accepts every connection and never
+ * answers, as the real proxy does while it waits to resolve the destination.
+ */
+function silentOutboundProxy(dir: string): string {
+  const devProxy = writeDevProxyLauncher(dir);
+  const holder = join(dir, 'outbound-holder.cjs');
+  writeFileSync(holder, `// Accepts on every address of argv[2] (a,b,...) and never answers.
+const held = [];
+for (const address of process.argv[2].split(',')) {
+  const [, host, port] = /^\\[?(.+?)\\]?:(\\d+)$/.exec(address);
+  require('node:net').createServer((socket) => held.push(socket)).on('error', () => {}).listen(Number(port), host);
+}
+`, { mode: 0o644 });
+  const proxy = join(dir, 'silent-outbound-proxy');
+  writeFileSync(proxy, `#!/bin/sh
+unset NODE_OPTIONS
+# Dies with the proxy (the exec below keeps this shell's pid), as the proxy's own listener would.
+setpriv --pdeathsig KILL -- ${process.execPath} ${holder} "\${LINKERD2_PROXY_OUTBOUND_LISTEN_ADDRS:-\$LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR}" &
+LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR=127.0.0.1:14140 LINKERD2_PROXY_OUTBOUND_LISTEN_ADDRS=127.0.0.1:14140 exec ${devProxy} "$@"
+`, { mode: 0o755 });
+  return proxy;
+}
+
+t.test('--proxy-binary: the demo runs the given proxy; one that holds outbound connections without answering is reported, and the demo goes on', { skip: SKIP_WITHOUT_SETUP, timeout: 600_000 }, async (t) => {
+  // A proxy of our choosing at a path of our choosing, where the proxy user (nobody) can run it.
+  const proxy = silentOutboundProxy(readableTempDir(t, 'mh-own-proxy-'));
   const checkout = privateCheckout(t);
   const demo = startDemo(t, checkout, ['--store', 'embedded', '--identity', 'dev', '--proxy-binary', proxy]);
   const [, runDir] = await demo.waitFor(/config (\S+)\/config\.json, log/);
@@ -286,6 +311,10 @@ t.test('--proxy-binary: the demo runs the given proxy instead of its own', async
   t.equal(result.exitCode, 0, out);
   t.match(out, new RegExp(`proxy\\s+${proxy.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(given with --proxy-binary\\)`));
   t.match(out, /inbound redirect\s+yes, through the proxy/);
-  t.match(out, /outbound redirect\s+not checked/);
+  t.match(out, /workload \(uid 1000\) -> 198\.18\.99\.1:9: accepted the connection and sent nothing back within 5 s/, 'the outbound step says what it saw');
+  t.match(out, /nothing listens on 198\.18\.99\.1:9, yet the connection was accepted, so iptables sent it to the proxy/);
+  t.match(out, /outbound redirect\s+not checked: the proxy took the connection and held it 5 s without an answer/);
+  t.match(out, /proxy crash\s+restarted and ready/, 'and the demo went on');
+  t.match(out, /garbage collection\s+ExternalWorkload collected/, 'to its summary');
   t.notOk(existsSync(runDir!), 'its directory is gone');
 });

@@ -14,6 +14,7 @@ import { startHarnessIn, type RunningHarness } from '../helpers/harness.ts';
 import { childEnv, connectFrom, createNetns, linkNetns, startListeners, type Netns } from '../helpers/netns.ts';
 import { startNotifyReceiver } from '../helpers/notify.ts';
 import { tempDir, waitFor } from '../helpers/tmp.ts';
+import { SKIP_WITHOUT_SETUP } from '../helpers/host.ts';
 
 // Several harness runs, each to meshed and back, on a shared 2-core machine: more than
 // the default per-file limit.
@@ -83,7 +84,7 @@ function baseConfig(socket: string, anchors: string, proxyBinary: string) {
   };
 }
 
-t.test('a harness that can get no SVID leaves SSH, inbound and outbound TCP working and says why', { timeout: 180_000 }, async (t) => {
+t.test('a harness that can get no SVID leaves SSH, inbound and outbound TCP working and says why', { skip: SKIP_WITHOUT_SETUP, timeout: 180_000 }, async (t) => {
   const dir = tempDir(t, 'mh-core-');
   chmodSync(dir, 0o755);
   const { vm, peer } = await network(t, 'nosvid');
@@ -125,7 +126,7 @@ t.test('a harness that can get no SVID leaves SSH, inbound and outbound TCP work
   t.equal(after, 'peer');
 });
 
-t.test('SIGHUP during a failing first apply, all-or-nothing reload, and no child outlives a SIGKILLed harness', { timeout: 300_000 }, async (t) => {
+t.test('SIGHUP during a failing first apply, all-or-nothing reload, and no child outlives a SIGKILLed harness', { skip: SKIP_WITHOUT_SETUP, timeout: 300_000 }, async (t) => {
   const dir = tempDir(t, 'mh-core-');
   chmodSync(dir, 0o755);
   const { vm } = await network(t, 'hup');
@@ -211,7 +212,11 @@ t.test('SIGHUP during a failing first apply, all-or-nothing reload, and no child
 
   await t.test('SIGKILL of the harness: no nft monitor, proxy or other child remains in the namespace', async (t) => {
     harness = startHarness(t, vm, configPath, join(dir, 'notify.sock'));
-    await waitFor('meshed again', async () => ((await status(vm)).ready ? true : undefined), 90_000, 200);
+    // What a rollout waits on after each restart: it returns once the daemon answers ready.
+    const waited = await execa('ip', ['netns', 'exec', vm.name, process.execPath, harnessBin, 'status', '--wait', '--timeout', '90s', '--config', configPath], { env: childEnv(), extendEnv: false, reject: false });
+    t.equal(waited.exitCode, 0, `status --wait: ${waited.stderr}`);
+    t.match(String(waited.stdout), /: READY\n/);
+    t.equal((await status(vm)).ready, true, 'meshed again');
     // Two reloads that change the rules: still one nft monitor (watching is idempotent).
     for (const ports of [[5432, 5433], [5432, 5434]]) {
       writeConfig({ ...config, iptables: { ...config.iptables, ignoreOutboundPorts: ports } });
@@ -228,5 +233,56 @@ t.test('SIGHUP during a failing first apply, all-or-nothing reload, and no child
       return rest.length === 0 ? rest : undefined;
     }, 15_000, 100).catch(async () => [...(await processesIn(vm)).entries()].filter(([, c]) => ours(c)));
     t.same(left, [], 'nothing of ours is left');
+  });
+});
+
+t.test('a run that cannot start removes the jumps an earlier run kept, unless another harness owns them', { timeout: 180_000 }, async (t) => {
+  const dir = tempDir(t, 'mh-core-');
+  chmodSync(dir, 0o755);
+  const { vm, peer } = await network(t, 'badcfg');
+  const ca = await DevCa.create({ trustDomain: 'root.linkerd.cluster.local' });
+  const anchors = join(dir, 'anchors.pem');
+  writeFileSync(anchors, ca.bundlePem);
+  const good = baseConfig(join(dir, 'no-agent.sock'), anchors, writeDevProxyLauncher(dir));
+  const goodPath = join(dir, 'good.json');
+  writeFileSync(goodPath, JSON.stringify(good));
+  // A configuration from a newer version (a downgrade): an unknown key.
+  const badPath = join(dir, 'bad.json');
+  writeFileSync(badPath, JSON.stringify({ ...good, iptables: { ...good.iptables, futureSetting: true } }));
+  const run = (config: string) => execa('ip', ['netns', 'exec', vm.name, process.execPath, harnessBin, 'run', '--config', config], { env: childEnv(), extendEnv: false, reject: false, timeout: 60_000 });
+
+  await t.test('an invalid configuration: exit 78, and the kept jumps are gone', async (t) => {
+    // What a stop under onStop=keep leaves: the whole ruleset, jumps included, and no proxy.
+    const apply = await execa('ip', ['netns', 'exec', vm.name, process.execPath, harnessBin, 'iptables', 'apply', '--config', goodPath], { env: childEnv(), extendEnv: false, reject: false });
+    t.equal(apply.exitCode, 0, apply.stderr);
+    const [cutOff] = await connectFrom(vm, WORKLOAD, [{ host: PEER_IP, port: 9999 }]);
+    t.not(cutOff, 'peer', 'with jumps and no proxy, outbound TCP does not reach the peer');
+
+    const result = await run(badPath);
+    t.equal(result.exitCode, 78, 'a configuration error');
+    t.match(result.stderr, /iptables\.futureSetting: got true; unknown key/);
+    t.match(result.stderr, /removed the redirect rules left in place, since no proxy will run/);
+    t.notMatch(await vm.exec(['iptables-save', '-t', 'nat']), /MESH_HARNESS/, 'no rule of the harness is left');
+    const [outbound] = await connectFrom(vm, WORKLOAD, [{ host: PEER_IP, port: 9999 }]);
+    t.equal(outbound, 'peer', 'outbound TCP works again');
+    const inbound = await connectFrom(peer, { uid: 0, gid: 0 }, [{ host: VM_IP, port: 22 }]);
+    t.same(inbound, ['ssh']);
+  });
+
+  await t.test('another harness answering on the admin port keeps its rules', async (t) => {
+    // The running harness on the default admin port: the failing run cannot know another.
+    const runningPath = join(dir, 'running.json');
+    writeFileSync(runningPath, JSON.stringify({ ...good, admin: { port: 4192 } }));
+    const notify = await startNotifyReceiver(t, join(dir, 'notify.sock'));
+    const running = startHarness(t, vm, runningPath, join(dir, 'notify.sock'));
+    await notify.waitFor('READY=1', 60_000);
+    t.match(await vm.exec(['iptables-save', '-t', 'nat']), /:MESH_HARNESS_INBOUND/, 'its chains are prepared');
+
+    const result = await run(badPath);
+    t.equal(result.exitCode, 78);
+    t.match(result.stderr, new RegExp(`another mesh-harness \\(pid ${running.pid}\\) answers on 127\\.0\\.0\\.1:4192; its redirect rules were left alone`));
+    t.notOk(running.log.some((l) => /repaired iptables drift/.test(l.msg)), 'the running harness had nothing to repair');
+    process.kill(running.pid, 'SIGTERM');
+    t.equal((await running.child).exitCode, 0);
   });
 });

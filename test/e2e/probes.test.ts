@@ -4,12 +4,17 @@
  * and a workload failure shows up without the harness itself turning unready.
  */
 import t from 'tap';
-import { writeFileSync } from 'node:fs';
+import { execa } from 'execa';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { httpGet } from '../helpers/http.ts';
 import { DevCa } from '../../src/dev/ca.ts';
-import { runCli, spawnCli } from '../helpers/cli.ts';
+import { cleanEnv, repoRoot, runCli, spawnCli } from '../helpers/cli.ts';
 import { freePort, tempDir, waitFor, writeJson } from '../helpers/tmp.ts';
 import { httpWorkload } from '../helpers/workloads.ts';
+import { recordOwner } from '../../src/util/owner.ts';
+import { resolveUser } from '../../src/util/users.ts';
 
 
 interface ProbesDetail {
@@ -26,7 +31,8 @@ t.test('run with probes.workload: /status, status and /metrics show every probe'
   const path = writeJson(dir, 'config.json', {
     workload: { group: 'web', namespace: 'default', ports: [{ port: web.port, name: 'http' }] },
     identity: { spiffeId: 'spiffe://root.linkerd.cluster.local/vm/web', serverName: 'web.vm.cluster.local', workloadApiSocket: `unix://${dir}/agent.sock`, trustAnchorsFile: `${dir}/anchors.pem` },
-    proxy: { destinationAddr: 'linkerd-dst-headless.linkerd.svc.cluster.local.:8086', user: 'nobody', group: 'nogroup', binary: '/bin/true' },
+    // Probes run as probes.execUser (nobody), which must not be the proxy's account.
+    proxy: { destinationAddr: 'linkerd-dst-headless.linkerd.svc.cluster.local.:8086', user: 'meshproxy', group: 'meshproxy', binary: '/bin/true' },
     iptables: { enabled: false },
     probes: { workload: [{ name: 'web', httpGet: { port: 'http', path: '/healthz' }, periodSeconds: 1, failureThreshold: 1 }] },
     admin: { port },
@@ -60,6 +66,8 @@ t.test('run with probes.workload: /status, status and /metrics show every probe'
   t.match(cli.stdout, /workload: NOT READY \(ProbeFailed\): GET http/);
   t.match(cli.stdout, /PROBE\s+SOURCE\s+VERDICT\s+LAST\s+OK\/FAIL IN A ROW\s+LATENCY\s+SAW/);
   t.match(cli.stdout, /^web\s+local\s+failing\s+failure\s+0\/\d+\s+\d+ms\s+GET http:\/\/127\.0\.0\.1:\d+\/healthz: 503/m);
+  const nobody = await resolveUser('nobody');
+  t.match(cli.stdout, new RegExp(`^probe runner: Ready: running \\(pid \\d+\\) as uid ${nobody.uid} gid ${nobody.gid}$`, 'm'), 'the checks come from the probe runner, as nobody');
 
   const metrics = (await httpGet(port, '/metrics')).body;
   t.match(metrics, /^mesh_harness_probe_consecutive_failures\{probe="web",source="local"\} [1-9]/m);
@@ -70,4 +78,50 @@ t.test('run with probes.workload: /status, status and /metrics show every probe'
   const result = await child;
   t.equal(result.exitCode, 0, String(result.stderr));
   t.match(result.stderr, /"event":"workload-readiness","ready":false,"reason":"ProbeFailed"/);
+});
+
+t.test('from a package under a 0700 directory, the probe runner (nobody) runs from a world-readable copy, removed at stop; a SIGKILLed harness\'s copy is swept by the next', async (t) => {
+  const dir = tempDir(t, 'mh-probes-e2e-');
+  // A checkout under /root, as far as nobody can tell: dir is 0700 and root's.
+  const pkg = join(dir, 'mesh-harness');
+  for (const sub of ['dist/chunks', 'proto']) mkdirSync(join(pkg, sub), { recursive: true });
+  cpSync(join(repoRoot, 'package.json'), join(pkg, 'package.json'));
+  cpSync(join(repoRoot, 'proto'), join(pkg, 'proto'), { recursive: true });
+  for (const file of ['mesh-harness.js', 'probe-runner.js']) cpSync(join(repoRoot, 'dist', file), join(pkg, 'dist', file));
+  cpSync(join(repoRoot, 'dist', 'chunks'), join(pkg, 'dist', 'chunks'), { recursive: true });
+  const port = await freePort();
+  const web = await httpWorkload(t);
+  writeFileSync(`${dir}/anchors.pem`, (await DevCa.create({ trustDomain: 'root.linkerd.cluster.local' })).bundlePem);
+  const path = writeJson(dir, 'config.json', {
+    identity: { spiffeId: 'spiffe://root.linkerd.cluster.local/vm/web', serverName: 'web.vm.cluster.local', workloadApiSocket: `unix://${dir}/agent.sock`, trustAnchorsFile: `${dir}/anchors.pem` },
+    proxy: { destinationAddr: '127.0.0.1:8086', user: 'meshproxy', group: 'meshproxy', binary: '/bin/true' },
+    iptables: { enabled: false },
+    probes: { workload: [{ name: 'web', httpGet: { port: web.port, path: '/healthz' }, periodSeconds: 1 }] },
+    admin: { port },
+    log: { format: 'json' },
+  });
+  // What a SIGKILLed harness left (its owner is gone), and a copy of a harness still running (this test process).
+  const abandoned = mkdtempSync(join(tmpdir(), 'mesh-harness-probe-runner-'));
+  writeFileSync(join(abandoned, 'owner.json'), JSON.stringify({ pid: 2 ** 22 + 1, startTime: '1' }));
+  const live = mkdtempSync(join(tmpdir(), 'mesh-harness-probe-runner-'));
+  recordOwner(live);
+  t.teardown(() => rmSync(live, { recursive: true, force: true }));
+  const child = execa(process.execPath, [join(pkg, 'dist', 'mesh-harness.js'), 'run', '--config', path], { env: cleanEnv(), extendEnv: false, reject: false });
+  t.teardown(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const probes = await waitFor('the workload ready', async () => {
+    const status = JSON.parse((await httpGet(port, '/status')).body) as { components: Array<{ name: string; detail?: { workload: { ready: boolean }; runner: { script?: string } } }> };
+    const probes = status.components.find((c) => c.name === 'probes');
+    return probes?.detail?.workload.ready ? probes.detail : undefined;
+  }, 30_000);
+  const script = probes.runner.script!;
+  t.match(script, new RegExp(`^${tmpdir()}/mesh-harness-probe-runner-[^/]+/dist/probe-runner\\.js$`), 'run from a copy in the temp directory');
+  t.not(script.startsWith(pkg), true);
+  t.ok(existsSync(script));
+  t.notOk(existsSync(abandoned), 'the abandoned copy was swept');
+  t.ok(existsSync(live), 'a live harness\'s copy was left alone');
+  child.kill('SIGTERM');
+  t.equal((await child).exitCode, 0);
+  t.notOk(existsSync(dirname(dirname(script))), 'the copy is gone with the runner');
 });

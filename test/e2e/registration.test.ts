@@ -18,6 +18,7 @@ import { KubeCluster, SKIP_WITHOUT_KUBE } from '../helpers/kube.ts';
 import { groupManifest, makePki, REGISTRAR_ID, ReplicaProcess, TRUST_DOMAIN } from '../helpers/registrar.ts';
 import { SKIP_WITHOUT_SPIRE, SpireServer } from '../helpers/spire.ts';
 import { freePort, tempDir, waitFor } from '../helpers/tmp.ts';
+import { SKIP_WITHOUT_SETUP } from '../helpers/host.ts';
 
 // Starting a cluster and waiting out grace periods and TTLs takes longer than tap's default per file.
 t.setTimeout(900_000);
@@ -25,7 +26,7 @@ t.setTimeout(900_000);
 const SPIFFE_ID = `spiffe://${TRUST_DOMAIN}/vm/web`;
 const NAMESPACE = 'mh-e2e-reg';
 
-t.test('harness → registrar → kube-apiserver: the ExternalWorkload appears and Ready follows the proxy', { skip: SKIP_WITHOUT_KUBE || SKIP_WITHOUT_SPIRE, timeout: 300_000 }, async (t) => {
+t.test('harness → registrar → kube-apiserver: the ExternalWorkload appears and Ready follows the proxy', { skip: SKIP_WITHOUT_SETUP || SKIP_WITHOUT_KUBE || SKIP_WITHOUT_SPIRE, timeout: 300_000 }, async (t) => {
   const cluster = await KubeCluster.start(t);
   // Real SPIRE: the registrar's certificate comes from SPIRE's upstream root, so it trusts the harness's SVIDs.
   const spire = await SpireServer.start(t, { defaultSvidTtl: '1m' });

@@ -33,8 +33,13 @@ export function alive(pid: number): boolean {
   }
 }
 
-export function startHarnessIn(t: { teardown(fn: () => unknown): void }, ns: Pick<Netns, 'name'>, configPath: string, notifySocket: string): RunningHarness {
-  const child = execa('ip', ['netns', 'exec', ns.name, process.execPath, harnessBin, 'run', '--config', configPath], {
+/**
+ * `gid`: the primary group to run with, as the unit's Group=meshproxy gives the harness in
+ * production (the redirect rules exempt that group's traffic); root's own when not given.
+ */
+export function startHarnessIn(t: { teardown(fn: () => unknown): void }, ns: Pick<Netns, 'name'>, configPath: string, notifySocket: string, options: { gid?: number } = {}): RunningHarness {
+  const group = options.gid === undefined ? [] : ['setpriv', `--regid=${options.gid}`, '--clear-groups', '--'];
+  const child = execa('ip', ['netns', 'exec', ns.name, ...group, process.execPath, harnessBin, 'run', '--config', configPath], {
     env: { ...childEnv(), NOTIFY_SOCKET: notifySocket },
     extendEnv: false,
     reject: false,

@@ -1,6 +1,6 @@
 /**
  * A real Kubernetes API server for tests: src/dev/kube-apiserver.ts (etcd and kube-apiserver
- * with a throwaway CA, the real Linkerd ExternalWorkload CRD from shared/specs and
+ * with a throwaway CA, the real Linkerd ExternalWorkload CRD vendored in deploy/linkerd and
  * deploy/kubernetes applied) on loopback ephemeral ports, plus what only tests need: admin
  * requests, the API server's request counters, etcd compaction.
  *
@@ -12,8 +12,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KUBE_INSTALL_HINT, KubeApiServer, missingKubeTools } from '../../src/dev/kube-apiserver.ts';
-import { REPO_ROOT, sharedSpec } from './specs.ts';
+import { KubeApiServer, missingKubeTools } from '../../src/dev/kube-apiserver.ts';
+import { FULL_SETUP, skipUnless } from './host.ts';
+import { REPO_ROOT } from './specs.ts';
 import { freePort } from './tmp.ts';
 
 export { REGISTRAR_NAMESPACE, REGISTRAR_SERVICE_ACCOUNT, type KubeUser } from '../../src/dev/kube-apiserver.ts';
@@ -29,8 +30,7 @@ export function kubeAvailable(): boolean {
   return missing.length === 0;
 }
 
-// Under CI (CI is set) these tests never skip: a missing API server must fail the run, not hide.
-export const SKIP_WITHOUT_KUBE = kubeAvailable() || process.env.CI ? false : `${missing.join(', ')} not runnable; ${KUBE_INSTALL_HINT}`;
+export const SKIP_WITHOUT_KUBE = skipUnless(missing, FULL_SETUP);
 
 const live = new Set<ResultPromise>();
 process.on('exit', () => {
@@ -48,7 +48,6 @@ export class KubeCluster extends KubeApiServer {
     const cluster = new KubeCluster({
       dir,
       root: REPO_ROOT,
-      externalWorkloadCrd: sharedSpec('external-workload.crd.yaml'),
       ports: { etcd: await freePort(), etcdPeer: await freePort(), apiserver: await freePort() },
       track: (child) => {
         live.add(child);

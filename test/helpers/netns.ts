@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { execRunner, type CommandRunner } from '../../src/iptables/runner.ts';
 import { minimalEnv, removeNetns } from '../../src/util/netns.ts';
+import { asAccount } from '../../src/util/run-as.ts';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -130,8 +131,9 @@ export interface ListenerSpec {
 }
 
 /**
- * Runs a Node script inside the namespace (optionally behind a command such as setpriv)
- * until teardown; resolves once the script prints "ready".
+ * Runs a Node script inside the namespace (optionally behind a command such as
+ * `asAccount(...)`, to run it as another account) until teardown; resolves once the script
+ * prints "ready".
  */
 export async function startScriptIn(t: Teardown, ns: Netns, what: string, script: string, args: string[] = [], wrapper: string[] = []): Promise<void> {
   const child: ResultPromise = execa(ns.prefix[0]!, [...ns.prefix.slice(1), ...wrapper, process.execPath, '-e', script, ...args], {
@@ -179,8 +181,6 @@ export interface ConnectTarget {
  * to each target; returns the reply of each, or "error: CODE".
  */
 export async function connectFrom(ns: Netns, as: { uid: number; gid: number }, targets: ConnectTarget[]): Promise<string[]> {
-  // `env -u`: tap injects its loader into NODE_OPTIONS of every process spawned here,
-  // which this user cannot read when the checkout is in a 0700 directory.
-  const argv = ['env', '-u', 'NODE_OPTIONS', 'setpriv', `--reuid=${as.uid}`, `--regid=${as.gid}`, '--clear-groups', process.execPath, '-e', CLIENT, JSON.stringify(targets)];
+  const argv = [...asAccount(as), process.execPath, '-e', CLIENT, JSON.stringify(targets)];
   return JSON.parse(await ns.exec(argv)) as string[];
 }

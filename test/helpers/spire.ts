@@ -17,6 +17,7 @@ import { DevCa } from '../../src/dev/ca.ts';
 import { agentIdFor, renderSpireServerConfig, spireAvailable, spireCreateEntry, spireDeleteEntry, spireHealthy, spireJoinToken, spireServerSocket, type EntryOptions } from '../../src/dev/spire-server.ts';
 
 export { spireAvailable };
+import { FULL_SETUP, skipUnless } from './host.ts';
 import { freePort, waitFor } from './tmp.ts';
 
 interface Teardown {
@@ -24,8 +25,7 @@ interface Teardown {
 }
 
 
-// Under CI (CI is set) these tests never skip: a missing SPIRE must fail the run, not hide.
-export const SKIP_WITHOUT_SPIRE = spireAvailable() || process.env.CI ? false : 'spire-server/spire-agent not on PATH; run scripts/install-spire.sh';
+export const SKIP_WITHOUT_SPIRE = skipUnless(spireAvailable() ? [] : ['spire-server, spire-agent'], FULL_SETUP);
 
 const live = new Set<ChildProcess>();
 process.on('exit', () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
@@ -11,6 +11,16 @@ interface Teardown {
 export function tempDir(t: Teardown, prefix = 'mh-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
+ * A temp directory every account can enter (0755), for the files of children that run as
+ * another uid: the checkout may sit in a directory only root can enter (/root, a mktemp -d).
+ */
+export function readableTempDir(t: Teardown, prefix = 'mh-'): string {
+  const dir = tempDir(t, prefix);
+  chmodSync(dir, 0o755);
   return dir;
 }
 

@@ -11,6 +11,7 @@ import { mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { tempDir } from '../helpers/tmp.ts';
+import { SKIP_WITHOUT_PACKAGING } from '../helpers/host.ts';
 
 const exec = promisify(execFile);
 const run = async (cmd: string, args: string[], env?: NodeJS.ProcessEnv) => (await exec(cmd, args, { maxBuffer: 64 << 20, env: env ? { ...process.env, ...env } : process.env })).stdout;
@@ -30,7 +31,7 @@ function walk(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : e.isFile() ? [join(dir, e.name)] : []));
 }
 
-t.test('npm run package output', async (t) => {
+t.test('npm run package output', { skip: SKIP_WITHOUT_PACKAGING }, async (t) => {
   const dir = tempDir(t, 'mh-packaging-pkg-');
   const epoch = (await run('git', ['-C', root, 'log', '-1', '--format=%ct'])).trim();
   const a = join(dir, 'a');
@@ -48,7 +49,7 @@ t.test('npm run package output', async (t) => {
   });
 
   for (const [name, arch] of Object.entries(ARCH)) {
-    await t.test(`${name}: only ${name} machine code, one koffi module, no development programs`, async (t) => {
+    await t.test(`${name}: only ${name} machine code, stripped, one koffi module, no development programs, no playground`, async (t) => {
       for (const [kind, file] of [['deb', arch.deb], ['rpm', arch.rpm]] as const) {
         const x = join(dir, `x-${name}-${kind}`);
         mkdirSync(x);
@@ -61,9 +62,27 @@ t.test('npm run package output', async (t) => {
           if (type.startsWith('ELF')) elves.push({ f, type });
         }
         t.same(elves.map((e) => e.f.slice(x.length)).sort(), [`/usr/lib/mesh-harness/node/bin/node`, `/usr/lib/mesh-harness/node_modules/koffi/build/koffi/${arch.koffi}/koffi.node`], `${kind}: the ELF files are the runtime and one koffi module`);
-        for (const e of elves) t.match(e.type, arch.elf, `${kind}: ${e.f.slice(x.length)} is ${name}`);
-        t.same(files.filter((f) => /dev-(proxy|workload-api)|\.map$/.test(f)), [], `${kind}: no development stand-ins or source maps`);
+        for (const e of elves) {
+          t.match(e.type, arch.elf, `${kind}: ${e.f.slice(x.length)} is ${name}`);
+          t.match(e.type, /, stripped\s*$/, `${kind}: ${e.f.slice(x.length)} has no symbol tables`);
+        }
+        t.same(files.filter((f) => /dev-(proxy|workload-api|cluster)|mesh-registrar|\/demo-[^/]*\.js$|\.map$/.test(f)), [], `${kind}: no development stand-ins, registrar, playground or source maps`);
+        const app = files.filter((f) => f.includes('/usr/lib/mesh-harness/dist/'));
+        const appBytes = app.reduce((sum, f) => sum + statSync(f).size, 0);
+        t.ok(appBytes < 4_000_000, `${kind}: the program is ${appBytes} bytes: mesh-harness's own code only`);
+        t.notOk(app.some((f) => /ExternalWorkloadController|class KubeStore|LeaseKeeper/.test(readFileSync(f, 'utf8'))), `${kind}: none of the registrar's code`);
+        for (const conf of ['/usr/lib/sysusers.d/mesh-harness.conf', '/usr/lib/tmpfiles.d/mesh-harness.conf']) t.ok(files.some((f) => f.endsWith(conf)), `${kind}: ${conf}`);
+        if (name === 'amd64') {
+          // This host runs amd64: the packaged program on the packaged runtime.
+          const node = join(x, 'usr/lib/mesh-harness/node/bin/node');
+          const help = await run(node, [join(x, 'usr/lib/mesh-harness/dist/mesh-harness.js'), '--help']);
+          t.match(help, /^ {2}run /m, `${kind}: --help lists the commands`);
+          t.notMatch(help, /\bdemo\b/, `${kind}: --help does not offer the playground it cannot run`);
+          const demo = await exec(node, [join(x, 'usr/lib/mesh-harness/dist/mesh-harness.js'), 'demo']).catch((e: { code: number; stderr: string }) => e);
+          t.match(demo, { code: 64, stderr: /unknown command "demo"/ }, `${kind}: demo is not a command there`);
+        }
         t.ok(files.some((f) => f.endsWith('/etc/mesh-harness/config.json')), `${kind}: the default config`);
+        t.ok(files.some((f) => f.endsWith('/usr/lib/mesh-harness/dist/probe-runner.js')), `${kind}: the probe runner (probes.execUser runs it from here)`);
         t.ok(files.some((f) => f.endsWith('/systemd/system/mesh-harness.service')), `${kind}: the unit`);
         t.ok(files.some((f) => f.endsWith('/usr/share/man/man1/mesh-harness.1.gz')), `${kind}: the man page`);
       }
@@ -81,6 +100,7 @@ t.test('npm run package output', async (t) => {
     const control = await run('dpkg-deb', ['-f', join(a, ARCH.amd64.deb)]);
     t.match(control, /^Depends: .*\biptables\b/m);
     t.match(control, /^Depends: .*\bpasswd\b/m);
+    t.match(control, /^Depends: .*\bsystemd \| systemd-standalone-sysusers \| systemd-sysusers\b/m, 'systemd-sysusers creates the account');
     t.notMatch(control, /\bnodejs\b/, 'never the distribution Node.js');
     const conffiles = await run('sh', ['-c', `dpkg-deb --ctrl-tarfile '${join(a, ARCH.amd64.deb)}' | tar -xOf - ./conffiles`]);
     t.equal(conffiles.trim(), '/etc/mesh-harness/config.json');
@@ -96,13 +116,15 @@ t.test('npm run package output', async (t) => {
       const flags = await run('rpm', ['-qp', '--qf', '[%{FILENAMES} %{FILEFLAGS:fflags}\n]', file]);
       t.match(flags, /^\/etc\/mesh-harness\/config.json cn$/m, 'noreplace');
       const scripts = await run('rpm', ['-qp', '--scripts', file]);
-      t.match(scripts, /postinstall scriptlet[^]*create-meshproxy-account\.sh[^]*daemon-reload/, '%post: account and daemon-reload');
+      t.match(scripts, /preinstall scriptlet[^]*systemd-sysusers --replace=\/usr\/lib\/sysusers\.d\/mesh-harness\.conf - <<'SYSUSERS'\n[^]*\nu meshproxy - "mesh-harness proxy" \/nonexistent \/usr\/sbin\/nologin\nSYSUSERS/, '%pre: the account from the sysusers.d file, before the files');
+      t.match(scripts, /postinstall scriptlet[^]*systemd-tmpfiles --create \/usr\/lib\/tmpfiles\.d\/mesh-harness\.conf[^]*daemon-reload/, '%post: /run/spire and daemon-reload');
       t.notMatch(scripts, /systemctl[^\n]*\b(enable|start|preset)\b(?![^\n]*--now)/, 'never enables or starts (only disable --now on erase)');
       t.match(scripts, /preuninstall scriptlet[^]*\$1 -eq 0[^]*disable --now mesh-harness[^]*iptables clean/, '%preun: stop and clean on erase only');
-      t.match(scripts, /postuninstall scriptlet[^]*try-restart mesh-harness/, '%postun: restart on upgrade if running');
+      t.match(scripts, /posttrans scriptlet[^]*restart-after-upgrade\.sh systemctl try-restart mesh-harness/, '%posttrans: the new version restarts a running service after an upgrade');
+      t.notMatch(scripts.slice(scripts.indexOf('postuninstall scriptlet'), scripts.indexOf('posttrans scriptlet')), /try-restart|rm -rf[^\n]*\/var\/lib\/mesh-harness/, '%postun: neither restarts nor removes the state');
       const requires = (await run('rpm', ['-qp', '--requires', file])).split('\n');
       t.ok(requires.includes('iptables'), 'requires iptables');
-      t.ok(requires.includes('shadow-utils'), 'requires shadow-utils for the account');
+      t.ok(requires.includes('systemd'), 'requires systemd (systemd-sysusers for the account)');
       t.notOk(requires.some((r) => /^nodejs/.test(r)), 'never the distribution Node.js');
       t.equal(await run('rpm', ['-qp', '--qf', '%{ARCH}', file]), arch.rpm.split('.').at(-2));
     });

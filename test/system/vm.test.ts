@@ -1,26 +1,32 @@
 /**
- * The .deb on a real machine: a minimal Debian 12 VM (scripts/build-test-vm.sh, cached by
- * its inputs) booted under qemu with systemd as PID 1. The guest runs test/system/guest.sh
- * from a 9p share at every boot: offline install, the service under its hardened unit with
- * the development Workload API and proxy (test-only paths), reload, watchdog, journald,
- * stop, a reboot with the service enabled, an upgrade with a modified conffile, the
- * Ansible role twice, remove and purge. Every check the script defines must come back ok.
+ * The packages on a real machine: a minimal Debian 12 VM (scripts/build-test-vm.sh, cached
+ * by its inputs) booted under qemu with systemd as PID 1. The guest runs
+ * test/system/guest.sh from a 9p share at every boot (three boots, see the script): the
+ * Ansible role in check mode on the fresh machine, offline install, the service under its
+ * hardened unit running a real spire-agent against a real SPIRE server (test units) and the
+ * development proxy, reload, restart, stop, a reboot, upgrades (one that refuses the
+ * configuration), a configuration error, the Ansible role twice, remove with a broken
+ * configuration and purge; then the .rpm installed, upgraded and erased with rpm's own
+ * database. Every check the script defines must come back ok.
  *
  * TCG by default (this kind of host has no usable hardware virtualisation);
  * MESH_VM_ACCEL=kvm on hosts that have it.
  */
 import t from 'tap';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { DevCa } from '../../src/dev/ca.ts';
 import { tempDir } from '../helpers/tmp.ts';
+import { SKIP_WITHOUT_VM } from '../helpers/host.ts';
 
 const run = promisify(execFile);
 const root = join(import.meta.dirname, '..', '..');
-const BOOT_TIMEOUT_MS = 40 * 60_000;
+const BOOT_TIMEOUT_MS = 60 * 60_000;
+const BOOTS = 3;
 // Under TCG everything in the guest runs 10-20x slower; the boots are long.
-t.setTimeout(2 * BOOT_TIMEOUT_MS + 20 * 60_000);
+t.setTimeout(BOOTS * BOOT_TIMEOUT_MS + 30 * 60_000);
 
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
 const nodeVersion = (JSON.parse(readFileSync(join(root, 'packaging', 'node-runtime.json'), 'utf8')) as { version: string }).version;
@@ -30,6 +36,22 @@ const guestScript = readFileSync(join(import.meta.dirname, 'guest.sh'), 'utf8');
 function expectedChecks(): string[] {
   const names = [...guestScript.matchAll(/^\s*check "([^"]+)"/gm)].map((m) => m[1]!);
   return names.flatMap((name) => (name.includes('$run') ? [name.replace('$run', '1'), name.replace('$run', '2')] : [name]));
+}
+
+/**
+ * A build that refuses the configurations the others accept, as a downgrade or a stricter
+ * upgrade would: `from` repacked as `version` with proxy.shutdownGrace renamed in its
+ * configuration schema, so a file that sets it has an unknown key.
+ */
+async function strictBuild(from: string, to: string, version: string, work: string): Promise<void> {
+  await run('dpkg-deb', ['-R', from, work]);
+  const control = join(work, 'DEBIAN', 'control');
+  writeFileSync(control, readFileSync(control, 'utf8').replace(/^Version: .*$/m, `Version: ${version}`));
+  const chunks = join(work, 'usr', 'lib', 'mesh-harness', 'dist', 'chunks');
+  const schema = readdirSync(chunks).map((f) => join(chunks, f)).filter((f) => readFileSync(f, 'utf8').includes('shutdownGrace: { doc:'));
+  if (schema.length !== 1) throw new Error(`expected one chunk with the configuration schema, found ${schema.length}`);
+  writeFileSync(schema[0]!, readFileSync(schema[0]!, 'utf8').replace('shutdownGrace: { doc:', 'shutdownGracePeriod: { doc:'));
+  await run('dpkg-deb', ['--root-owner-group', '-Znone', '--build', work, to]);
 }
 
 function boot(image: { kernel: string; initrd: string }, overlay: string, share: string, consoleLog: string): { child: ChildProcess; exited: Promise<number | null> } {
@@ -54,7 +76,7 @@ function boot(image: { kernel: string; initrd: string }, overlay: string, share:
   return { child, exited };
 }
 
-t.test('the .deb in a real Debian 12 machine with systemd', async (t) => {
+t.test('the .deb in a real Debian 12 machine with systemd', { skip: SKIP_WITHOUT_VM }, async (t) => {
   const started = Date.now();
   const dir = tempDir(t, 'mh-packaging-vm-');
   const share = join(dir, 'share');
@@ -66,12 +88,44 @@ t.test('the .deb in a real Debian 12 machine with systemd', async (t) => {
   t.ok(existsSync(image.qcow2) && existsSync(image.kernel) && existsSync(image.initrd), `VM image ${image.qcow2}`);
   const imageReadyAt = Date.now();
 
-  // Two builds of the same code: the release and a newer one to upgrade to. Compression
-  // is irrelevant to what gets installed, so these skip it.
-  for (const v of [version, `${version}+systest1`]) {
-    await run('node', [join(root, 'scripts', 'package.mjs'), '--arch', 'amd64', '--format', 'deb', '--compression', 'none', '--version', v, '--out', share], { maxBuffer: 1 << 20 });
-  }
+  // Builds of the same code: the release, a newer one to upgrade to (.deb and .rpm), one
+  // more for the Ansible role to upgrade to, and one that refuses the configuration the
+  // others accept. Compression is irrelevant to what gets installed, so these skip it.
+  const pkg = (v: string, formats: string[]) => run('node', [join(root, 'scripts', 'package.mjs'), '--arch', 'amd64', ...formats.flatMap((f) => ['--format', f]), '--compression', 'none', '--version', v, '--out', share], { maxBuffer: 1 << 20 });
+  await pkg(version, ['deb', 'rpm']);
+  await pkg(`${version}+systest1`, ['deb', 'rpm']);
+  await pkg(`${version}+systest3`, ['deb']);
   rmSync(join(share, '.work'), { recursive: true, force: true });
+  const names = {
+    'base-deb': `mesh-harness_${version}_amd64.deb`,
+    'upgrade-deb': `mesh-harness_${version}+systest1_amd64.deb`,
+    'strict-deb': `mesh-harness_${version}+systest2_amd64.deb`,
+    'ansible-deb': `mesh-harness_${version}+systest3_amd64.deb`,
+    'base-rpm': `mesh-harness-${version}-1.x86_64.rpm`,
+    'upgrade-rpm': `mesh-harness-${version}+systest1-1.x86_64.rpm`,
+  };
+  await strictBuild(join(share, names['upgrade-deb']), join(share, names['strict-deb']), `${version}+systest2`, join(dir, 'strict'));
+  for (const [key, name] of Object.entries(names)) {
+    t.ok(existsSync(join(share, name)), `${key}: ${name}`);
+    writeFileSync(join(share, key), name);
+  }
+
+  // A real SPIRE server and agent in the guest (pinned, scripts/install-spire.sh), signing
+  // under an upstream CA made here: it is the mesh's trust anchor.
+  mkdirSync(join(share, 'bin'));
+  for (const binary of ['spire-server', 'spire-agent']) {
+    const found = ['/usr/local/bin', '/usr/bin'].map((d) => join(d, binary)).find((p) => existsSync(p));
+    if (!found) throw new Error(`${binary} is not installed: bash scripts/install-spire.sh /usr/local/bin`);
+    try {
+      linkSync(found, join(share, 'bin', binary));
+    } catch {
+      copyFileSync(found, join(share, 'bin', binary));
+    }
+  }
+  const ca = await DevCa.create({ trustDomain: 'root.linkerd.cluster.local', ttlMs: 30 * 24 * 3600_000 });
+  mkdirSync(join(share, 'spire'));
+  writeFileSync(join(share, 'spire', 'upstream.pem'), ca.certPem);
+  writeFileSync(join(share, 'spire', 'upstream.key'), ca.keyPem, { mode: 0o600 });
   // The development stand-ins, only ever on the share and in the guest's /opt/mesh-ci.
   for (const part of ['package.json', 'proto', 'dist']) cpSync(join(root, part), join(share, 'app', part), { recursive: true });
   cpSync(join(root, 'deploy', 'ansible'), join(share, 'ansible'), { recursive: true });
@@ -87,8 +141,9 @@ t.test('the .deb in a real Debian 12 machine with systemd', async (t) => {
   });
   const bootTimes: number[] = [];
   // Boot 1 installs and ends in a reboot; boot 2 checks the enabled service came back and
-  // goes on to upgrade, Ansible and purge. -no-reboot turns the reboot into a qemu exit.
-  for (let n = 1; n <= 2 && !existsSync(join(share, 'out', 'done')); n++) {
+  // goes on to upgrades, Ansible and purge; boot 3 is the .rpm. -no-reboot turns each
+  // reboot into a qemu exit.
+  for (let n = 1; n <= BOOTS && !existsSync(join(share, 'out', 'done')); n++) {
     const bootStart = Date.now();
     const vm = boot(image, overlay, share, join(dir, `console-${n}.log`));
     qemu = vm.child;

@@ -1,12 +1,13 @@
 import type { HarnessConfig } from '../../config/types.ts';
 import { managedFamilies, resolveBackend } from '../../iptables/backend.ts';
-import { cleanInstalled } from '../../iptables/clean.ts';
+import { cleanInstalled, describeClean } from '../../iptables/clean.ts';
 import { desiredRulesets, resolveRenderInput } from '../../iptables/desired.ts';
 import { describeDrift } from '../../iptables/drift.ts';
 import { IptablesCommandError, IptablesUnavailableError } from '../../iptables/errors.ts';
 import { NatTable } from '../../iptables/nat-table.ts';
 import { execRunner, type CommandRunner } from '../../iptables/runner.ts';
 import { renderRestore } from '../../iptables/ruleset.ts';
+import { decideAfterStop } from '../../systemd/stop-post.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
 import { configOptions, parseCommandArgs, write, type Command, type CommandIo } from '../command.ts';
 import { loadCommandConfig } from '../command-config.ts';
@@ -59,29 +60,42 @@ async function diff(config: HarnessConfig, runner: CommandRunner, io: CommandIo)
   return drifted ? EXIT.FAILURE : EXIT.OK;
 }
 
-async function clean(config: HarnessConfig, runner: CommandRunner, io: CommandIo): Promise<number> {
-  for (const { mode, family, removed } of await cleanInstalled(runner, config.iptables)) {
-    const where = `${family} (${mode} backend)`;
-    if (removed.length === 0) write(io.stdout, `${where}: nothing installed`);
-    else write(io.stdout, [`${where}: removed`, ...removed.map((d) => `  ${d.rule ?? `chain ${d.chain}`}`)].join('\n'));
+/**
+ * Needs no configuration: it removes by the harness's marks, so it works when the file is
+ * broken, from another version, or gone. `--unless-restarting UNIT` is the unit's
+ * ExecStopPost (see systemd/stop-post.ts).
+ */
+async function clean(runner: CommandRunner, io: CommandIo, unit: string | undefined): Promise<number> {
+  if (unit !== undefined) {
+    const outcome = await decideAfterStop(unit, io.env, runner);
+    if (outcome.keep) {
+      write(io.stdout, `redirect rules left for the next start: ${outcome.reason}`);
+      return EXIT.OK;
+    }
+    write(io.stdout, `removing the redirect rules: ${outcome.reason}`);
   }
+  write(io.stdout, describeClean(await cleanInstalled(runner)).join('\n'));
   return EXIT.OK;
 }
 
 export const iptablesCommand: Command = {
   name: 'iptables',
-  usage: 'mesh-harness iptables render|apply|diff|clean [--config PATH] [--set section.key=value ...]',
+  usage: 'mesh-harness iptables render|apply|diff [--config PATH] [--set section.key=value ...] | iptables clean [--unless-restarting UNIT]',
   async run(args, io) {
     const [sub, ...rest] = args;
     if (!SUBCOMMANDS.includes(sub as Subcommand)) {
       throw new CliError(`mesh-harness iptables: expected one of ${SUBCOMMANDS.join(', ')}${sub ? `, got "${sub}"` : ''}\nusage: ${this.usage}`, EXIT.USAGE);
     }
-    const { values } = parseCommandArgs(this, rest, { ...configOptions });
-    // Only the iptables and proxy settings matter here, so nothing is required: `{}` works.
-    const { config } = loadCommandConfig(values, io);
     const runner = execRunner({ env: io.env });
-    const action = { render, apply, diff, clean }[sub as Subcommand];
     try {
+      if (sub === 'clean') {
+        const { values } = parseCommandArgs(this, rest, { 'unless-restarting': { type: 'string' } });
+        return await clean(runner, io, values['unless-restarting']);
+      }
+      const { values } = parseCommandArgs(this, rest, { ...configOptions });
+      // Only the iptables and proxy settings matter here, so nothing is required: `{}` works.
+      const { config } = loadCommandConfig(values, io);
+      const action = { render, apply, diff }[sub as Exclude<Subcommand, 'clean'>];
       return await action(config, runner, io);
     } catch (err) {
       if (err instanceof IptablesUnavailableError) throw new CliError(`mesh-harness iptables ${sub}: ${err.message}`, EXIT.UNAVAILABLE);

@@ -1,5 +1,5 @@
 import { HarnessMetrics } from '../../admin/metrics.ts';
-import { requiredForRun } from '../../config/schema.ts';
+import { requiredForRun, schemaSections } from '../../config/schema.ts';
 import { Harness } from '../../harness/daemon.ts';
 import { createLogger } from '../../log/logger.ts';
 import { createNotifier } from '../../systemd/notify.ts';
@@ -8,7 +8,13 @@ import { hostProblems } from '../../config/host-checks.ts';
 import type { Logger } from '../../log/logger.ts';
 import { ConfigError, HarnessError } from '../../util/errors.ts';
 import { CliError, EXIT } from '../exit-codes.ts';
-import { configOptions, parseCommandArgs, type Command } from '../command.ts';
+import { configOptions, parseCommandArgs, report, type Command, type CommandIo } from '../command.ts';
+import { isJournalStream, PRIORITY } from '../../log/journal.ts';
+import { adminClientHost, fetchAdminStatus } from '../../admin/client.ts';
+import type { LoadedConfig } from '../../config/load.ts';
+import type { HarnessConfig } from '../../config/types.ts';
+import { cleanInstalled, describeClean } from '../../iptables/clean.ts';
+import { execRunner } from '../../iptables/runner.ts';
 import { loadCommandConfig } from '../command-config.ts';
 
 export const runCommand: Command = {
@@ -16,13 +22,20 @@ export const runCommand: Command = {
   usage: 'mesh-harness run [--config PATH] [--set section.key=value ...]',
   async run(args, io) {
     const { values } = parseCommandArgs(this, args, { ...configOptions });
-    const load = () => loadCommandConfig(values, io, { require: requiredForRun, requiredBy: 'mesh-harness run' });
-    const loaded = load();
+    // The file decides what runs as root: one others could change is refused, at start and at every reload.
+    const load = () => loadCommandConfig(values, io, { require: requiredForRun, requiredBy: 'mesh-harness run', requireTrustedFile: true });
+    let loaded: LoadedConfig;
+    try {
+      loaded = load();
+      // Every host problem at once, before anything starts: one restart per problem is no way to learn them.
+      const problems = await hostProblems(loaded.config, io.env);
+      if (problems.length) throw new ConfigError(problems);
+    } catch (err) {
+      await removeLeftoverRules(io, DEFAULT_ADMIN);
+      throw err;
+    }
     const { config } = loaded;
-    // Every host problem at once, before anything starts: one restart per problem is no way to learn them.
-    const problems = await hostProblems(config, io.env);
-    if (problems.length) throw new ConfigError(problems);
-    const log = createLogger({ level: config.log.level, format: config.log.format });
+    const log = createLogger({ level: config.log.level, format: config.log.format, syslogPriority: isJournalStream(io.env) });
     installLastResortHandlers(log);
     const metrics = new HarnessMetrics();
     let harness: Harness | undefined;
@@ -65,6 +78,7 @@ export const runCommand: Command = {
     } catch (err) {
       log.error({ err: (err as Error).message }, 'startup failed');
       await harness.stop().catch(() => undefined);
+      await removeLeftoverRules(io, config.admin);
       notifier.close();
       // A component that found a configuration problem (an unknown proxy user, say) is 78;
       // anything else that kept the daemon from starting is 69.
@@ -76,6 +90,32 @@ export const runCommand: Command = {
     return code;
   },
 };
+
+const DEFAULT_ADMIN = { address: String(schemaSections.admin.address.default), port: Number(schemaSections.admin.port.default) };
+
+/**
+ * A run that cannot start leaves no jumps behind, its own or an earlier run's (kept by
+ * iptables.onStop=keep): without a proxy they send every outbound TCP connection to a port
+ * where nothing listens. They are removed by their marks, which needs no valid
+ * configuration. Left alone when another harness answers on the admin port: they are its
+ * rules. Best effort: the start's own error is what the operator must see.
+ */
+async function removeLeftoverRules(io: CommandIo, admin: Pick<HarnessConfig['admin'], 'address' | 'port'>): Promise<void> {
+  const host = adminClientHost(admin);
+  const running = await fetchAdminStatus(host, admin.port, 1000).catch(() => undefined);
+  if (running) {
+    report(io, PRIORITY.notice, `mesh-harness run: another mesh-harness (pid ${running.pid}) answers on ${host}:${admin.port}; its redirect rules were left alone`);
+    return;
+  }
+  try {
+    const results = await cleanInstalled(execRunner({ env: io.env }));
+    if (results.some((r) => r.removed.length > 0)) {
+      report(io, PRIORITY.notice, ['mesh-harness run: removed the redirect rules left in place, since no proxy will run:', ...describeClean(results)].join('\n'));
+    }
+  } catch (err) {
+    report(io, PRIORITY.err, `mesh-harness run: could not remove leftover redirect rules (${(err as Error).message}); run: mesh-harness iptables clean`);
+  }
+}
 
 /**
  * A throw nobody caught (in a gRPC callback, a timer) must not reach journald as a bare

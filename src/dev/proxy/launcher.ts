@@ -1,7 +1,9 @@
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { accessProblem, type Account } from '../../util/access.ts';
+import { bundlePath, copyBundle } from '../../util/bundle.ts';
 import { packageRoot } from '../../util/paths.ts';
+import { writeNodeLauncher } from '../../util/run-as.ts';
 
 /** Raised when the development proxy could not be run as the given account from here. */
 export class DevProxyLaunchError extends Error {
@@ -45,7 +47,7 @@ function copyKoffi(root: string, copy: string): void {
  */
 export function writeDevProxyLauncher(dir: string, account?: Account): string {
   const root = packageRoot();
-  const bundle = join(root, 'dist', 'dev-proxy.js');
+  const bundle = bundlePath('dev-proxy');
   if (!existsSync(bundle)) throw new DevProxyLaunchError(`${bundle} is missing: run npm run build first`);
   if (account) {
     const node = accessProblem(process.execPath, account, 'execute');
@@ -54,32 +56,10 @@ export function writeDevProxyLauncher(dir: string, account?: Account): string {
     if (here) throw new DevProxyLaunchError(`the development proxy is placed in ${dir}, but ${here}`);
   }
 
-  // The same layout as the package (package.json and proto/ beside dist/), so the copy
-  // finds its proto the way the package does.
   const copy = join(dir, 'dev-proxy');
-  for (const sub of ['', 'dist', 'dist/chunks', 'proto']) {
-    mkdirSync(join(copy, sub), { recursive: true });
-    chmodSync(join(copy, sub), 0o755);
-  }
-  writeFileSync(join(copy, 'package.json'), '{ "type": "module", "private": true }\n', { mode: 0o644 });
-  const files = [
-    'dist/dev-proxy.js',
-    ...readdirSync(join(root, 'dist', 'chunks'))
-      .filter((name) => name.endsWith('.js'))
-      .map((name) => `dist/chunks/${name}`),
-  ];
-  for (const file of files) {
-    copyFileSync(join(root, file), join(copy, file));
-    chmodSync(join(copy, file), 0o644);
-  }
-  cpSync(join(root, 'proto'), join(copy, 'proto'), { recursive: true });
+  const script = copyBundle(copy, 'dev-proxy');
   copyKoffi(root, copy);
 
-  const executable = join(dir, 'linkerd2-proxy');
-  // Like the real proxy, it takes nothing from NODE_OPTIONS: a test runner's loader hooks
-  // there (tap injects its own into every process it spawns, and their spawns) point into
-  // a checkout the proxy user may not read, and the proxy would die loading them.
-  writeFileSync(executable, `#!/bin/sh\nunset NODE_OPTIONS\nexec ${process.execPath} ${join(copy, 'dist', 'dev-proxy.js')} "$@"\n`, { mode: 0o755 });
-  chmodSync(executable, 0o755);
-  return executable;
+  // Like the real proxy, it takes nothing from NODE_OPTIONS.
+  return writeNodeLauncher(join(dir, 'linkerd2-proxy'), script);
 }

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { verifySvid } from '../../identity/verify.ts';
 import { WorkloadApiClient, type X509Svid } from '../../identity/workload-api-client.ts';
 import type { DevProxyConfig, SocketAddress } from './config.ts';
+import { INBOUND_MARKER, OUTBOUND_MARKER } from './markers.ts';
 import { originalDestination } from './original-dst.ts';
 
 /** setTimeout cannot wait longer than this. */
@@ -17,8 +18,6 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** An outbound client that never closes its side is cut off after this. */
 const OUTBOUND_LINGER_MS = 10_000;
 
-export const OUTBOUND_MARKER = 'mesh-dev-proxy outbound';
-export const INBOUND_MARKER = 'mesh-dev-proxy inbound';
 
 /** A float as the Rust prometheus-client writes one: always with a fraction ("1763769600.0"). */
 function promFloat(value: number): string {

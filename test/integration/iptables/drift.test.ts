@@ -13,6 +13,7 @@ import { silentLogger } from '../../../src/log/logger.ts';
 import { captureLogger } from '../../unit/supervisor/helpers.ts';
 import { createNetns } from '../../helpers/netns.ts';
 import { waitFor } from '../../helpers/tmp.ts';
+import { SKIP_WITHOUT_SETUP } from '../../helpers/host.ts';
 
 const JUMP_IN = ['-p', 'tcp', '-m', 'comment', '--comment', 'mesh-harness: inbound TCP through the proxy', '-j', 'MESH_HARNESS_INBOUND'];
 const JUMP_OUT = ['-p', 'tcp', '-m', 'comment', '--comment', 'mesh-harness: outbound TCP through the proxy', '-j', 'MESH_HARNESS_OUTBOUND'];
@@ -65,7 +66,7 @@ for (const mode of ['nft', 'legacy'] as BackendMode[]) {
   });
 }
 
-t.test('nft: the component does not react to its own changes', async (t) => {
+t.test('nft: the component does not react to its own changes', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const ns = await createNetns(t, 'quiet');
   const { config } = loadConfig({ path: null, env: {}, sets: ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.backend=nft', 'iptables.ipv6=off'] });
   const registry = new Registry();
@@ -92,7 +93,7 @@ t.test('nft: the component does not react to its own changes', async (t) => {
   t.equal(looks, 2, 'one pass, not one per event of our own transaction');
 });
 
-t.test('a reload applies a changed configuration, is not drift, and ignores an unchanged one', async (t) => {
+t.test('a reload applies a changed configuration, is not drift, and ignores an unchanged one', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const ns = await createNetns(t, 'reload');
   const sets = ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.ipv6=off'];
   const { config } = loadConfig({ path: null, env: {}, sets });
@@ -123,7 +124,7 @@ t.test('a reload applies a changed configuration, is not drift, and ignores an u
   t.notMatch(await saves(), /MESH_HARNESS/, 'disabled with onStop=clean: rules removed');
 });
 
-t.test('a reload the host cannot apply is refused by prepare and changes nothing', async (t) => {
+t.test('a reload the host cannot apply is refused by prepare and changes nothing', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const ns = await createNetns(t, 'refuse');
   const sets = ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.ipv6=off'];
   const { config } = loadConfig({ path: null, env: {}, sets });
@@ -139,7 +140,7 @@ t.test('a reload the host cannot apply is refused by prepare and changes nothing
   t.equal(component.state().phase, 'Ready');
 });
 
-t.test('a proxy user that does not exist is a configuration error', async (t) => {
+t.test('a proxy user that does not exist is a configuration error', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const ns = await createNetns(t, 'nouser');
   const { config } = loadConfig({ path: null, env: {}, sets: ['proxy.user=mh-no-such-user', 'proxy.group=nogroup'] });
   const component = new IptablesComponent({ config, log: silentLogger(), registry: new Registry(), runner: ns.runner });

@@ -8,6 +8,7 @@ import { IptablesComponent } from '../../../src/iptables/component.ts';
 import { silentLogger } from '../../../src/log/logger.ts';
 import { PROXY_ENV, renderProxyEnv } from '../../../src/proxy/env.ts';
 import { connectFrom, createNetns, linkNetns, startListeners, type ListenerSpec } from '../../helpers/netns.ts';
+import { SKIP_WITHOUT_SETUP } from '../../helpers/host.ts';
 
 const VM = { v4: '198.18.9.1', v6: '2001:db8:9::1' };
 const PEER = { v4: '198.18.9.2', v6: '2001:db8:9::2' };
@@ -19,7 +20,7 @@ function listenerAt(address: string, reply: string): ListenerSpec {
   return { host: m[1]!, port: Number(m[2]), reply };
 }
 
-t.test('dual stack: IPv6 outbound from a workload user reaches the proxy where the rendered environment says it listens', async (t) => {
+t.test('dual stack: IPv6 outbound from a workload user reaches the proxy where the rendered environment says it listens', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const { config } = loadConfig({ path: null, env: {}, sets: ['proxy.user=nobody', 'proxy.group=nogroup', 'iptables.onStop=clean'] });
   t.equal(config.iptables.ipv6, 'auto', 'the default setting');
   t.equal(config.host.ipv6, true, 'this host has IPv6, so the one decision is "IPv6 too"');
@@ -48,7 +49,7 @@ t.test('dual stack: IPv6 outbound from a workload user reaches the proxy where t
   t.same(inbound, ['proxy-inbound', 'proxy-inbound'], 'inbound on both families reaches the proxy inbound listener');
 });
 
-t.test('without usable IPv6 neither ip6tables nor the proxy use it', async (t) => {
+t.test('without usable IPv6 neither ip6tables nor the proxy use it', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const { config } = loadConfig({ path: null, env: {}, sets: ['proxy.user=nobody', 'proxy.group=nogroup'], host: { ipv6Loopback: false } });
   t.equal(config.host.ipv6, false);
   const env = renderProxyEnv(config, { workloadName: 'w', trustAnchorsPem: 'x' });

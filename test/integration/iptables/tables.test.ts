@@ -12,6 +12,7 @@ import { NatTable } from '../../../src/iptables/nat-table.ts';
 import { INBOUND_CHAIN, tokenize, type Family, type Ruleset } from '../../../src/iptables/ruleset.ts';
 import { repoRoot } from '../../helpers/cli.ts';
 import { createNetns, type Netns } from '../../helpers/netns.ts';
+import { SKIP_WITHOUT_SETUP } from '../../helpers/host.ts';
 
 const MODES: BackendMode[] = ['nft', 'legacy'];
 const FAMILIES: Family[] = ['ipv4', 'ipv6'];
@@ -152,7 +153,7 @@ function rulesetFromGolden(text: string, family: Family): Ruleset {
   return ruleset;
 }
 
-t.test('backend auto follows the rules already on the host', async (t) => {
+t.test('backend auto follows the rules already on the host', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const ns = await createNetns(t, 'detect');
   const fresh = await resolveBackend(ns.runner, { backend: 'auto', ipv6: true });
   t.equal(fresh.mode, 'nft', 'no rules anywhere: the system default (nft on this host)');

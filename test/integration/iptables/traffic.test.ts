@@ -6,6 +6,7 @@ import { loadConfig } from '../../../src/config/load.ts';
 import { IptablesComponent } from '../../../src/iptables/component.ts';
 import { silentLogger } from '../../../src/log/logger.ts';
 import { connectFrom, createNetns, linkNetns, startListeners, type ConnectTarget } from '../../helpers/netns.ts';
+import { SKIP_WITHOUT_SETUP } from '../../helpers/host.ts';
 
 // Test-only addresses: 198.18.0.0/15 (benchmarking) and 2001:db8::/32 (documentation),
 // inside namespaces this test creates.
@@ -19,7 +20,7 @@ const NOGROUP = 65534; // proxy.group nogroup
 const DAEMON = 1; // an ordinary workload account
 const BIN_GROUP = 2;
 
-t.test('redirection of real IPv4 and IPv6 traffic', async (t) => {
+t.test('redirection of real IPv4 and IPv6 traffic', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const vm = await createNetns(t, 'vm');
   const peer = await createNetns(t, 'peer');
   await linkNetns(vm, peer, { a: [`${VM.v4}/24`, `${VM.v6}/64`], b: [`${PEER.v4}/24`, `${PEER_IGNORED.v4}/24`, `${PEER.v6}/64`, `${PEER_IGNORED.v6}/64`] });

@@ -6,6 +6,7 @@ import { grpcCheck } from '../../../src/probes/grpc.ts';
 import { httpGetCheck } from '../../../src/probes/http.ts';
 import { tcpSocketCheck } from '../../../src/probes/tcp.ts';
 import { blackHole, grpcHealthServer, httpWorkload } from '../../helpers/workloads.ts';
+import { SKIP_WITHOUT_SETUP } from '../../helpers/host.ts';
 
 const context = (timeoutMs = 2000) => ({ timeoutMs, signal: new AbortController().signal });
 const target = (port: number, path: string, extra: Partial<Parameters<typeof httpGetCheck>[0]> = {}) => ({ scheme: 'HTTP' as const, host: '127.0.0.1', port, path, headers: [], ...extra });
@@ -85,7 +86,7 @@ t.test('grpc: a server without the health service', async (t) => {
   t.equal(notGrpc.ok, false, notGrpc.message);
 });
 
-t.test('exec account: never root, never the proxy user or group', async (t) => {
+t.test('exec account: never root, never the proxy user or group', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const proxy = { user: 'meshproxy', group: 'meshproxy' };
   const nobody = await resolveExecAccount('nobody', proxy);
   t.not(nobody.uid, 0);

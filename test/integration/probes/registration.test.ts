@@ -15,11 +15,12 @@ import { startProbedHarness } from '../../helpers/probed-harness.ts';
 import { tempDir, waitFor } from '../../helpers/tmp.ts';
 import { grpcHealthServer, httpWorkload, TcpWorkload } from '../../helpers/workloads.ts';
 import { probesConfig } from './helpers.ts';
+import { SKIP_WITHOUT_SETUP } from '../../helpers/host.ts';
 
 const VM_ID = `spiffe://${TRUST_DOMAIN}/vm/web`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-t.test('probe results reach the ExternalWorkload Ready condition in a real kube-apiserver', { skip: SKIP_WITHOUT_KUBE, timeout: 300_000 }, async (t) => {
+t.test('probe results reach the ExternalWorkload Ready condition in a real kube-apiserver', { skip: SKIP_WITHOUT_SETUP || SKIP_WITHOUT_KUBE, timeout: 300_000 }, async (t) => {
   const cluster = await KubeCluster.start(t);
   const pki = await makePki(t);
   const ns = 'mh-probes';

@@ -1,8 +1,8 @@
-import { chmodSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeDevProxyLauncher } from '../../../src/dev/proxy/launcher.ts';
 import { repoRoot } from '../../helpers/cli.ts';
-import { tempDir } from '../../helpers/tmp.ts';
+import { readableTempDir } from '../../helpers/tmp.ts';
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -15,7 +15,5 @@ interface Teardown {
  */
 export async function buildDevProxy(t: Teardown): Promise<{ executable: string }> {
   if (!existsSync(join(repoRoot, 'dist', 'dev-proxy.js'))) throw new Error('dist/dev-proxy.js is missing: run npm run build (npm test does)');
-  const dir = tempDir(t, 'mh-devproxy-');
-  chmodSync(dir, 0o755);
-  return { executable: writeDevProxyLauncher(dir) };
+  return { executable: writeDevProxyLauncher(readableTempDir(t, 'mh-devproxy-')) };
 }

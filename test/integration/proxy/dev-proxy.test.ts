@@ -6,10 +6,11 @@ import { createNetns } from '../../helpers/netns.ts';
 import { waitFor } from '../../helpers/tmp.ts';
 import { buildDevProxy } from './dev-proxy-bin.ts';
 import { echoServer, exchange, httpGet, proxyConfig, runDevProxy, SPIFFE_ID, TRUST_DOMAIN, workloadApi } from './helpers.ts';
+import { SKIP_WITHOUT_SETUP } from '../../helpers/host.ts';
 
 const { executable } = await buildDevProxy(t);
 
-t.test('exits 64 naming every missing required variable', async (t) => {
+t.test('exits 64 naming every missing required variable', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const proxy = runDevProxy(t, executable, {});
   const result = await proxy.child;
   t.equal(result.exitCode, 64);
@@ -26,7 +27,7 @@ t.test('exits 64 naming every missing required variable', async (t) => {
   }
 });
 
-t.test('exits 64 naming each invalid variable of an otherwise complete environment', async (t) => {
+t.test('exits 64 naming each invalid variable of an otherwise complete environment', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const { socketPath, ca } = await workloadApi(t);
   const env = renderProxyEnv(await proxyConfig(t, { socketPath }), { workloadName: 'web-1', trustAnchorsPem: ca.bundlePem });
   const proxy = runDevProxy(t, executable, {
@@ -51,7 +52,7 @@ function reportedExpiry(metrics: string): string | undefined {
   return /^identity_cert_expiration_timestamp_seconds (\S+)$/m.exec(metrics)?.[1];
 }
 
-t.test('/ready is a latch as in linkerd2-proxy; the certificate shows in identity_cert_expiration_timestamp_seconds', async (t) => {
+t.test('/ready is a latch as in linkerd2-proxy; the certificate shows in identity_cert_expiration_timestamp_seconds', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const { socketPath, ca, server } = await workloadApi(t);
   const config = await proxyConfig(t, { socketPath });
   const proxy = runDevProxy(t, executable, renderProxyEnv(config, { workloadName: 'web-1', trustAnchorsPem: ca.bundlePem }));
@@ -75,7 +76,7 @@ t.test('/ready is a latch as in linkerd2-proxy; the certificate shows in identit
   t.equal(reportedExpiry((await httpGet(admin, '/metrics')).body), `${notAfter}.0`, 'the installed certificate stays in use until it expires');
 });
 
-t.test('a Workload API socket the proxy user cannot open kills the identity task: /ready 200 without a certificate', async (t) => {
+t.test('a Workload API socket the proxy user cannot open kills the identity task: /ready 200 without a certificate', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   // The failure seen with the real linkerd2-proxy: its identity task panics on the
   // permission error, the readiness latch opens anyway, and only the metric tells.
   const { socketPath, ca } = await workloadApi(t, [{ spiffeId: SPIFFE_ID }], { dirMode: 0o700 });
@@ -88,7 +89,7 @@ t.test('a Workload API socket the proxy user cannot open kills the identity task
   t.notOk(proxy.lines.some((l) => /Certified identity/.test(l)));
 });
 
-t.test('an SVID that does not chain to the trust anchors never makes it ready', async (t) => {
+t.test('an SVID that does not chain to the trust anchors never makes it ready', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const { socketPath } = await workloadApi(t, [{ spiffeId: SPIFFE_ID }]);
   const stranger = await DevCa.create({ trustDomain: TRUST_DOMAIN, commonName: 'some other root' });
   const config = await proxyConfig(t, { socketPath });
@@ -98,7 +99,7 @@ t.test('an SVID that does not chain to the trust anchors never makes it ready', 
   t.notOk(proxy.lines.some((l) => /Certified identity/.test(l)));
 });
 
-t.test('inbound forwards to the workload port; outbound answers with the marker', async (t) => {
+t.test('inbound forwards to the workload port; outbound answers with the marker', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const { socketPath, ca } = await workloadApi(t, [{ spiffeId: SPIFFE_ID }]);
   const workload = await echoServer(t);
   const config = await proxyConfig(t, { socketPath, workloadPort: workload.port });
@@ -117,7 +118,7 @@ t.test('inbound forwards to the workload port; outbound answers with the marker'
   t.match(await exchange(config.proxy.outboundPort, 'GET / HTTP/1.1\r\n\r\n'), /^mesh-dev-proxy outbound \S+\n$/);
 });
 
-t.test('SIGTERM: stops accepting, lets open connections finish, exits 0', async (t) => {
+t.test('SIGTERM: stops accepting, lets open connections finish, exits 0', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const { socketPath, ca } = await workloadApi(t, [{ spiffeId: SPIFFE_ID }]);
   const workload = await echoServer(t);
   const config = await proxyConfig(t, { socketPath, workloadPort: workload.port, extra: { proxy: { shutdownGrace: '60s' } } });
@@ -149,7 +150,7 @@ t.test('SIGTERM: stops accepting, lets open connections finish, exits 0', async 
   t.equal(result.exitCode, 0);
 });
 
-t.test('SIGTERM: connections still open after the grace period are closed and the proxy exits 0', async (t) => {
+t.test('SIGTERM: connections still open after the grace period are closed and the proxy exits 0', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const { socketPath, ca } = await workloadApi(t, [{ spiffeId: SPIFFE_ID }]);
   const workload = await echoServer(t);
   const config = await proxyConfig(t, { socketPath, workloadPort: workload.port, extra: { proxy: { shutdownGrace: '300ms' } } });
@@ -167,7 +168,7 @@ t.test('SIGTERM: connections still open after the grace period are closed and th
   t.ok(proxy.lines.some((l) => /grace period elapsed/.test(l)));
 });
 
-t.test('outbound marker names the original destination of a redirected connection', async (t) => {
+t.test('outbound marker names the original destination of a redirected connection', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const ns = await createNetns(t, 'devproxy');
   // A route (with a source address) is all the connect needs before nat OUTPUT redirects it; nothing listens at 198.18.7.1.
   await ns.exec(['ip', 'addr', 'add', '198.18.7.2/32', 'dev', 'lo']);

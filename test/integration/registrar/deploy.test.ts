@@ -66,7 +66,7 @@ t.test('deploy/kubernetes', { skip: SKIP_WITHOUT_KUBE }, async (t) => {
       ['list', 'externalworkloads.workload.linkerd.io', '--all-namespaces'],
       ['update', 'externalworkloads.workload.linkerd.io', '--subresource=status', '-n', 'default'],
       ...['get', 'list', 'watch'].map((verb) => [verb, 'externalgroups.meshexpansion.dev', '--all-namespaces']),
-      ...['get', 'list', 'watch', 'create', 'update'].map((verb) => [verb, 'leases.coordination.k8s.io', '-n', REGISTRAR_NAMESPACE]),
+      ...['get', 'list', 'watch', 'create', 'update', 'delete'].map((verb) => [verb, 'leases.coordination.k8s.io', '-n', REGISTRAR_NAMESPACE]),
       ...['get', 'list', 'watch'].map((verb) => [verb, 'configmaps/linkerd-config', '-n', 'linkerd']),
     ];
     for (const args of allowed) {
@@ -91,7 +91,7 @@ t.test('deploy/kubernetes', { skip: SKIP_WITHOUT_KUBE }, async (t) => {
       ['update', 'externalgroups.meshexpansion.dev', '-n', 'default'],
       ['delete', 'externalgroups.meshexpansion.dev', '-n', 'default'],
       ['create', 'leases.coordination.k8s.io', '-n', 'default'],
-      ['delete', 'leases.coordination.k8s.io', '-n', REGISTRAR_NAMESPACE],
+      ['delete', 'leases.coordination.k8s.io', '-n', 'default'],
       ['list', 'configmaps', '-n', 'linkerd'],
       ['get', 'configmaps/linkerd-identity-trust-roots', '-n', 'linkerd'],
       ['update', 'configmaps/linkerd-config', '-n', 'linkerd'],

@@ -7,10 +7,11 @@ import { join } from 'node:path';
 import t from 'tap';
 import { EmbeddedStore } from '../../../src/registrar/embedded-store.ts';
 import { REGISTRAR_NAMESPACE } from '../../helpers/kube.ts';
-import { REPO_ROOT, sharedSpec } from '../../helpers/specs.ts';
+import { externalWorkloadCrd } from '../../../src/dev/kube-apiserver.ts';
+import { REPO_ROOT } from '../../helpers/specs.ts';
 import { storeContractSuite } from './store-suite.ts';
 
-const crds = [readFileSync(sharedSpec('external-workload.crd.yaml'), 'utf8'), readFileSync(join(REPO_ROOT, 'deploy', 'kubernetes', 'externalgroup.crd.yaml'), 'utf8')];
+const crds = [readFileSync(externalWorkloadCrd(REPO_ROOT), 'utf8'), readFileSync(join(REPO_ROOT, 'deploy', 'kubernetes', 'externalgroup.crd.yaml'), 'utf8')];
 
 storeContractSuite(t, {
   name: 'EmbeddedStore',

@@ -326,4 +326,35 @@ message Refused { string reason = 1; string message = 2; }
     t.equal(answer['message'], 'accepted', `a newer harness is accepted: ${JSON.stringify(answer)}`);
     t.equal((answer['accepted'] as { protocol_version: number }).protocol_version, 1, 'the registrar says which version it speaks');
   });
+  t.test('rollout: a replica that stops releases its Lease, a crashed one lapses, and the new replicas delete both; none is left', async (t) => {
+    const timing = { grace: '2s', ttl: '4s', leaseDuration: '3s' };
+    type LeaseObject = { metadata: { name: string }; spec: { leaseDurationSeconds?: number; renewTime?: string } };
+    const leases = async (): Promise<LeaseObject[]> => {
+      const { status, body } = await cluster.request('GET', '/apis/coordination.k8s.io/v1/namespaces/mesh-expansion/leases');
+      if (status !== 200) throw new Error(`GET leases: ${status}`);
+      return (body as { items: LeaseObject[] }).items;
+    };
+    const names = async () => (await leases()).map((l) => l.metadata.name).sort();
+
+    const oldA = await replica(t, { replica: 'roll-old-a', ...timing });
+    const oldB = await replica(t, { replica: 'roll-old-b', ...timing });
+    t.ok((await names()).includes('mesh-registrar-roll-old-a') && (await names()).includes('mesh-registrar-roll-old-b'), 'each replica has its Lease');
+
+    // The rollout: one old replica stops cleanly (SIGTERM, as Kubernetes stops a pod), the other dies.
+    t.equal(await oldA.terminate(), 0, 'a clean stop exits 0');
+    const released = (await leases()).find((l) => l.metadata.name === 'mesh-registrar-roll-old-a');
+    t.equal(released?.spec.leaseDurationSeconds, 1, 'the stopped replica released its Lease: it lapses at once');
+    t.match(oldA.log(), /released the replica Lease/);
+    await oldB.kill();
+    const newC = await replica(t, { replica: 'roll-new-c', ...timing });
+    const newD = await replica(t, { replica: 'roll-new-d', ...timing });
+
+    // Lapsed (at most 3 s) plus grace and TTL (6 s), then the next renewal (every second).
+    const left = await waitFor('only the new replicas\' Leases', async () => {
+      const now = await names();
+      return now.length === 2 && now[0] === 'mesh-registrar-roll-new-c' && now[1] === 'mesh-registrar-roll-new-d' ? now : undefined;
+    }, 60_000, 250);
+    t.same(left, ['mesh-registrar-roll-new-c', 'mesh-registrar-roll-new-d'], 'no Lease of a replica that is gone is left');
+    t.match(`${newC.log()}${newD.log()}`, /deleted the Lease of a replica that is gone/);
+  });
 });

@@ -208,5 +208,8 @@ export function storeContractSuite(t: Test, backend: StoreBackend): void {
     t.not(renewed.metadata.resourceVersion, created.metadata.resourceVersion, 'renewed');
     await t.rejects(store.renewLease({ ...created, spec: { ...created.spec, renewTime: now() } }), ConflictError, 'renewing from a stale resourceVersion is a conflict');
     t.ok(store.writes().lease >= 2, 'lease writes are counted');
+    await t.rejects(store.deleteLease(name, created.metadata.resourceVersion!), ConflictError, 'a Lease renewed since is not deleted');
+    await store.deleteLease(name, renewed.metadata.resourceVersion!);
+    await waitFor('lease gone from the cache', () => (store.listLeases().some((l) => l.metadata.name === name) ? undefined : true), 30_000);
   });
 }

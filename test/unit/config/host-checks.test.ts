@@ -64,8 +64,8 @@ t.test('run reports every host problem at once, as configuration errors', async 
 t.test('managed mode requirements fail config validate, not run', async (t) => {
   const dir = tempDir(t, 'mh-config-');
   const path = join(dir, 'c.json');
-  writeFileSync(path, JSON.stringify({ spire: { mode: 'managed' } }));
-  const result = await runInProcess(['config', 'validate', path]);
+  writeFileSync(path, JSON.stringify({ ...REQUIRED, spire: { mode: 'managed' } }));
+  const result = await runInProcess(['config', 'validate', '--file-only', path]);
   t.equal(result.exitCode, 78);
   t.match(result.stderr, /\(2 problems\)/);
   for (const field of ['serverAddress', 'trustBundleFile']) t.match(result.stderr, new RegExp(`spire\\.${field}: got ""; required when spire\\.mode is "managed"`));

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { describeHandler, parseProbeList, probeListProblems, PROBE_DEFAULTS } from '../../../src/probes/spec.ts';
+import { CLUSTER_PROBE_LIMITS, describeHandler, parseProbeList, probeListProblems, PROBE_DEFAULTS } from '../../../src/probes/spec.ts';
 
 t.test('Kubernetes defaults fill every timing field; handler defaults as kubelet (host ours: 127.0.0.1)', async (t) => {
   const { probes, problems } = parseProbeList([{ httpGet: { port: 8080 } }, { tcpSocket: { port: 'db' } }, { grpc: { port: 9090 } }, { exec: { command: ['true'] } }], 'probes.workload', 'local');
@@ -55,9 +55,9 @@ t.test('strict: every problem names its field path, the value and what is allowe
     ['header injection', [{ httpGet: { port: 80, httpHeaders: [{ name: 'X', value: 'a\r\nEvil: 1' }] } }], /httpHeaders\[0\]\.value: .*without line breaks/],
     ['empty command', [{ exec: { command: [] } }], /^spec\.probes\[0\]\.exec\.command: got \[\]; must be a non-empty list of strings/],
     ['command as a string', [{ exec: { command: 'curl localhost' } }], /exec\.command: got "curl localhost"; must be a non-empty list of strings, the program first \(no shell/],
-    ['zero period', [{ tcpSocket: { port: 80 }, periodSeconds: 0 }], /^spec\.probes\[0\]\.periodSeconds: got 0; must be a whole number from 1 to 86400$/],
+    ['zero period', [{ tcpSocket: { port: 80 }, periodSeconds: 0 }], /^spec\.probes\[0\]\.periodSeconds: got 0; must be a whole number from 1 to 300 for a probe from the cluster$/],
     ['fractional timeout', [{ tcpSocket: { port: 80 }, timeoutSeconds: 0.5 }], /^spec\.probes\[0\]\.timeoutSeconds: got 0\.5; must be a whole number from 1/],
-    ['negative delay', [{ tcpSocket: { port: 80 }, initialDelaySeconds: -1 }], /initialDelaySeconds: got -1; must be a whole number from 0 to 86400$/],
+    ['negative delay', [{ tcpSocket: { port: 80 }, initialDelaySeconds: -1 }], /initialDelaySeconds: got -1; must be a whole number from 0 to 3600 for a probe from the cluster$/],
     ['threshold as text', [{ tcpSocket: { port: 80 }, failureThreshold: '3' }], /failureThreshold: got "3"; must be a whole number from 1/],
     ['duplicate names', [{ name: 'a', tcpSocket: { port: 80 } }, { name: 'a', tcpSocket: { port: 81 } }], /^spec\.probes\[1\]\.name: got "a"; must be unique in the list$/],
     ['entry not an object', ['tcp:80'], /^spec\.probes\[0\]: got "tcp:80"; must be an object/],
@@ -74,4 +74,50 @@ t.test('all problems are reported at once, and good probes survive a bad neighbo
   t.equal(problems.length, 2);
   t.same(probes.map((p) => p.name), ['spec.probes[1]']);
   t.same(probeListProblems([], 'probes.workload'), []);
+});
+
+t.test('a probe from the cluster is bounded where the VM\'s own probes are not; out of bounds is refused, not clamped', async (t) => {
+  const at = (probe: Record<string, unknown>) => [{ tcpSocket: { port: 80 }, ...probe }];
+  const bounds: Array<[string, number, number]> = [
+    ['timeoutSeconds', 60, 61],
+    ['periodSeconds', 300, 301],
+    ['initialDelaySeconds', 3600, 3601],
+  ];
+  for (const [field, most, over] of bounds) {
+    t.same(parseProbeList(at({ [field]: most }), 'spec.probes', 'cluster').problems, [], `${field} ${most} is the most the cluster may ask`);
+    const refused = parseProbeList(at({ [field]: over }), 'spec.probes', 'cluster');
+    t.same(refused.probes, [], `${field} ${over} from the cluster: the probe does not run`);
+    t.same(refused.problems, [`spec.probes[0].${field}: got ${over}; must be a whole number from ${field === 'initialDelaySeconds' ? 0 : 1} to ${most} for a probe from the cluster`]);
+    const local = parseProbeList(at({ [field]: 86_400 }), 'probes.workload', 'local');
+    t.same(local.problems, [], `${field} up to one day in the VM's own config`);
+    t.equal(local.probes[0]![field as 'timeoutSeconds'], 86_400);
+  }
+  t.same(parseProbeList(at({ timeoutSeconds: 86_401 }), 'probes.workload', 'local').problems, ['probes.workload[0].timeoutSeconds: got 86401; must be a whole number from 1 to 86400']);
+});
+
+t.test('a probe from the cluster sets no hop-by-hop or framing header, and bounded headers and paths', async (t) => {
+  const withHeader = (name: string, value = 'x') => [{ httpGet: { port: 80, httpHeaders: [{ name, value }] } }];
+  for (const name of ['Connection', 'keep-alive', 'Transfer-Encoding', 'Content-Length', 'Upgrade', 'TE', 'Trailer', 'Proxy-Authorization', 'Proxy-Connection', 'Expect']) {
+    const { problems } = parseProbeList(withHeader(name), 'spec.probes', 'cluster');
+    t.equal(problems.length, 1, name);
+    t.match(problems[0] ?? '', new RegExp(`^spec\\.probes\\[0\\]\\.httpGet\\.httpHeaders\\[0\\]\\.name: got "${name}"; describes the connection or the message framing`), name);
+    t.same(parseProbeList(withHeader(name), 'probes.workload', 'local').problems, [], `${name} is the VM's own business in its own probes`);
+  }
+  for (const name of ['Host', 'Authorization', 'X-Probe', 'Accept']) t.same(parseProbeList(withHeader(name), 'spec.probes', 'cluster').problems, [], `${name} is allowed`);
+
+  const many = Array.from({ length: CLUSTER_PROBE_LIMITS.headers + 1 }, (_, i) => ({ name: `X-${i}`, value: 'v' }));
+  t.match(parseProbeList([{ httpGet: { port: 80, httpHeaders: many } }], 'spec.probes', 'cluster').problems, [/^spec\.probes\[0\]\.httpGet\.httpHeaders: got "17 headers"; a probe from the cluster may set at most 16$/]);
+  t.same(parseProbeList([{ httpGet: { port: 80, httpHeaders: many.slice(1) } }], 'spec.probes', 'cluster').problems, []);
+  t.match(parseProbeList(withHeader('X-Long', 'v'.repeat(1025)), 'spec.probes', 'cluster').problems, [/httpHeaders\[0\]\.value: got "v+\.\.\.; must be at most 1024 characters for a probe from the cluster$/]);
+  t.match(parseProbeList([{ httpGet: { port: 80, path: `/${'a'.repeat(2048)}` } }], 'spec.probes', 'cluster').problems, [/httpGet\.path: .*must be at most 2048 characters for a probe from the cluster$/]);
+  t.same(parseProbeList([{ httpGet: { port: 80, path: `/${'a'.repeat(2047)}` } }], 'spec.probes', 'cluster').problems, []);
+});
+
+t.test('the cluster gives a VM a bounded number of probes; over the bound, none runs', async (t) => {
+  const list = (n: number) => Array.from({ length: n }, (_, i) => ({ name: `p${i}`, tcpSocket: { port: 80 } }));
+  t.equal(parseProbeList(list(CLUSTER_PROBE_LIMITS.probes), 'spec.probes', 'cluster').probes.length, 32);
+  const over = parseProbeList(list(CLUSTER_PROBE_LIMITS.probes + 1), 'spec.probes', 'cluster');
+  t.same(over.probes, []);
+  t.same(over.problems, ['spec.probes: got "33 probes"; the cluster may give a VM at most 32; none of them is run']);
+  t.equal(parseProbeList(list(40), 'probes.workload', 'local').probes.length, 40, 'the VM\'s own list is not bounded');
 });

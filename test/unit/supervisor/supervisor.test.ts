@@ -5,8 +5,9 @@ import { Registry, type Counter, type Gauge } from 'prom-client';
 import type { ComponentState } from '../../../src/component/component.ts';
 import { silentLogger } from '../../../src/log/logger.ts';
 import type { ChildSpec } from '../../../src/supervisor/child.ts';
-import { ChildSupervisor, type ChildExit, type ChildSupervisorOptions } from '../../../src/supervisor/supervisor.ts';
-import { tempDir, waitFor } from '../../helpers/tmp.ts';
+import { ChildSupervisor, type ChildChannel, type ChildExit, type ChildSupervisorOptions } from '../../../src/supervisor/supervisor.ts';
+import { copyReadable, writeNodeLauncher } from '../../../src/util/run-as.ts';
+import { readableTempDir, tempDir, waitFor } from '../../helpers/tmp.ts';
 import { captureLogger, childFixture, processRuns } from './helpers.ts';
 
 function spec(name: string, mode: string[], extra: Partial<ChildSpec> = {}): ChildSpec {
@@ -185,7 +186,11 @@ t.test('runs the child as the given uid and gid, with a clean environment and wo
   process.env.SUPERVISOR_TEST_HARNESS_ONLY = 'secret';
   t.teardown(() => delete process.env.SUPERVISOR_TEST_HARNESS_ONLY);
   const { log, records } = captureLogger();
-  const { supervisor } = supervise(t, { spec: spec('supervisor-whoami', ['whoami'], { uid: 65534, gid: 65534, env: { ONLY: 'this' } }), log });
+  // nobody cannot read the checkout when it sits in a 0700 directory: the child runs from a copy.
+  const dir = readableTempDir(t, 'mh-supervisor-');
+  copyReadable(childFixture, join(dir, 'supervisor-child.mjs'));
+  const launcher = writeNodeLauncher(join(dir, 'supervisor-child'), join(dir, 'supervisor-child.mjs'));
+  const { supervisor } = supervise(t, { spec: { name: 'supervisor-whoami', command: launcher, args: ['whoami'], uid: 65534, gid: 65534, env: { ONLY: 'this' }, stopGraceMs: 5000 }, log });
   await supervisor.start();
   const line = await waitFor('the identity line', () => records.find((r) => r.msg.startsWith('{"uid"')));
   const who = JSON.parse(line.msg) as { uid: number; gid: number; groups: number[]; cwd: string; env: string[] };
@@ -245,4 +250,26 @@ t.test('start is idempotent and stop before start is harmless', async (t) => {
   t.equal(supervisor.state().phase, 'Stopped');
   await Promise.all([supervisor.start(), supervisor.start()]);
   t.equal(spawned.length, 1);
+});
+
+t.test('with a channel, the child\'s stdin and stdout are the harness\'s to talk over, at every spawn; stderr is still logged', async (t) => {
+  const { log, records } = captureLogger();
+  const channels: ChildChannel[] = [];
+  const script = 'echo "complaint on stderr" >&2; exec cat';
+  const { supervisor, spawned } = supervise(t, { spec: { name: 'supervisor-channel', command: '/bin/sh', args: ['-c', script], env: {}, stopGraceMs: 1000 }, log, backoff: { baseMs: 50, maxMs: 50 }, channel: (c) => channels.push(c) });
+  await supervisor.start();
+  const echo = async (channel: ChildChannel, text: string) => {
+    const answer = new Promise<string>((resolve) => channel.output.once('data', (chunk: Buffer) => resolve(chunk.toString())));
+    channel.input.write(`${text}\n`);
+    return answer;
+  };
+  t.equal(channels.length, 1);
+  t.equal(channels[0]!.pid, spawned[0]);
+  t.equal(await echo(channels[0]!, 'ping'), 'ping\n', 'what goes in comes back on stdout');
+  await waitFor('the stderr line in the log', () => records.find((r) => r.msg === 'complaint on stderr'));
+  t.notOk(records.some((r) => r.msg === 'ping'), 'stdout is the channel\'s, not the log\'s');
+
+  process.kill(spawned[0]!, 'SIGKILL');
+  await waitFor('the restarted child\'s channel', () => (channels.length === 2 ? true : undefined), 10_000);
+  t.equal(await echo(channels[1]!, 'again'), 'again\n', 'a restarted child gets a channel of its own');
 });

@@ -3,6 +3,7 @@ import { createNotifier, formatNotification, socketAddress } from '../../../src/
 import { silentLogger } from '../../../src/log/logger.ts';
 import { startNotifyReceiver } from '../../helpers/notify.ts';
 import { tempDir } from '../../helpers/tmp.ts';
+import { SKIP_WITHOUT_SETUP } from '../../helpers/host.ts';
 
 t.test('without NOTIFY_SOCKET the notifier is a no-op', async (t) => {
   const notifier = await createNotifier({}, silentLogger());
@@ -10,7 +11,7 @@ t.test('without NOTIFY_SOCKET the notifier is a no-op', async (t) => {
   t.equal(notifier.notify({ READY: 1 }), false);
 });
 
-t.test('datagrams arrive on a real socket with this process as the kernel-verified sender', async (t) => {
+t.test('datagrams arrive on a real socket with this process as the kernel-verified sender', { skip: SKIP_WITHOUT_SETUP }, async (t) => {
   const dir = tempDir(t);
   const socketPath = `${dir}/notify.sock`;
   const receiver = await startNotifyReceiver(t, socketPath);
