@@ -8,7 +8,9 @@
  * - reconnect storm: every stream drops and reconnects within 10 s; handshake failures and
  *   workloads that went Ready=False (goal 0);
  * - time from harness death (stream gone without goodbye) to Ready=False, and from
- *   proxy-not-ready to Ready=False.
+ *   proxy-not-ready to Ready=False;
+ * - refusals by reason (goal none: the fleet shares one SPIFFE ID, which its group admits as
+ *   many times as there are machines, and connects from loopback with IPs the group allows).
  * Sizes: BENCH_REGISTRAR_STREAMS (default "1000,10000"). The storm and the latencies run at
  * the first size; larger sizes come after, and one whose streams are not all accepted within
  * connectBudgetMs(size) is reported with the count reached (larger ones are skipped).
@@ -37,6 +39,7 @@ const TRUST_DOMAIN = 'root.linkerd.cluster.local';
 const NAMESPACE = 'bench';
 const GROUP = 'fleet';
 const HEARTBEAT_MS = 10_000;
+const SERVER_NAME = 'fleet.bench.vm.example';
 /** Longer than the storm's 10 s spread, so a reconnect within it is invisible. */
 const GRACE = '15s';
 /** How long a fleet of this size may take to connect: the simulated fleet does the client side of every handshake on the same machine. */
@@ -56,7 +59,7 @@ async function registrarChild(dir: string): Promise<void> {
   await registrar.start();
   await store.applyGroup({
     apiVersion: 'meshexpansion.dev/v1alpha1', kind: 'ExternalGroup', metadata: { name: GROUP, namespace: NAMESPACE },
-    spec: { allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`], template: { ports: [{ port: 8080, name: 'http' }] } },
+    spec: { allowedIdentities: [`spiffe://${TRUST_DOMAIN}/vm/*`], maxWorkloadsPerIdentity: 1_000_000, allowedIPs: ['10.9.0.0/16'], template: { ports: [{ port: 8080, name: 'http' }], serverName: SERVER_NAME } },
   });
   // Every transition to Ready=False, with its time: the parent counts flaps and latencies from these.
   const last = new Map<string, string>();
@@ -92,6 +95,7 @@ async function clientsChild(dir: string, address: string): Promise<void> {
   const credentials = grpc.credentials.createSsl(anchors, Buffer.from(svid.keyPem), Buffer.from(svid.chain.join('')), { checkServerIdentity: () => undefined });
   const clients: Client[] = [];
   let failures = 0;
+  const refusals: Record<string, number> = {};
   const out = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
   const open = (c: Client) => {
@@ -102,6 +106,7 @@ async function clientsChild(dir: string, address: string): Promise<void> {
     c.call = call;
     call.on('data', (m: RegistrarMessage) => {
       if ('accepted' in m && m.accepted) c.accepted = true;
+      if ('refused' in m && m.refused) refusals[m.refused.reason] = (refusals[m.refused.reason] ?? 0) + 1;
     });
     // A stream that fails or ends on its own comes back after a jittered 1-3 s, as a harness's backoff would.
     let retried = false;
@@ -117,7 +122,7 @@ async function clientsChild(dir: string, address: string): Promise<void> {
       retry();
     });
     call.on('end', retry);
-    call.write({ hello: { protocol_version: PROTOCOL_VERSION, group: GROUP, namespace: NAMESPACE, node_name: c.node, workload_ips: ['10.9.0.1'], workload_name: '', server_name: '', machine_id: c.node, versions: { harness: 'bench', proxy: 'bench', spire: 'bench' }, state: { proxy_ready: true, probes: [], reason: '', message: '' } } } as never);
+    call.write({ hello: { protocol_version: PROTOCOL_VERSION, group: GROUP, namespace: NAMESPACE, node_name: c.node, workload_ips: ['10.9.0.1'], workload_name: '', server_name: SERVER_NAME, machine_id: c.node, versions: { harness: 'bench', proxy: 'bench', spire_agent: 'bench' }, state: { proxy_ready: true, probes: [], reason: '', message: '' } } } as never);
   };
   // Heartbeats every 10 s, spread over the interval like a real fleet's.
   setInterval(() => {
@@ -146,7 +151,7 @@ async function clientsChild(dir: string, address: string): Promise<void> {
         if (clients.length % 50 === 0) await sleep(5); // let handshakes progress instead of queueing all at once
       }
       out({ grown: clients.length });
-    } else if (cmd === 'count') out({ accepted: clients.filter((c) => c.accepted).length, failures });
+    } else if (cmd === 'count') out({ accepted: clients.filter((c) => c.accepted).length, failures, refusals });
     else if (cmd === 'storm') {
       // Every stream drops (no goodbye) and reconnects at a random moment within 10 s.
       failures = 0;
@@ -268,7 +273,10 @@ async function main(): Promise<void> {
         if (accepted >= size) break;
         await sleep(1000);
       }
+      clients.send('count');
+      const refused = (await clients.next((o) => 'accepted' in o)).refusals as Record<string, number>;
       rows.push({ name: `${size} streams: connected within ${connectBudgetMs(size) / 1000} s`, value: accepted, unit: 'streams', detail: { seconds: (Date.now() - began) / 1000 } });
+      rows.push({ name: `${size} streams: refusals while connecting (all sizes so far)`, value: Object.values(refused).reduce((a, b) => a + b, 0), unit: 'streams', detail: { byReason: refused } });
       if (accepted < size) return false;
       await sleep(5000); // the connect burst settles
       const writesBefore = (await heap()).writes!;
@@ -296,7 +304,7 @@ async function main(): Promise<void> {
       clients.send('storm');
       await clients.next((o) => 'storm' in o);
       const stormBegan = Date.now();
-      let after = { accepted: 0, failures: 0 };
+      let after = { accepted: 0, failures: 0, refusals: {} as Record<string, number> };
       let allBackAfter: number | undefined;
       while (Date.now() - stormBegan < connectBudgetMs(size)) {
         await sleep(1000);
@@ -311,6 +319,7 @@ async function main(): Promise<void> {
       const flaps = registrar.events.filter((o) => 'notReady' in o).length - notReadyBefore;
       rows.push({ name: `${size} streams, storm (all reconnect within 10 s): reconnected`, value: after.accepted, unit: 'streams', detail: { allBackAfterSeconds: allBackAfter ?? null } });
       rows.push({ name: `${size} streams, storm: handshake/stream failures`, value: after.failures, unit: 'streams' });
+      rows.push({ name: `${size} streams: refusals so far (connect and storms)`, value: Object.values(after.refusals).reduce((a, b) => a + b, 0), unit: 'streams', detail: { byReason: after.refusals } });
       rows.push({ name: `${size} streams, storm: workloads flapped to Ready=False (grace ${GRACE})`, value: flaps, unit: 'workloads' });
     };
     await storm(reached);

@@ -106,6 +106,11 @@ export class WorkloadController {
    * even once the storm is over. A later, separate absence is not held.
    */
   private readonly held = new Map<string, number>();
+  /**
+   * When each registrar-managed ExternalWorkload that is Ready=True was created (ms), kept from
+   * the watch: what the storm guard counts each second, without a pass over the store.
+   */
+  private readonly readyCreatedAt = new Map<string, number>();
   private ticks = 0;
   /**
    * Each workload's write budget (limits.writeBurst, limits.writeInterval) as the moment it
@@ -113,8 +118,7 @@ export class WorkloadController {
    */
   private readonly budgetFullAt = new Map<string, number>();
   /** Names per (namespace, group, SPIFFE ID): the objects in the store, and our sessions. */
-  private readonly stored = new WorkloadIndex();
-  private readonly sessionIndex = new WorkloadIndex();
+  private readonly index = new WorkloadIndex();
   private stopped = false;
   private loop: Promise<void> = Promise.resolve();
 
@@ -202,15 +206,14 @@ export class WorkloadController {
       }
     }
     const limit = group.spec.maxWorkloadsPerIdentity ?? 1;
-    const index = WorkloadIndex.key(registration.namespace, registration.group, registration.spiffeId);
-    const others = new Set([...this.stored.get(index), ...this.sessionIndex.get(index)]);
-    others.delete(id);
-    if (others.size >= limit) {
-      const names = [...others].slice(0, 5).map((n) => split(n)[1]).join(', ');
+    const bucket = WorkloadIndex.key(registration.namespace, registration.group, registration.spiffeId);
+    const held = this.index.countOthers(bucket, id);
+    if (held >= limit) {
+      const names = this.index.others(bucket, id, 5).map((n) => split(n)[1]).join(', ');
       return {
         ok: false,
         reason: 'TooManyWorkloads',
-        message: `${registration.spiffeId} already holds ${others.size} ExternalWorkload${others.size === 1 ? '' : 's'} in ExternalGroup ${registration.namespace}/${registration.group} (${names}${others.size > 5 ? ', ...' : ''}) and the group's spec.maxWorkloadsPerIdentity is ${limit}: give each machine its own SPIFFE ID, raise spec.maxWorkloadsPerIdentity, or delete an ExternalWorkload whose machine is gone (the registrar deletes one after its TTL)`,
+        message: `${registration.spiffeId} already holds ${held} ExternalWorkload${held === 1 ? '' : 's'} in ExternalGroup ${registration.namespace}/${registration.group} (${names}${held > 5 ? ', ...' : ''}) and the group's spec.maxWorkloadsPerIdentity is ${limit}: give each machine its own SPIFFE ID, raise spec.maxWorkloadsPerIdentity, or delete an ExternalWorkload whose machine is gone (the registrar deletes one after its TTL)`,
       };
     }
     return { ok: true };
@@ -226,7 +229,7 @@ export class WorkloadController {
     }
     this.tracked.set(id, { registration: session.registration, session });
     const { namespace, group, spiffeId } = session.registration;
-    this.sessionIndex.set(id, WorkloadIndex.key(namespace, group, spiffeId));
+    this.index.set('session', id, WorkloadIndex.key(namespace, group, spiffeId));
     this.held.delete(id);
     this.markDirty(id);
   }
@@ -462,7 +465,8 @@ export class WorkloadController {
       const holder = event.object.metadata.annotations?.[ANNOTATION.holder];
       if (holder && holder !== this.options.replica) this.holderSeenAt.set(id, this.now());
       if (event.type === 'deleted') this.holderSeenAt.delete(id);
-      this.stored.set(id, event.type === 'deleted' ? undefined : indexKey(event.object));
+      this.index.set('stored', id, event.type === 'deleted' ? undefined : indexKey(event.object));
+      this.noteReady(id, event.type === 'deleted' ? undefined : event.object);
       if (this.tracked.has(id) || holder !== undefined) this.markDirty(id);
     } else if (event.kind === 'ExternalGroup') {
       const { namespace, name, generation, uid } = event.object.metadata;
@@ -521,7 +525,7 @@ export class WorkloadController {
     this.tracked.delete(id);
     this.held.delete(id);
     this.budgetFullAt.delete(id);
-    this.sessionIndex.set(id, undefined);
+    this.index.set('session', id, undefined);
   }
 
   private stormHold(): number {
@@ -550,10 +554,15 @@ export class WorkloadController {
     for (const [id, entry] of this.tracked) {
       if (!entry.session && !entry.goodbye && entry.goneSince !== undefined && now - entry.goneSince < window) candidates.push(id);
     }
-    const away = candidates.filter((id) => this.serving(this.current(id), window));
+    // Serving: Ready (still, within its grace) and created before the storm window.
+    const createdBefore = now - window;
+    const away = candidates.filter((id) => (this.readyCreatedAt.get(id) ?? Infinity) <= createdBefore);
     const dropped = away.length;
-    // Counting the denominator costs a pass over the cache: only when a storm is possible at all.
-    const total = dropped >= GC_GUARD_MINIMUM ? Math.max(dropped, this.options.store.listWorkloads().filter((w) => w.metadata.annotations?.[ANNOTATION.holder] !== undefined && this.serving(w, window)).length) : 0;
+    let total = 0;
+    if (dropped >= GC_GUARD_MINIMUM) {
+      for (const created of this.readyCreatedAt.values()) if (created <= createdBefore) total += 1;
+      total = Math.max(dropped, total);
+    }
     const storm = total >= GC_GUARD_MINIMUM && dropped > total * fraction;
     if (storm) for (const id of away) this.held.set(id, now);
     if (storm === this.storm) return;
@@ -566,10 +575,10 @@ export class WorkloadController {
     }
   }
 
-  /** Whether a workload counts for the storm guard: Ready (still, within its grace) and created before the storm window. */
-  private serving(object: ExternalWorkload | undefined, window: number): boolean {
+  private noteReady(id: string, object: ExternalWorkload | undefined): void {
     const created = Date.parse(object?.metadata.creationTimestamp ?? '');
-    return readyCondition(object)?.status === 'True' && Number.isFinite(created) && this.now() - created >= window;
+    if (object?.metadata.annotations?.[ANNOTATION.holder] !== undefined && readyCondition(object)?.status === 'True' && Number.isFinite(created)) this.readyCreatedAt.set(id, created);
+    else this.readyCreatedAt.delete(id);
   }
 
   private tick(): void {
@@ -597,8 +606,15 @@ export class WorkloadController {
   private resync(): void {
     const all = this.options.store.listWorkloads();
     for (const [id, fullAt] of this.budgetFullAt) if (fullAt <= this.now()) this.budgetFullAt.delete(id);
-    this.stored.clear();
-    for (const w of all) this.stored.set(key(w.metadata.namespace, w.metadata.name), indexKey(w));
+    const present = new Set<string>();
+    for (const w of all) {
+      const id = key(w.metadata.namespace, w.metadata.name);
+      present.add(id);
+      this.index.set('stored', id, indexKey(w));
+      this.noteReady(id, w);
+    }
+    this.index.retain('stored', (id) => present.has(id));
+    for (const id of this.readyCreatedAt.keys()) if (!present.has(id)) this.readyCreatedAt.delete(id);
     const workloads = all.filter((w) => w.metadata.annotations?.[ANNOTATION.holder] !== undefined);
     let orphaned = 0;
     const lapsed: string[] = [];

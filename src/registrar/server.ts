@@ -66,7 +66,10 @@ export class RegistrationServer {
   private readonly server: grpc.Server;
   private provider?: grpc.experimental.FileWatcherCertificateProvider;
   private boundPort = 0;
-  private readonly streams = new Set<ServerConnectStream>();
+  /** Every open stream, with its session once the hello was accepted. */
+  private readonly streams = new Map<ServerConnectStream, OpenStream>();
+  /** One sweep for all streams finds the silent ones (a timer per stream costs memory and wake-ups at 10k streams). */
+  private watchdog?: NodeJS.Timeout;
   /** Streams per SPIFFE ID that have not been answered yet (limits.pendingStreamsPerIdentity). */
   private readonly pending = new Map<string, number>();
   private readonly refusals: Counter<'reason'>;
@@ -105,15 +108,30 @@ export class RegistrationServer {
     this.boundPort = await new Promise<number>((resolve, reject) =>
       this.server.bindAsync(this.options.listen, credentials, (err, port) => (err ? reject(new Error(`cannot listen on ${this.options.listen}: ${err.message}`)) : resolve(port))),
     );
+    this.watchdog = setInterval(() => this.dropSilent(), Math.max(500, this.options.heartbeatIntervalMs));
+    this.watchdog.unref();
     return this.boundPort;
+  }
+
+  /** Ends every stream that said nothing for MISSED_HEARTBEATS heartbeat intervals. */
+  private dropSilent(): void {
+    const silence = MISSED_HEARTBEATS * this.options.heartbeatIntervalMs;
+    const now = Date.now();
+    for (const [call, open] of this.streams) {
+      if (!open.session || now - open.session.lastSeen <= silence) continue;
+      this.options.log.info({ workload: open.session.registration.name, peer: open.session.peer }, `no message for ${silence / 1000}s; treating the stream as dropped`);
+      open.finish();
+      call.destroy(new Error('heartbeat timeout'));
+    }
   }
 
   /** GOAWAY to every connection, then wait up to graceMs for the streams to end. */
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
+    clearInterval(this.watchdog);
     const host = this.options.listen.slice(0, this.options.listen.lastIndexOf(':'));
     this.server.drain(`${host}:${this.boundPort}`, graceMs);
-    for (const stream of this.streams) stream.end();
+    for (const stream of this.streams.keys()) stream.end();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.server.forceShutdown();
@@ -127,6 +145,7 @@ export class RegistrationServer {
   }
 
   forceShutdown(): void {
+    clearInterval(this.watchdog);
     this.server.forceShutdown();
   }
 
@@ -177,35 +196,25 @@ export class RegistrationServer {
       else this.pending.delete(proven.id);
     };
     const machine: Peer = { spiffeId: proven.id, dnsNames: proven.dnsNames, address: peerAddress(peer) };
-    this.streams.add(call);
-    let session: (Session & { lastSeen: number }) | undefined;
+    let session: LiveSession | undefined;
     let helloTimer: NodeJS.Timeout | undefined = setTimeout(() => {
       this.refuse(call, 'InvalidHello', 'no hello within the timeout', 5, { peer, identity: proven.id });
       finish();
     }, this.options.helloTimeoutMs ?? 10_000);
-    const silence = MISSED_HEARTBEATS * this.options.heartbeatIntervalMs;
-    const watchdog = setInterval(() => {
-      if (session && Date.now() - session.lastSeen > silence) {
-        log.info({ workload: session.registration.name, peer }, `no message for ${silence / 1000}s; treating the stream as dropped`);
-        finish();
-        call.destroy(new Error('heartbeat timeout'));
-      }
-    }, Math.max(500, this.options.heartbeatIntervalMs));
-    watchdog.unref();
-
     let finished = false;
     const finish = (goodbye = false): void => {
       if (finished) return;
       finished = true;
       answer();
       clearTimeout(helloTimer);
-      clearInterval(watchdog);
       this.streams.delete(call);
       if (session) {
         if (goodbye) this.options.controller.goodbye(session);
         else this.options.controller.detach(session);
       }
     };
+    const open: OpenStream = { finish };
+    this.streams.set(call, open);
 
     call.on('data', (message: HarnessMessage) => {
       if (session) session.lastSeen = Date.now();
@@ -214,6 +223,7 @@ export class RegistrationServer {
         clearTimeout(helloTimer);
         helloTimer = undefined;
         session = this.hello(call, message.hello, machine, peer);
+        open.session = session;
         answer();
         if (!session) finish();
       } else if (!session) {
@@ -243,7 +253,7 @@ export class RegistrationServer {
     call.on('close', () => finish());
   }
 
-  private hello(call: ServerConnectStream, hello: Hello, machine: Peer, peer: string): (Session & { lastSeen: number }) | undefined {
+  private hello(call: ServerConnectStream, hello: Hello, machine: Peer, peer: string): LiveSession | undefined {
     const spiffeId = machine.spiffeId;
     const fields = { peer, identity: spiffeId, group: hello.group.slice(0, 63), namespace: hello.namespace.slice(0, 63), node: hello.node_name.slice(0, 253) };
     if (hello.protocol_version < MIN_PROTOCOL_VERSION) {
@@ -327,6 +337,15 @@ export class RegistrationServer {
       call.end();
     }
   }
+}
+
+/** A session on this server: when the harness last said anything. */
+type LiveSession = Session & { lastSeen: number };
+
+interface OpenStream {
+  session?: LiveSession;
+  /** Ends the stream's part in the controller (a detach; a goodbye with true). */
+  finish(goodbye?: boolean): void;
 }
 
 /** The peer certificate's single spiffe:// URI SAN, and its DNS SANs. */
