@@ -86,17 +86,9 @@ function layoutEntry(layout: LayoutSource, platform: Platform): Descriptor {
   throw new OciError(`${layout.description} holds ${entries.length} images (${names.join(', ')}); export only the proxy image into it`);
 }
 
-function syncDirectory(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function syncFile(path: string): void {
-  const fd = openSync(path, 'r+');
+/** Flushes a file ('r+') or a directory ('r') to disk. */
+function fsyncPath(path: string, flags: 'r' | 'r+'): void {
+  const fd = openSync(path, flags);
   try {
     fsyncSync(fd);
   } finally {
@@ -162,7 +154,7 @@ export async function installProxy(options: InstallProxyOptions): Promise<ProxyI
         throw new OciError(`/${PROXY_IMAGE_BINARY} in ${source.description} is built for ${elfName(machine)}, not ${platform.architecture}, whatever its manifest says`, 'platform');
       }
       chmodSync(temp, 0o755);
-      syncFile(temp);
+      fsyncPath(temp, 'r+');
       const proxyVersion = files.get(PROXY_IMAGE_VERSION_FILE)?.bytes?.toString('utf8').trim().split('\n')[0]?.slice(0, 64);
       const record: ProxyInstallRecord = {
         schemaVersion: 1,
@@ -180,13 +172,13 @@ export async function installProxy(options: InstallProxyOptions): Promise<ProxyI
         installedBy: harnessVersion(),
       };
       writeFileSync(recordTemp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644, flag: 'wx' });
-      syncFile(recordTemp);
+      fsyncPath(recordTemp, 'r+');
       if (signal?.aborted) throw new OciError('interrupted; nothing was installed', 'failed');
       // The binary first: a crash between the two renames leaves a record that no longer
       // matches the binary, which readers report as changed, never a wrong version.
       renameSync(temp, destination);
       renameSync(recordTemp, installRecordPath(destination));
-      syncDirectory(dir);
+      fsyncPath(dir, 'r');
       return record;
     } finally {
       rmSync(temp, { force: true });
