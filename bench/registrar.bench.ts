@@ -291,6 +291,9 @@ async function main(): Promise<void> {
       rows.push({ name: `${size} streams: registrar RssAnon`, value: b.rssAnonMb, unit: 'MB' });
       rows.push({ name: `${size} streams: registrar RSS per stream (above idle)`, value: ((b.rssMb - idle.rssMb) * 1024) / size, unit: 'KiB' });
       const h = await heap();
+      // The sampled RSS above includes whatever garbage V8 has not collected yet at that moment; after a full
+      // collection it is what the live streams hold (what a memory limit must fit, given heap headroom).
+      rows.push({ name: `${size} streams: registrar RSS per stream after a full GC (above idle after GC)`, value: ((h.rssMb! - idleHeap.rssMb!) * 1024) / size, unit: 'KiB' });
       rows.push({ name: `${size} streams: JS heap per stream after GC (above idle)`, value: ((h.heapUsedMb! - idleHeap.heapUsedMb!) * 1024) / size, unit: 'KiB', detail: { idle: idleHeap, now: h } });
       return true;
     };

@@ -71,27 +71,27 @@ export class EmbeddedStore implements RegistrarStore {
   }
 
   getGroup(namespace: string, name: string): ExternalGroup | undefined {
-    return clone(this.objects.ExternalGroup.get(key(namespace, name)) as ExternalGroup | undefined);
+    return this.objects.ExternalGroup.get(key(namespace, name)) as ExternalGroup | undefined;
   }
 
   getWorkload(namespace: string, name: string): ExternalWorkload | undefined {
-    return clone(this.objects.ExternalWorkload.get(key(namespace, name)) as ExternalWorkload | undefined);
+    return this.objects.ExternalWorkload.get(key(namespace, name)) as ExternalWorkload | undefined;
   }
 
   listWorkloads(): ExternalWorkload[] {
-    return [...this.objects.ExternalWorkload.values()].map((o) => clone(o as ExternalWorkload));
+    return [...this.objects.ExternalWorkload.values()] as ExternalWorkload[];
   }
 
   listGroups(): ExternalGroup[] {
-    return [...this.objects.ExternalGroup.values()].map((o) => clone(o as ExternalGroup));
+    return [...this.objects.ExternalGroup.values()] as ExternalGroup[];
   }
 
   listServices(namespace: string): Service[] {
-    return [...this.objects.Service.values()].filter((o) => o.metadata.namespace === namespace).map((o) => clone(o as Service));
+    return [...this.objects.Service.values()].filter((o) => o.metadata.namespace === namespace) as Service[];
   }
 
   listLeases(): Lease[] {
-    return [...this.objects.Lease.values()].map((o) => clone(o as Lease));
+    return [...this.objects.Lease.values()] as Lease[];
   }
 
   /** The embedded store has no Linkerd: the registrar uses its configured proxy facts. */
@@ -261,14 +261,16 @@ export class EmbeddedStore implements RegistrarStore {
   private put<T extends AnyObject>(kind: Kind, object: T, type: 'added' | 'modified'): T {
     this.revision += 1;
     object.metadata.resourceVersion = String(this.revision);
-    this.objects[kind].set(key(object.metadata.namespace, object.metadata.name), object);
-    this.publish({ kind, type, object: clone(object) } as StoreEvent);
+    // Stored frozen: reads and watch events share it, as a reflector's cache does, and a caller
+    // that mutates a cached object fails loudly here instead of corrupting a real cache later.
+    this.objects[kind].set(key(object.metadata.namespace, object.metadata.name), deepFreeze(object));
+    this.publish({ kind, type, object } as StoreEvent);
     return clone(object);
   }
 
   private remove(kind: Kind, object: AnyObject): void {
     this.objects[kind].delete(key(object.metadata.namespace, object.metadata.name));
-    this.publish({ kind, type: 'deleted', object: clone(object) } as StoreEvent);
+    this.publish({ kind, type: 'deleted', object: Object.isFrozen(object) ? object : deepFreeze(clone(object)) } as StoreEvent);
   }
 
   // Watch events arrive after the write's response, as they do from a real API server.
@@ -285,6 +287,14 @@ function key(namespace: string, name: string): string {
 
 function clone<T>(value: T): T {
   return value === undefined ? value : structuredClone(value);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
 }
 
 function checkName(name: string, resource: string): void {
