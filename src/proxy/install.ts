@@ -20,7 +20,7 @@ import { resolveImage, type ResolvedImage } from '../oci/resolve.ts';
 import type { RegistryCredentials } from '../oci/credentials.ts';
 import type { ImageSource } from '../oci/source.ts';
 import { harnessVersion } from '../util/version.ts';
-import { installRecordPath, PROXY_IMAGE_BINARY, PROXY_IMAGE_VERSION_FILE, sha256File, type ProxyInstallRecord } from './install-record.ts';
+import { installRecordPath, PROXY_IMAGE_BINARY, PROXY_IMAGE_VERSION_FILE, readInstalledProxy, sha256File, type ProxyInstallRecord } from './install-record.ts';
 
 /** linkerd2-proxy is tens of MiB; a file far larger is not it (and must not fill the disk). */
 const MAX_BINARY_BYTES = 512 * 1024 * 1024;
@@ -39,6 +39,14 @@ export interface InstallProxyOptions {
   /** Progress, one line at a time, for the operator. */
   progress?: (line: string) => void;
   now?: () => Date;
+  /** Install even when the destination already holds this image's binary, as recorded and unaltered. */
+  force?: boolean;
+}
+
+/** The record of the proxy at the destination; installed is false when it already was that image's and nothing was written. */
+export interface InstallProxyResult {
+  record: ProxyInstallRecord;
+  installed: boolean;
 }
 
 /** ELF e_machine of each architecture (elf.h): a binary for another machine is refused, whatever the image claimed. */
@@ -96,7 +104,7 @@ function fsyncPath(path: string, flags: 'r' | 'r+'): void {
   }
 }
 
-export async function installProxy(options: InstallProxyOptions): Promise<ProxyInstallRecord> {
+export async function installProxy(options: InstallProxyOptions): Promise<InstallProxyResult> {
   const { destination, signal } = options;
   const say = options.progress ?? (() => undefined);
   const platform = normalizePlatform(options.platform);
@@ -122,6 +130,15 @@ export async function installProxy(options: InstallProxyOptions): Promise<ProxyI
     const image: ResolvedImage = await resolveImage(source, start, platform, signal);
     say(`${formatPlatform(image.platform)} image ${image.manifestDigest}${image.indexDigest ? ` (from index ${image.indexDigest})` : ''}: ${image.manifest.layers.length} layers`);
     version ||= image.config.labels[OCI_VERSION_LABEL] ?? '';
+    // The same image's binary, as its record says and its sha256 confirms: nothing to pull or
+    // write, so configuration management can run this on every pass. A binary changed by hand
+    // no longer matches its record and is replaced.
+    if (!options.force) {
+      const present = await readInstalledProxy(destination);
+      if (present.state === 'recorded' && present.record.manifestDigest === image.manifestDigest && present.record.version === version) {
+        return { record: present.record, installed: false };
+      }
+    }
 
     const dir = dirname(destination);
     try {
@@ -179,7 +196,7 @@ export async function installProxy(options: InstallProxyOptions): Promise<ProxyI
       renameSync(temp, destination);
       renameSync(recordTemp, installRecordPath(destination));
       fsyncPath(dir, 'r');
-      return record;
+      return { record, installed: true };
     } finally {
       rmSync(temp, { force: true });
       rmSync(recordTemp, { force: true });

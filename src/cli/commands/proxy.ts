@@ -18,7 +18,7 @@ import { configOptions, parseCommandArgs, write, type Command, type CommandIo } 
 import { loadCommandConfig } from '../command-config.ts';
 
 const ENV_USAGE = 'mesh-harness proxy env [--config PATH] [--set section.key=value ...]';
-const INSTALL_USAGE = 'mesh-harness proxy install [--image REF | --from FILE] [--pull-secret FILE] [--arch ARCH] [--dest DIR] [--plain-http] [--config PATH]';
+const INSTALL_USAGE = 'mesh-harness proxy install [--image REF | --from FILE] [--pull-secret FILE] [--arch ARCH] [--dest DIR] [--plain-http] [--force] [--config PATH]';
 
 async function env(args: string[], io: CommandIo): Promise<number> {
   const { values } = parseCommandArgs({ name: 'proxy env', usage: ENV_USAGE }, args, { ...configOptions });
@@ -80,6 +80,7 @@ async function install(args: string[], io: CommandIo): Promise<number> {
     arch: { type: 'string' },
     dest: { type: 'string' },
     'plain-http': { type: 'boolean' },
+    force: { type: 'boolean' },
   });
   const usage = (message: string) => new CliError(`mesh-harness proxy install: ${message}\nusage: ${INSTALL_USAGE}`, EXIT.USAGE);
   if (values.image !== undefined && values.from !== undefined) throw usage('--image and --from name two sources; give one');
@@ -123,7 +124,11 @@ async function install(args: string[], io: CommandIo): Promise<number> {
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
   try {
-    const record = await installProxy({ source, destination, platform, signal: abort.signal, progress: (line) => write(io.stdout, `  ${line}`) });
+    const { record, installed } = await installProxy({ source, destination, platform, signal: abort.signal, force: values.force === true, progress: (line) => write(io.stdout, `  ${line}`) });
+    if (!installed) {
+      write(io.stdout, `already installed ${destination}: ${describeInstall(record)}; sha256 ${record.sha256} checked; nothing written (--force reinstalls)`);
+      return EXIT.OK;
+    }
     write(io.stdout, `installed ${destination}: ${describeInstall(record)}; sha256 ${record.sha256}; recorded in ${installRecordPath(destination)}`);
   } catch (err) {
     if (abort.signal.aborted) throw new CliError('mesh-harness proxy install: interrupted; the installed proxy is unchanged', EXIT.FAILURE);

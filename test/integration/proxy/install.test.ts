@@ -76,6 +76,29 @@ t.test('proxy install from a real registry', { skip: SKIP_WITHOUT_REGISTRY }, as
     t.match(JSON.parse(version.stdout), { proxy: { path: binary, install: { state: 'recorded', version: tag, proxyVersion: 'v2.290.0' } } }, 'version reports the installed release');
   });
 
+  t.test('the same image again writes nothing; --force and a binary changed by hand reinstall', async (t) => {
+    const files = () => ({ binary: statSync(binary), record: statSync(`${binary}.install.json`) });
+    const before = files();
+    const again = await install(['--image', image, '--config', config]);
+    t.equal(again.exitCode, 0, again.stderr);
+    t.match(again.stdout, new RegExp(`already installed ${binary}: ${tag}`));
+    t.notMatch(again.stdout, /layer \d+\/\d+/, 'no layer was fetched');
+    const after = files();
+    t.same([after.binary.ino, after.binary.mtimeMs, after.record.ino, after.record.mtimeMs], [before.binary.ino, before.binary.mtimeMs, before.record.ino, before.record.mtimeMs], 'neither the binary nor its record was rewritten');
+
+    const forced = await install(['--image', image, '--config', config, '--force']);
+    t.equal(forced.exitCode, 0, forced.stderr);
+    t.match(forced.stdout, /layer 2\/2 sha256:[a-f0-9]{64} verified/);
+    t.match(forced.stdout, new RegExp(`^installed ${binary}: `, 'm'));
+    t.not(statSync(binary).ino, before.binary.ino, '--force wrote a new binary');
+
+    writeFileSync(binary, standInProxy('replaced by hand'));
+    const healed = await install(['--image', image, '--config', config]);
+    t.equal(healed.exitCode, 0, healed.stderr);
+    t.match(healed.stdout, new RegExp(`^installed ${binary}: `, 'm'), 'a binary that no longer matches its record is replaced');
+    t.equal((await execa(binary, [], { reject: false })).stdout, `proxy ${HOST_ARCH} ${tag}`);
+  });
+
   t.test('another architecture on request, into another directory', async (t) => {
     const dest = join(work, 'other');
     const result = await install(['--image', image, '--arch', OTHER_ARCH, '--dest', dest, '--config', config]);
