@@ -164,6 +164,7 @@ ansible_vars() {
   "mesh_harness_registrar_address": "${3:-}",
   "mesh_harness_registrar_identity": "${4:-}",
   "mesh_harness_spire_join_token": "${5:-}",
+  "mesh_harness_proxy_archive_file": "${6:-}",
   "mesh_harness_config": $2
 }
 EOF
@@ -176,7 +177,7 @@ enroll_config() {
   "workload": { "group": "web", "namespace": "$(cat "$S/registrar-namespace")", "ips": ["$VM_IP"], "ports": [8080] },
   "identity": { "spiffeId": "$SPIFFE_ID", "serverName": "web.default.vm.cluster.local", "workloadApiSocket": "unix:///run/spire/agent/api.sock" },
   "spire": { "agentBinary": "/opt/mesh-ci/spire-agent", "serverAddress": "127.0.0.1", "trustBundleFile": "/etc/mesh-harness/trust-anchors.pem" },
-  "proxy": { "binary": "/opt/mesh-ci/linkerd2-proxy", "destinationAddr": "127.0.0.1:8086", "shutdownGrace": "5s" },
+  "proxy": { "binary": "/usr/lib/linkerd/linkerd2-proxy", "destinationAddr": "127.0.0.1:8086", "shutdownGrace": "5s" },
   "log": { "format": "json" }
 }
 EOF
@@ -472,7 +473,7 @@ if [ "$phase" = 3 ]; then
   check "enroll: the network to the host's registrar" enroll_network
   token=$(enroll_token)
   check "enroll: a join token and one entry by group name (unix:group:meshproxy), before the account exists" bash -c "[ -n '$token' ] && ! getent group meshproxy"
-  ansible_vars "/root/$(cat "$S/base-deb")" "$(enroll_config)" "$(cat "$S/registrar-address")" "$(cat "$S/registrar-identity")" "$token"
+  ansible_vars "/root/$(cat "$S/base-deb")" "$(enroll_config)" "$(cat "$S/registrar-address")" "$(cat "$S/registrar-identity")" "$token" "$S/proxy/linkerd2-proxy.oci.tar"
   enroll_run() {
     local t0 rc
     t0=$(now)
@@ -483,6 +484,7 @@ if [ "$phase" = 3 ]; then
   }
   check "enroll: the first ansible run succeeds" enroll_run 1
   check "enroll: the harness is ready and registered after the first run" bash -c 'ready && registered'
+  check "enroll: the role installed linkerd2-proxy from the image archive, recorded" bash -c "/usr/bin/mesh-harness version --json | python3 -c 'import json, sys; p = json.load(sys.stdin)[\"proxy\"]; assert p[\"path\"] == \"/usr/lib/linkerd/linkerd2-proxy\" and p[\"install\"][\"state\"] == \"recorded\" and p[\"install\"][\"version\"] == \"vm-test\", p'"
   check "enroll: the second ansible run succeeds" enroll_run 2
   check "enroll: the second run changes nothing" bash -c "grep -q 'localhost *: ok=[0-9]* *changed=0 .*failed=0' '$OUT/enroll-2.log' || { tail -n 30 '$OUT/enroll-2.log'; exit 1; }"
   check "enroll: the join token file is root's alone" bash -c '[ "$(stat -c %a:%U /etc/mesh-harness/join-token)" = 600:root ]'

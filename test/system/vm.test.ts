@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { DevCa } from '../../src/dev/ca.ts';
 import type { ExternalWorkload } from '../../src/registrar/store.ts';
+import { writeLayout } from '../helpers/oci-image.ts';
 import { tempDir } from '../helpers/tmp.ts';
 import { SKIP_WITHOUT_VM } from '../helpers/host.ts';
 import { KubeCluster, SKIP_WITHOUT_KUBE } from '../helpers/kube.ts';
@@ -186,6 +187,18 @@ t.test('the .deb in a real Debian 12 machine with systemd', { skip: SKIP_WITHOUT
   // The development stand-ins, only ever on the share and in the guest's /opt/mesh-ci.
   for (const part of ['package.json', 'proto', 'dist']) cpSync(join(root, part), join(share, 'app', part), { recursive: true });
   cpSync(join(root, 'deploy', 'ansible'), join(share, 'ansible'), { recursive: true });
+  // The proxy image the role installs when enrolling (an OCI archive, as for an air-gapped
+  // host): Linkerd's layout, with a binary that starts the guest's development stand-in.
+  const proxyLayout = writeLayout(join(dir, 'proxy-layout'), [{
+    architecture: 'amd64',
+    layers: [[
+      { path: 'usr', type: 'dir' }, { path: 'usr/lib', type: 'dir' }, { path: 'usr/lib/linkerd', type: 'dir' },
+      { path: 'usr/lib/linkerd/linkerd2-proxy', data: '#!/bin/sh\nexec /opt/mesh-ci/linkerd2-proxy "$@"\n', mode: 0o755 },
+      { path: 'usr/lib/linkerd/linkerd2-proxy-version.txt', data: 'v0.0.0-vm\n' },
+    ]],
+  }], { refName: 'vm-test' });
+  mkdirSync(join(share, 'proxy'));
+  await run('skopeo', ['copy', '-q', `oci:${proxyLayout.dir}:vm-test`, `oci-archive:${join(share, 'proxy', 'linkerd2-proxy.oci.tar')}:vm-test`]);
   writeFileSync(join(share, 'node-version'), nodeVersion);
   writeFileSync(join(share, 'guest.sh'), guestScript);
 
