@@ -270,7 +270,8 @@ export class EmbeddedStore implements RegistrarStore {
 
   private remove(kind: Kind, object: AnyObject): void {
     this.objects[kind].delete(key(object.metadata.namespace, object.metadata.name));
-    this.publish({ kind, type: 'deleted', object: Object.isFrozen(object) ? object : deepFreeze(clone(object)) } as StoreEvent);
+    // Every caller passes the stored object, which put() froze.
+    this.publish({ kind, type: 'deleted', object } as StoreEvent);
   }
 
   // Watch events arrive after the write's response, as they do from a real API server.
